@@ -1,0 +1,97 @@
+//! Golden tests for diagnostics: every `tests/ui/NAME.net` is checked and its rendered
+//! diagnostics are compared with `tests/ui/NAME.stderr`.
+//!
+//! `# set: PATH=VALUE` lines at the top of a spec act like `--set PATH=VALUE`.
+//! Run with `NETC_BLESS=1` to rewrite the golden files after an intended change.
+
+use netc::check::Limits;
+use netc::diag::{self, Code, Diagnostic};
+use netc::ir::lower::parse_override;
+use netc::source::SourceMap;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// A fixed memory limit, so that the golden output does not depend on the machine.
+const LIMITS: Limits = Limits { memory_bytes: 8 << 30 };
+
+fn run(path: &Path) -> (String, Vec<Diagnostic>) {
+    let text = std::fs::read_to_string(path).expect("ui spec is readable");
+    let mut sources = SourceMap::new();
+    let name = format!("tests/ui/{}", path.file_name().expect("file name").to_string_lossy());
+    let file = sources.add(name, text.clone());
+    let mut overrides = Vec::new();
+    let mut diagnostics = Vec::new();
+    for line in text.lines() {
+        let Some(set) = line.strip_prefix("# set: ") else { continue };
+        let (key, value) = set.split_once('=').expect("a `# set:` line holds KEY=VALUE");
+        let id = sources.add(format!("--set {key}"), value.to_string());
+        match parse_override(key, id, value) {
+            Ok(o) => overrides.push(o),
+            Err(d) => diagnostics.push(d),
+        }
+    }
+    if diagnostics.is_empty() {
+        diagnostics = netc::compile(&sources, file, &overrides, &LIMITS).diagnostics;
+    }
+    (diag::render_plain(&sources, &diagnostics), diagnostics)
+}
+
+#[test]
+fn diagnostics_match_golden_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui");
+    let mut specs: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/ui exists")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "net"))
+        .collect();
+    specs.sort();
+    assert!(specs.len() >= 40, "expected at least 40 ui specs, found {}", specs.len());
+
+    let bless = std::env::var_os("NETC_BLESS").is_some();
+    let mut failures = Vec::new();
+    let mut codes_seen = HashSet::new();
+    for spec in &specs {
+        let (rendered, diagnostics) = run(spec);
+        let name = spec.file_stem().expect("stem").to_string_lossy().into_owned();
+        codes_seen.extend(diagnostics.iter().map(|d| d.code));
+        if name.starts_with("warn_") {
+            if diagnostics.is_empty() || diagnostics.iter().any(|d| d.is_error()) {
+                failures.push(format!("{name}: a warn_ spec must give warnings and no errors"));
+            }
+        } else if !diagnostics.iter().any(|d| d.is_error()) {
+            failures.push(format!("{name}: expected at least one error"));
+        }
+        for d in &diagnostics {
+            if d.hint.is_none() {
+                failures.push(format!("{name}: {} has no hint naming the fix", d.code.as_str()));
+            }
+        }
+        let golden = spec.with_extension("stderr");
+        if bless {
+            std::fs::write(&golden, &rendered).expect("write golden file");
+            continue;
+        }
+        match std::fs::read_to_string(&golden) {
+            Ok(expected) if expected == rendered => {}
+            Ok(expected) => failures.push(format!(
+                "{name}: output differs from {}\n--- expected\n{expected}\n--- actual\n{rendered}",
+                golden.display()
+            )),
+            Err(_) => failures.push(format!("{name}: no golden file; run with NETC_BLESS=1\n{rendered}")),
+        }
+    }
+    for code in Code::ALL {
+        if !codes_seen.contains(code) {
+            failures.push(format!("no ui spec exercises {}", code.as_str()));
+        }
+    }
+    assert!(failures.is_empty(), "{} ui failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn every_code_is_documented() {
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md")).expect("docs/errors.md exists");
+    for code in Code::ALL {
+        assert!(docs.contains(&format!("## {}", code.as_str())), "docs/errors.md lacks a section for {}", code.as_str());
+    }
+}
