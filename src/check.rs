@@ -75,12 +75,19 @@ pub fn check(program: &Program, spans: &Spans, limits: &Limits) -> Vec<Diagnosti
     }
 
     // A model needs something to learn.
-    let weighted = layers.iter().filter(|(_, l)| !matches!(l.kind, LayerKind::Dropout { .. })).count();
+    let weighted = layers
+        .iter()
+        .filter(|(_, l)| !matches!(l.kind, LayerKind::Dropout { .. }))
+        .count();
     if weighted == 0 {
         out.push(
-            Diagnostic::error(Code::NoLayers, spans.model, format!("model `{}` has no dense or maxout layer", model.name))
-                .with_label("nothing to train")
-                .with_hint("add an output layer before the loss, e.g. `dense 10 softmax`"),
+            Diagnostic::error(
+                Code::NoLayers,
+                spans.model,
+                format!("model `{}` has no dense or maxout layer", model.name),
+            )
+            .with_label("nothing to train")
+            .with_hint("add an output layer before the loss, e.g. `dense 10 softmax`"),
         );
     }
 
@@ -99,14 +106,20 @@ fn check_output(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
     let model = &program.model;
     let loss = model.loss;
     let loss_span = spans.loss.get("kind");
-    let Some((last_handle, last)) = model.layers.iter().next_back() else { return };
+    let Some((last_handle, last)) = model.layers.iter().next_back() else {
+        return;
+    };
     let last_span = spans.layer(last_handle);
     if let LayerKind::Dropout { .. } = last.kind {
         out.push(
-            Diagnostic::error(Code::LossMismatch, last_span.statement, "dropout cannot be the output layer")
-                .with_label("last layer before the loss")
-                .with_secondary(loss_span, "the loss reads this layer's output")
-                .with_hint("end the model with a dense layer, e.g. `dense 10 softmax`, and put dropout before it"),
+            Diagnostic::error(
+                Code::LossMismatch,
+                last_span.statement,
+                "dropout cannot be the output layer",
+            )
+            .with_label("last layer before the loss")
+            .with_secondary(loss_span, "the loss reads this layer's output")
+            .with_hint("end the model with a dense layer, e.g. `dense 10 softmax`, and put dropout before it"),
         );
         return;
     }
@@ -125,14 +138,20 @@ fn check_output(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
             None => format!("a {} layer", last.kind_name()),
         };
         let fix = match last.kind {
-            LayerKind::Dense { width, .. } => format!("write `dense {}{width} {name}` as the output layer", label_prefix(last)),
+            LayerKind::Dense { width, .. } => {
+                format!("write `dense {}{width} {name}` as the output layer", label_prefix(last))
+            }
             _ => format!("add `dense N {name}` after `{}` as the output layer", last.name),
         };
         out.push(
             Diagnostic::error(
                 Code::LossMismatch,
                 last_span.get("activation"),
-                format!("`{}` needs a {name} output, but the output layer `{}` has {found}", loss.name(), last.name),
+                format!(
+                    "`{}` needs a {name} output, but the output layer `{}` has {found}",
+                    loss.name(),
+                    last.name
+                ),
             )
             .with_label(format!("expected {name} here"))
             .with_secondary(loss_span, "this loss")
@@ -159,11 +178,17 @@ fn check_output(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
 
 fn label_prefix(layer: &Layer) -> String {
     let auto = layer.name.trim_end_matches(|c: char| c.is_ascii_digit()) == layer.kind_name();
-    if auto { String::new() } else { format!("{}: ", layer.name) }
+    if auto {
+        String::new()
+    } else {
+        format!("{}: ", layer.name)
+    }
 }
 
 fn check_data_shape(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
-    let DataSource::Named(data) = program.train.data.source else { return };
+    let DataSource::Named(data) = program.train.data.source else {
+        return;
+    };
     let model = &program.model;
     let data_span = spans.setting("data").get("source");
     if model.input_width != data.features() {
@@ -171,14 +196,21 @@ fn check_data_shape(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>)
             Diagnostic::error(
                 Code::DataShape,
                 spans.input.get("width"),
-                format!("the {} data set has {} features per sample, but the input is {} wide", data.name(), data.features(), model.input_width),
+                format!(
+                    "the {} data set has {} features per sample, but the input is {} wide",
+                    data.name(),
+                    data.features(),
+                    model.input_width
+                ),
             )
             .with_label(format!("expected {}", data.features()))
             .with_secondary(data_span, "the data set")
             .with_hint(format!("write `input {}`", data.features())),
         );
     }
-    let Some((h, last)) = model.layers.iter().next_back() else { return };
+    let Some((h, last)) = model.layers.iter().next_back() else {
+        return;
+    };
     let mut width = model.input_width;
     for l in model.layers.values() {
         width = l.output_width(width);
@@ -189,12 +221,20 @@ fn check_data_shape(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>)
         _ => width == classes,
     };
     if !fits && !matches!(last.kind, LayerKind::Dropout { .. }) {
-        let slot = if matches!(last.kind, LayerKind::Maxout { .. }) { "units" } else { "width" };
+        let slot = if matches!(last.kind, LayerKind::Maxout { .. }) {
+            "units"
+        } else {
+            "width"
+        };
         out.push(
             Diagnostic::error(
                 Code::DataShape,
                 spans.layer(h).get(slot),
-                format!("the {} data set has {classes} classes, but the output layer `{}` has {width} outputs", data.name(), last.name),
+                format!(
+                    "the {} data set has {classes} classes, but the output layer `{}` has {width} outputs",
+                    data.name(),
+                    last.name
+                ),
             )
             .with_label(format!("expected {classes}"))
             .with_secondary(data_span, "the data set")
@@ -282,7 +322,11 @@ pub fn human_bytes(bytes: u128) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", units[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
 }
 
 fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
@@ -290,7 +334,10 @@ fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
     let layers: Vec<(Handle<Layer>, &Layer)> = model.layers.iter().collect();
     let last = layers.len().saturating_sub(1);
     // The output layer: the last layer with weights.
-    let output = layers.iter().rposition(|(_, l)| !matches!(l.kind, LayerKind::Dropout { .. })).unwrap_or(last);
+    let output = layers
+        .iter()
+        .rposition(|(_, l)| !matches!(l.kind, LayerKind::Dropout { .. }))
+        .unwrap_or(last);
 
     // W0001: deep stacks of saturating activations.
     let mut run: Vec<Handle<Layer>> = Vec::new();
@@ -314,7 +361,10 @@ fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
             );
             if first.statement != end.statement {
                 let d = out.last_mut().expect("just pushed");
-                d.secondary.push(crate::diag::Label { span: end.statement, message: "last of the stack".to_string() });
+                d.secondary.push(crate::diag::Label {
+                    span: end.statement,
+                    message: "last of the stack".to_string(),
+                });
             }
         }
         run.clear();
@@ -356,9 +406,13 @@ fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
     let data = &program.train.data;
     if !data.validation.is_some() {
         let data_span = spans.setting("data").statement;
-        let dropout = layers.iter().find(|(_, l)| matches!(l.kind, LayerKind::Dropout { rate, .. } if rate > 0.0));
+        let dropout = layers
+            .iter()
+            .find(|(_, l)| matches!(l.kind, LayerKind::Dropout { rate, .. } if rate > 0.0));
         let regularized = program.train.regularization != Regularization::default()
-            || layers.iter().any(|(_, l)| l.regularization.is_some_and(|r| r != Regularization::default()));
+            || layers
+                .iter()
+                .any(|(_, l)| l.regularization.is_some_and(|r| r != Regularization::default()));
         let mut what = Vec::new();
         let mut at = None;
         if let Some((h, _)) = dropout {
@@ -385,10 +439,17 @@ fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
         if let Some(early) = program.train.early_stop {
             let s = spans.setting("early_stop");
             out.push(
-                Diagnostic::error(Code::DataSplit, s.statement, format!("early stopping watches {}, but there is no validation data", early.metric.name()))
-                    .with_label("nothing to watch")
-                    .with_secondary(data_span, "no validation split here")
-                    .with_hint("add a validation split to `data`, e.g. `validation 10%`"),
+                Diagnostic::error(
+                    Code::DataSplit,
+                    s.statement,
+                    format!(
+                        "early stopping watches {}, but there is no validation data",
+                        early.metric.name()
+                    ),
+                )
+                .with_label("nothing to watch")
+                .with_secondary(data_span, "no validation split here")
+                .with_hint("add a validation split to `data`, e.g. `validation 10%`"),
             );
         }
     }
@@ -409,9 +470,13 @@ fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
             }
             if strength == 0.0 {
                 out.push(
-                    Diagnostic::warning(Code::RegularizationExtreme, s.get(name), format!("`{name} 0` has no effect"))
-                        .with_label("zero strength")
-                        .with_hint(format!("remove `{name} 0`, or give it a strength such as 1e-4")),
+                    Diagnostic::warning(
+                        Code::RegularizationExtreme,
+                        s.get(name),
+                        format!("`{name} 0` has no effect"),
+                    )
+                    .with_label("zero strength")
+                    .with_hint(format!("remove `{name} 0`, or give it a strength such as 1e-4")),
                 );
             } else if strength >= 1.0 || strength * lr >= 0.5 {
                 out.push(

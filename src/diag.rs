@@ -246,14 +246,11 @@ fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<usize> {
         Severity::Error => cs::Severity::Error,
         Severity::Warning => cs::Severity::Warning,
     };
-    let mut labels = vec![
-        cs::Label::new(LabelStyle::Primary, d.span.file, d.span.start..d.span.end).with_message(&d.label),
-    ];
-    labels.extend(
-        d.secondary
-            .iter()
-            .map(|l| cs::Label::new(LabelStyle::Secondary, l.span.file, l.span.start..l.span.end).with_message(&l.message)),
-    );
+    let mut labels =
+        vec![cs::Label::new(LabelStyle::Primary, d.span.file, d.span.start..d.span.end).with_message(&d.label)];
+    labels.extend(d.secondary.iter().map(|l| {
+        cs::Label::new(LabelStyle::Secondary, l.span.file, l.span.start..l.span.end).with_message(&l.message)
+    }));
     let mut notes = d.notes.clone();
     if let Some(hint) = &d.hint {
         notes.push(format!("help: {hint}"));
@@ -342,7 +339,16 @@ mod tests {
 
     #[test]
     fn did_you_mean_finds_close_words_only() {
-        let acts = ["relu", "sigmoid", "tanh", "leaky_relu", "prelu", "elu", "softmax", "linear"];
+        let acts = [
+            "relu",
+            "sigmoid",
+            "tanh",
+            "leaky_relu",
+            "prelu",
+            "elu",
+            "softmax",
+            "linear",
+        ];
         assert_eq!(did_you_mean("rleu", acts), Some("relu"));
         assert_eq!(did_you_mean("sigmod", acts), Some("sigmoid"));
         assert_eq!(did_you_mean("Softmax", acts), Some("softmax"));

@@ -82,7 +82,10 @@ fn write_command(out: &mut String, command: &Command, depth: usize, text: &str) 
 }
 
 fn write_block(out: &mut String, block: &Block, depth: usize, text: &str) {
-    let statements_only = block.lines.iter().all(|l| matches!(l, Line::Statement(s) if s.comment.is_none()));
+    let statements_only = block
+        .lines
+        .iter()
+        .all(|l| matches!(l, Line::Statement(s) if s.comment.is_none()));
     if block.inline && statements_only {
         let parts: Vec<String> = block
             .lines
@@ -125,7 +128,8 @@ fn write_block(out: &mut String, block: &Block, depth: usize, text: &str) {
 }
 
 fn on_same_line(text: &str, brace: usize, comment: &Comment) -> bool {
-    text.get(brace..comment.span.start).is_some_and(|between| !between.contains('\n'))
+    text.get(brace..comment.span.start)
+        .is_some_and(|between| !between.contains('\n'))
 }
 
 fn write_value(out: &mut String, value: &Value) {
@@ -172,6 +176,9 @@ mod tests {
 
     #[test]
     fn calls_and_strings_are_canonical() {
-        assert_eq!(fmt("a leaky_relu( 0.1 ,) \"x\\\"y\"\n"), "a leaky_relu(0.1) \"x\\\"y\"\n");
+        assert_eq!(
+            fmt("a leaky_relu( 0.1 ,) \"x\\\"y\"\n"),
+            "a leaky_relu(0.1) \"x\\\"y\"\n"
+        );
     }
 }

@@ -125,7 +125,8 @@ fn check(files: Vec<PathBuf>, format: FormatArg, deny_warnings: bool, summary: b
             }
         }
         Format::Json => {
-            let json = serde_json::to_string_pretty(&diag::to_json(&sources, &all)).expect("diagnostics always serialize");
+            let json =
+                serde_json::to_string_pretty(&diag::to_json(&sources, &all)).expect("diagnostics always serialize");
             println!("{json}");
         }
         Format::Github => print!("{}", diag::render_github(&sources, &all)),
@@ -160,7 +161,10 @@ fn fmt(files: Vec<PathBuf>, check: bool) -> ExitCode {
         let (tree, errors) = netc::syntax::parse(id, &text);
         if !errors.is_empty() {
             diag::emit_human(&sources, &errors);
-            eprintln!("error: `{}` has syntax errors; fix them before formatting", path.display());
+            eprintln!(
+                "error: `{}` has syntax errors; fix them before formatting",
+                path.display()
+            );
             failed = true;
             continue;
         }

@@ -207,13 +207,13 @@ pub fn parse(file: FileId, text: &str) -> (SourceFile, Vec<Diagnostic>) {
 }
 
 /// Parses a single value (the right-hand side of `--set KEY=VALUE`), held in its own file.
-pub fn parse_value(file: FileId, text: &str) -> Result<Value, Diagnostic> {
+pub fn parse_value(file: FileId, text: &str) -> Result<Value, Box<Diagnostic>> {
     if text.len() > 4096 || check_nesting(file, text).is_some() {
-        return Err(Diagnostic::error(
+        return Err(Box::new(Diagnostic::error(
             Code::BadOverride,
             Span::new(file, 0, text.len().min(1)),
             "this value is too long or too deeply nested",
-        ));
+        )));
     }
     match NetParser::parse(Rule::lone_value, text) {
         Ok(mut pairs) => {
@@ -224,13 +224,15 @@ pub fn parse_value(file: FileId, text: &str) -> Result<Value, Diagnostic> {
                 .expect("lone_value holds a value");
             Ok(build_value(file, value))
         }
-        Err(_) => Err(Diagnostic::error(
+        Err(_) => Err(Box::new(Diagnostic::error(
             Code::BadOverride,
             Span::new(file, 0, text.len()),
             format!("`{text}` is not a value"),
         )
         .with_label("not a number, name, quoted string or call")
-        .with_hint("write a number (`0.01`), a name (`relu`), a call (`leaky_relu(0.1)`) or a quoted path (`\"data.csv\"`)")),
+        .with_hint(
+            "write a number (`0.01`), a name (`relu`), a call (`leaky_relu(0.1)`) or a quoted path (`\"data.csv\"`)",
+        ))),
     }
 }
 
@@ -305,19 +307,18 @@ fn check_braces(file: FileId, text: &str, work: &mut [u8], diagnostics: &mut Vec
     for (offset, c) in code_chars(text) {
         match c {
             '{' => open.push(offset),
-            '}' => {
-                if open.pop().is_none() {
-                    diagnostics.push(
-                        Diagnostic::error(
-                            Code::UnbalancedBrace,
-                            Span::new(file, offset, offset + 1),
-                            "this `}` closes nothing",
-                        )
-                        .with_label("no `{` before it is still open")
-                        .with_hint("remove this `}`, or add the `{` it was meant to close"),
-                    );
-                    work[offset] = b' ';
-                }
+            // The guard pops the matching `{` when there is one; only a `}` with none is reported.
+            '}' if open.pop().is_none() => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        Code::UnbalancedBrace,
+                        Span::new(file, offset, offset + 1),
+                        "this `}` closes nothing",
+                    )
+                    .with_label("no `{` before it is still open")
+                    .with_hint("remove this `}`, or add the `{` it was meant to close"),
+                );
+                work[offset] = b' ';
             }
             _ => {}
         }
@@ -341,7 +342,10 @@ fn check_braces(file: FileId, text: &str, work: &mut [u8], diagnostics: &mut Vec
 fn blank_line(work: &mut [u8], position: usize) -> bool {
     let position = position.min(work.len());
     let start = work[..position].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let end = work[position..].iter().position(|&b| b == b'\n').map_or(work.len(), |i| position + i);
+    let end = work[position..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(work.len(), |i| position + i);
     let mut changed = false;
     for b in &mut work[start..end] {
         if !matches!(*b, b' ' | b'{' | b'}' | b'\t' | b'\r') {
@@ -417,12 +421,16 @@ fn syntax_error(
         format!("expected {}, found {found}", join_or(&expected))
     };
     let line_text = {
-        let start = original[..position.min(original.len())].rfind('\n').map_or(0, |i| i + 1);
+        let start = original[..position.min(original.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
         let end = original[start..].find('\n').map_or(original.len(), |i| start + i);
         &original[start..end]
     };
     let hint = match next_char {
-        Some(':') => Some("a layer name is written right before its colon, with no space: `dense h1: 256 relu`".to_string()),
+        Some(':') => {
+            Some("a layer name is written right before its colon, with no space: `dense h1: 256 relu`".to_string())
+        }
         Some('=') => Some("constants are declared as `let NAME = VALUE`, on a line of their own".to_string()),
         Some('(') => Some("write a call with no space before `(`: `leaky_relu(0.1)`".to_string()),
         Some(')') | Some(',') => Some("call arguments are values separated by commas: `step(10, 0.5)`".to_string()),
@@ -515,10 +523,7 @@ fn build_statement(file: FileId, pair: Pair<Rule>) -> Statement {
 fn build_command(file: FileId, pair: Pair<Rule>) -> Command {
     let mut inner = pair.into_inner();
     let head_pair = inner.next().expect("a command starts with its head");
-    let head = build_value(
-        file,
-        head_pair.into_inner().next().expect("a head is a call or a word"),
-    );
+    let head = build_value(file, head_pair.into_inner().next().expect("a head is a call or a word"));
     let mut args = Vec::new();
     let mut block = None;
     for p in inner {
@@ -599,9 +604,14 @@ mod tests {
 
     #[test]
     fn parses_statements_labels_calls_and_blocks() {
-        let tree = parse_ok("model m {\n  dense h1: 256 leaky_relu(0.1) init normal(0.01)\n  repeat 3 { dense 8 relu }\n}\n");
-        let Line::Statement(model) = &tree.lines[0] else { panic!("expected a statement") };
-        let StatementKind::Command(cmd) = &model.kind else { panic!("expected a command") };
+        let tree =
+            parse_ok("model m {\n  dense h1: 256 leaky_relu(0.1) init normal(0.01)\n  repeat 3 { dense 8 relu }\n}\n");
+        let Line::Statement(model) = &tree.lines[0] else {
+            panic!("expected a statement")
+        };
+        let StatementKind::Command(cmd) = &model.kind else {
+            panic!("expected a command")
+        };
         assert_eq!(cmd.head.as_word(), Some("model"));
         let block = cmd.block.as_ref().expect("model has a block");
         assert!(!block.inline);
@@ -614,10 +624,16 @@ mod tests {
             })
             .collect();
         assert_eq!(statements.len(), 2);
-        let StatementKind::Command(dense) = &statements[0].kind else { panic!() };
+        let StatementKind::Command(dense) = &statements[0].kind else {
+            panic!()
+        };
         assert!(matches!(&dense.args[0], Arg::Label(i) if i.name == "h1"));
-        assert!(matches!(&dense.args[2], Arg::Value(Value { kind: ValueKind::Call(n, a), .. }) if n.name == "leaky_relu" && a.len() == 1));
-        let StatementKind::Command(repeat) = &statements[1].kind else { panic!() };
+        assert!(
+            matches!(&dense.args[2], Arg::Value(Value { kind: ValueKind::Call(n, a), .. }) if n.name == "leaky_relu" && a.len() == 1)
+        );
+        let StatementKind::Command(repeat) = &statements[1].kind else {
+            panic!()
+        };
         assert!(repeat.block.as_ref().is_some_and(|b| b.inline));
     }
 
@@ -630,7 +646,10 @@ mod tests {
             .args
             .iter()
             .map(|a| match a {
-                Arg::Value(Value { kind: ValueKind::Number(n), .. }) => (n.value, n.integer),
+                Arg::Value(Value {
+                    kind: ValueKind::Number(n),
+                    ..
+                }) => (n.value, n.integer),
                 _ => panic!(),
             })
             .collect();

@@ -22,12 +22,14 @@ fn run(path: &Path) -> (String, Vec<Diagnostic>) {
     let mut overrides = Vec::new();
     let mut diagnostics = Vec::new();
     for line in text.lines() {
-        let Some(set) = line.strip_prefix("# set: ") else { continue };
+        let Some(set) = line.strip_prefix("# set: ") else {
+            continue;
+        };
         let (key, value) = set.split_once('=').expect("a `# set:` line holds KEY=VALUE");
         let id = sources.add(format!("--set {key}"), value.to_string());
         match parse_override(key, id, value) {
             Ok(o) => overrides.push(o),
-            Err(d) => diagnostics.push(d),
+            Err(d) => diagnostics.push(*d),
         }
     }
     if diagnostics.is_empty() {
@@ -45,7 +47,11 @@ fn diagnostics_match_golden_files() {
         .filter(|p| p.extension().is_some_and(|e| e == "net"))
         .collect();
     specs.sort();
-    assert!(specs.len() >= 40, "expected at least 40 ui specs, found {}", specs.len());
+    assert!(
+        specs.len() >= 40,
+        "expected at least 40 ui specs, found {}",
+        specs.len()
+    );
 
     let bless = std::env::var_os("NETC_BLESS").is_some();
     let mut failures = Vec::new();
@@ -85,13 +91,23 @@ fn diagnostics_match_golden_files() {
             failures.push(format!("no ui spec exercises {}", code.as_str()));
         }
     }
-    assert!(failures.is_empty(), "{} ui failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} ui failure(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
 fn every_code_is_documented() {
-    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md")).expect("docs/errors.md exists");
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md"))
+        .expect("docs/errors.md exists");
     for code in Code::ALL {
-        assert!(docs.contains(&format!("## {}", code.as_str())), "docs/errors.md lacks a section for {}", code.as_str());
+        assert!(
+            docs.contains(&format!("## {}", code.as_str())),
+            "docs/errors.md lacks a section for {}",
+            code.as_str()
+        );
     }
 }

@@ -259,7 +259,10 @@ impl<'t> Lowerer<'t> {
                 Diagnostic::error(
                     Code::Duplicate,
                     name.span,
-                    format!("`{}` is a keyword of the language and cannot name a constant", name.name),
+                    format!(
+                        "`{}` is a keyword of the language and cannot name a constant",
+                        name.name
+                    ),
                 )
                 .with_label("reserved word")
                 .with_hint(format!("pick another name, e.g. `{}_value`", name.name)),
@@ -368,7 +371,9 @@ impl<'t> Lowerer<'t> {
                 self.error(
                     Diagnostic::error(Code::MissingSection, at, "this spec has no `model` section")
                         .with_label("expected `model NAME { ... }`")
-                        .with_hint("add a model, e.g. `model digits { input 64  dense 10 softmax  loss cross_entropy }`"),
+                        .with_hint(
+                            "add a model, e.g. `model digits { input 64  dense 10 softmax  loss cross_entropy }`",
+                        ),
                 );
                 None
             }
@@ -383,7 +388,9 @@ impl<'t> Lowerer<'t> {
                 self.error(
                     Diagnostic::error(Code::MissingSection, at, "this spec has no `train` section")
                         .with_label("expected `train { ... }`")
-                        .with_hint("add one, e.g. `train { data digits  optimizer adam lr 1e-3  batch 32  epochs 10 }`"),
+                        .with_hint(
+                            "add one, e.g. `train { data digits  optimizer adam lr 1e-3  batch 32  epochs 10 }`",
+                        ),
                 );
                 (None, HashMap::new(), at)
             }
@@ -391,7 +398,12 @@ impl<'t> Lowerer<'t> {
 
         let scope = std::mem::take(&mut self.scopes[0]);
         self.report_unused_constants(scope);
-        let mut unused: Vec<_> = self.blocks.iter().filter(|(_, b)| !b.used).map(|(n, b)| (n.clone(), b.defined)).collect();
+        let mut unused: Vec<_> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| !b.used)
+            .map(|(n, b)| (n.clone(), b.defined))
+            .collect();
         unused.sort_by_key(|(_, s)| s.start);
         for (name, defined) in unused {
             self.error(
@@ -422,9 +434,13 @@ impl<'t> Lowerer<'t> {
             ValueKind::Call(name, _) => name.name.clone(),
             _ => {
                 self.error(
-                    Diagnostic::error(Code::UnknownStatement, head.span, format!("a statement cannot start with {}", head.describe()))
-                        .with_label("expected a keyword")
-                        .with_hint(statement_hint(section)),
+                    Diagnostic::error(
+                        Code::UnknownStatement,
+                        head.span,
+                        format!("a statement cannot start with {}", head.describe()),
+                    )
+                    .with_label("expected a keyword")
+                    .with_hint(statement_hint(section)),
                 );
                 return;
             }
@@ -436,20 +452,32 @@ impl<'t> Lowerer<'t> {
                 Section::Train => "inside `train { ... }`".to_string(),
             };
             self.error(
-                Diagnostic::error(Code::Misplaced, head.span, format!("`{word}` is not allowed {}", section.describe()))
-                    .with_label("misplaced")
-                    .with_hint(format!("move it {place}, e.g. `{}`", other.example)),
+                Diagnostic::error(
+                    Code::Misplaced,
+                    head.span,
+                    format!("`{word}` is not allowed {}", section.describe()),
+                )
+                .with_label("misplaced")
+                .with_hint(format!("move it {place}, e.g. `{}`", other.example)),
             );
             return;
         }
         let mut candidates: Vec<&str> = schema::heads(section).collect();
-        let block_names: Vec<String> = if section == Section::Model { self.blocks.keys().cloned().collect() } else { Vec::new() };
+        let block_names: Vec<String> = if section == Section::Model {
+            self.blocks.keys().cloned().collect()
+        } else {
+            Vec::new()
+        };
         candidates.extend(block_names.iter().map(String::as_str));
         if section == Section::Top {
             candidates.push("let");
         }
-        let mut d = Diagnostic::error(Code::UnknownStatement, head.span, format!("unknown statement `{word}` {}", section.describe()))
-            .with_label("not a keyword");
+        let mut d = Diagnostic::error(
+            Code::UnknownStatement,
+            head.span,
+            format!("unknown statement `{word}` {}", section.describe()),
+        )
+        .with_label("not a keyword");
         d.hint = Some(match did_you_mean(&word, candidates.iter().copied()) {
             Some(s) => format!("did you mean `{s}`?"),
             None => statement_hint(section),
@@ -459,13 +487,29 @@ impl<'t> Lowerer<'t> {
 
     fn define_block(&mut self, command: &'t Command, statement: Span) {
         let (name, params) = match command.args.first() {
-            Some(Arg::Value(Value { kind: ValueKind::Call(name, params), .. })) => (name.clone(), params.clone()),
-            Some(Arg::Value(Value { kind: ValueKind::Word(w), span })) => (Ident { name: w.clone(), span: *span }, Vec::new()),
+            Some(Arg::Value(Value {
+                kind: ValueKind::Call(name, params),
+                ..
+            })) => (name.clone(), params.clone()),
+            Some(Arg::Value(Value {
+                kind: ValueKind::Word(w),
+                span,
+            })) => (
+                Ident {
+                    name: w.clone(),
+                    span: *span,
+                },
+                Vec::new(),
+            ),
             _ => {
                 self.error(
-                    Diagnostic::error(Code::MissingValue, command.head.span, "a block needs a name and its parameters")
-                        .with_label("expected `block NAME(PARAMS) { ... }`")
-                        .with_hint("e.g. `block hidden(width, act) { dense width act  dropout 0.5 }`"),
+                    Diagnostic::error(
+                        Code::MissingValue,
+                        command.head.span,
+                        "a block needs a name and its parameters",
+                    )
+                    .with_label("expected `block NAME(PARAMS) { ... }`")
+                    .with_hint("e.g. `block hidden(width, act) { dense width act  dropout 0.5 }`"),
                 );
                 return;
             }
@@ -473,16 +517,24 @@ impl<'t> Lowerer<'t> {
         if command.args.len() > 1 {
             let extra = arg_span(&command.args[1]);
             self.error(
-                Diagnostic::error(Code::UnknownOption, extra, "a block takes only its name and parameters before `{`")
-                    .with_label("unexpected")
-                    .with_hint("list parameters in the parentheses: `block hidden(width, act) { ... }`"),
+                Diagnostic::error(
+                    Code::UnknownOption,
+                    extra,
+                    "a block takes only its name and parameters before `{`",
+                )
+                .with_label("unexpected")
+                .with_hint("list parameters in the parentheses: `block hidden(width, act) { ... }`"),
             );
         }
         let Some(body) = &command.block else {
             self.error(
-                Diagnostic::error(Code::MissingValue, name.span, format!("block `{}` has no body", name.name))
-                    .with_label("expected `{ ... }` after this")
-                    .with_hint("write the block's layers in braces: `block hidden(w) { dense w relu }`"),
+                Diagnostic::error(
+                    Code::MissingValue,
+                    name.span,
+                    format!("block `{}` has no body", name.name),
+                )
+                .with_label("expected `{ ... }` after this")
+                .with_hint("write the block's layers in braces: `block hidden(w) { dense w relu }`"),
             );
             return;
         };
@@ -490,34 +542,51 @@ impl<'t> Lowerer<'t> {
         let mut seen = HashSet::new();
         for p in &params {
             match p.as_word() {
-                Some(w) if seen.insert(w.to_string()) => param_names.push(Ident { name: w.to_string(), span: p.span }),
+                Some(w) if seen.insert(w.to_string()) => param_names.push(Ident {
+                    name: w.to_string(),
+                    span: p.span,
+                }),
                 Some(w) => self.error(
                     Diagnostic::error(Code::Duplicate, p.span, format!("parameter `{w}` is listed twice"))
                         .with_label("repeated")
                         .with_hint("give each parameter its own name"),
                 ),
                 None => self.error(
-                    Diagnostic::error(Code::WrongType, p.span, format!("a block parameter must be a name, found {}", p.describe()))
-                        .with_label("expected a name")
-                        .with_hint("parameters are names that the body uses: `block hidden(width, act) { dense width act }`"),
+                    Diagnostic::error(
+                        Code::WrongType,
+                        p.span,
+                        format!("a block parameter must be a name, found {}", p.describe()),
+                    )
+                    .with_label("expected a name")
+                    .with_hint(
+                        "parameters are names that the body uses: `block hidden(width, act) { dense width act }`",
+                    ),
                 ),
             }
         }
         if schema::find_anywhere(&name.name).is_some() || is_choice_word(&name.name) {
             self.error(
-                Diagnostic::error(Code::Duplicate, name.span, format!("`{}` is a keyword and cannot name a block", name.name))
-                    .with_label("reserved word")
-                    .with_hint(format!("pick another name, e.g. `{}_block`", name.name)),
+                Diagnostic::error(
+                    Code::Duplicate,
+                    name.span,
+                    format!("`{}` is a keyword and cannot name a block", name.name),
+                )
+                .with_label("reserved word")
+                .with_hint(format!("pick another name, e.g. `{}_block`", name.name)),
             );
             return;
         }
         if let Some(previous) = self.blocks.get(&name.name) {
             let previous = previous.defined;
             self.error(
-                Diagnostic::error(Code::Duplicate, name.span, format!("block `{}` is defined twice", name.name))
-                    .with_label("second definition")
-                    .with_secondary(previous, "first defined here")
-                    .with_hint("rename one of the blocks"),
+                Diagnostic::error(
+                    Code::Duplicate,
+                    name.span,
+                    format!("block `{}` is defined twice", name.name),
+                )
+                .with_label("second definition")
+                .with_secondary(previous, "first defined here")
+                .with_hint("rename one of the blocks"),
             );
             return;
         }
@@ -562,7 +631,12 @@ impl<'t> Lowerer<'t> {
                 start = i + 1;
             }
         }
-        let end = command.block.as_ref().map(|b| b.span).or_else(|| command.args.last().map(arg_span)).unwrap_or(head.span);
+        let end = command
+            .block
+            .as_ref()
+            .map(|b| b.span)
+            .or_else(|| command.args.last().map(arg_span))
+            .unwrap_or(head.span);
         pieces.push(Piece {
             head,
             args: &command.args[start..],
@@ -598,9 +672,13 @@ impl<'t> Lowerer<'t> {
                 Arg::Label(ident) => {
                     if !schema.label {
                         self.error(
-                            Diagnostic::error(Code::Misplaced, ident.span, format!("`{}` does not take a name", schema.head))
-                                .with_label("names are for layers")
-                                .with_hint(format!("remove `{}:`", ident.name)),
+                            Diagnostic::error(
+                                Code::Misplaced,
+                                ident.span,
+                                format!("`{}` does not take a name", schema.head),
+                            )
+                            .with_label("names are for layers")
+                            .with_hint(format!("remove `{}:`", ident.name)),
                         );
                     } else if let Some(first) = &label {
                         let first = first.span;
@@ -608,13 +686,20 @@ impl<'t> Lowerer<'t> {
                             Diagnostic::error(Code::Duplicate, ident.span, "a layer has one name; this is the second")
                                 .with_label("second name")
                                 .with_secondary(first, "first name")
-                                .with_hint(format!("keep one of the names, e.g. `{} {}: ...`", schema.head, ident.name)),
+                                .with_hint(format!(
+                                    "keep one of the names, e.g. `{} {}: ...`",
+                                    schema.head, ident.name
+                                )),
                         );
                     } else if positional > 0 || !raw.is_empty() {
                         self.error(
-                            Diagnostic::error(Code::Misplaced, ident.span, "a layer's name comes right after its keyword")
-                                .with_label("name too late")
-                                .with_hint(format!("write `{} {}: ...`", schema.head, ident.name)),
+                            Diagnostic::error(
+                                Code::Misplaced,
+                                ident.span,
+                                "a layer's name comes right after its keyword",
+                            )
+                            .with_label("name too late")
+                            .with_hint(format!("write `{} {}: ...`", schema.head, ident.name)),
                         );
                     } else {
                         label = Some(ident.clone());
@@ -625,14 +710,20 @@ impl<'t> Lowerer<'t> {
                     if let Some(word) = v.as_word() {
                         if let Some(slot) = schema.option(word) {
                             match piece.args.get(i + 1) {
-                                Some(Arg::Value(value)) if value.as_word().is_none_or(|w| schema.option(w).is_none()) => {
+                                Some(Arg::Value(value))
+                                    if value.as_word().is_none_or(|w| schema.option(w).is_none()) =>
+                                {
                                     if let Some((_, previous)) = raw.iter().find(|(s, _)| s.name == slot.name) {
                                         let previous = previous.span;
                                         self.error(
-                                            Diagnostic::error(Code::Duplicate, v.span, format!("`{word}` is given twice"))
-                                                .with_label("second time")
-                                                .with_secondary(previous, "first value")
-                                                .with_hint("keep one of the two values"),
+                                            Diagnostic::error(
+                                                Code::Duplicate,
+                                                v.span,
+                                                format!("`{word}` is given twice"),
+                                            )
+                                            .with_label("second time")
+                                            .with_secondary(previous, "first value")
+                                            .with_hint("keep one of the two values"),
                                         );
                                     } else {
                                         raw.push((slot, value.clone()));
@@ -641,9 +732,13 @@ impl<'t> Lowerer<'t> {
                                 }
                                 _ => {
                                     self.error(
-                                        Diagnostic::error(Code::MissingValue, v.span, format!("`{word}` needs a value after it"))
-                                            .with_label("no value follows")
-                                            .with_hint(format!("write {} after `{word}`", slot.ty.describe())),
+                                        Diagnostic::error(
+                                            Code::MissingValue,
+                                            v.span,
+                                            format!("`{word}` needs a value after it"),
+                                        )
+                                        .with_label("no value follows")
+                                        .with_hint(format!("write {} after `{word}`", slot.ty.describe())),
                                     );
                                     i += 1;
                                 }
@@ -665,7 +760,9 @@ impl<'t> Lowerer<'t> {
                         // An unknown option's value is not reported a second time.
                         if v.as_word().is_some()
                             && let Some(Arg::Value(next)) = piece.args.get(i + 1)
-                            && next.as_word().is_none_or(|w| schema.option(w).is_none() && !schema.flags.contains(&w))
+                            && next
+                                .as_word()
+                                .is_none_or(|w| schema.option(w).is_none() && !schema.flags.contains(&w))
                         {
                             i += 1;
                         }
@@ -692,9 +789,13 @@ impl<'t> Lowerer<'t> {
             let Some(value) = overridden.or(written) else {
                 if slot.required && schema.positional.iter().any(|p| p.name == slot.name) {
                     self.error(
-                        Diagnostic::error(Code::MissingValue, piece.head.span, format!("`{}` needs its {}", schema.head, slot.name))
-                            .with_label(format!("expected {} after this", slot.ty.describe()))
-                            .with_hint(format!("for example `{}`", schema.example)),
+                        Diagnostic::error(
+                            Code::MissingValue,
+                            piece.head.span,
+                            format!("`{}` needs its {}", schema.head, slot.name),
+                        )
+                        .with_label(format!("expected {} after this", slot.ty.describe()))
+                        .with_hint(format!("for example `{}`", schema.example)),
                     );
                 }
                 continue;
@@ -716,9 +817,13 @@ impl<'t> Lowerer<'t> {
                             flags.remove(flag);
                         }
                         _ => self.error(
-                            Diagnostic::error(Code::BadOverride, v.span, format!("`{flag}` is switched with `true` or `false`"))
-                                .with_label("expected true or false")
-                                .with_hint(format!("--set {p}.{flag}=true")),
+                            Diagnostic::error(
+                                Code::BadOverride,
+                                v.span,
+                                format!("`{flag}` is switched with `true` or `false`"),
+                            )
+                            .with_label("expected true or false")
+                            .with_hint(format!("--set {p}.{flag}=true")),
                         ),
                     }
                 }
@@ -739,12 +844,28 @@ impl<'t> Lowerer<'t> {
         let listing = if names.is_empty() {
             format!("`{}` takes no options", schema.head)
         } else {
-            format!("`{}` takes {}", schema.head, join_or(&names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().iter().map(String::as_str).collect::<Vec<_>>()))
+            format!(
+                "`{}` takes {}",
+                schema.head,
+                join_or(
+                    &names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                )
+            )
         };
         match v.as_word() {
             Some(word) => {
-                let mut d = Diagnostic::error(Code::UnknownOption, v.span, format!("`{}` has no option `{word}`", schema.head))
-                    .with_label("unknown option");
+                let mut d = Diagnostic::error(
+                    Code::UnknownOption,
+                    v.span,
+                    format!("`{}` has no option `{word}`", schema.head),
+                )
+                .with_label("unknown option");
                 d.hint = Some(match did_you_mean(word, names.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => listing,
@@ -752,9 +873,13 @@ impl<'t> Lowerer<'t> {
                 self.error(d);
             }
             None => self.error(
-                Diagnostic::error(Code::UnknownOption, v.span, format!("`{}` takes no more values, found {}", schema.head, v.describe()))
-                    .with_label("one value too many")
-                    .with_hint(format!("{listing}; for example `{}`", schema.example)),
+                Diagnostic::error(
+                    Code::UnknownOption,
+                    v.span,
+                    format!("`{}` takes no more values, found {}", schema.head, v.describe()),
+                )
+                .with_label("one value too many")
+                .with_hint(format!("{listing}; for example `{}`", schema.example)),
             ),
         }
     }
@@ -765,7 +890,14 @@ impl<'t> Lowerer<'t> {
         self.typed_as(&what, schema, slot.name, slot.ty, r)
     }
 
-    fn typed_as(&mut self, what: &str, schema: &'static Schema, slot: &str, ty: &'static Ty, r: &Resolved) -> Option<Typed> {
+    fn typed_as(
+        &mut self,
+        what: &str,
+        schema: &'static Schema,
+        slot: &str,
+        ty: &'static Ty,
+        r: &Resolved,
+    ) -> Option<Typed> {
         let v = &r.value;
         let from = |d: Diagnostic| match &r.origin {
             Some((name, defined)) => d.with_secondary(*defined, format!("`{name}` is defined here")),
@@ -774,20 +906,36 @@ impl<'t> Lowerer<'t> {
         // A word that belongs to a later slot: the value before it was left out.
         if let Some(word) = v.as_word()
             && matches!(ty, Ty::Int { .. } | Ty::Float { .. })
-            && let Some(later) = schema.positional.iter().skip_while(|p| p.name != slot).skip(1).find(|p| p.ty.choice_names().contains(&word))
+            && let Some(later) = schema
+                .positional
+                .iter()
+                .skip_while(|p| p.name != slot)
+                .skip(1)
+                .find(|p| p.ty.choice_names().contains(&word))
         {
             self.error(from(
-                Diagnostic::error(Code::MissingValue, r.at, format!("`{}` is missing its {slot}: `{word}` is its {}", schema.head, later.name))
-                    .with_label(format!("expected {} before this", ty.describe()))
-                    .with_hint(format!("values go in order, e.g. `{}`", schema.example)),
+                Diagnostic::error(
+                    Code::MissingValue,
+                    r.at,
+                    format!(
+                        "`{}` is missing its {slot}: `{word}` is its {}",
+                        schema.head, later.name
+                    ),
+                )
+                .with_label(format!("expected {} before this", ty.describe()))
+                .with_hint(format!("values go in order, e.g. `{}`", schema.example)),
             ));
             return None;
         }
         // Words that are not constants where a number is expected: an unknown constant.
         if let (Some(word), true) = (v.as_word(), matches!(ty, Ty::Int { .. } | Ty::Float { .. })) {
             let names = self.constant_names();
-            let mut d = Diagnostic::error(Code::UnknownName, r.at, format!("{what} must be {}, but `{word}` is not a constant", ty.describe()))
-                .with_label("unknown name");
+            let mut d = Diagnostic::error(
+                Code::UnknownName,
+                r.at,
+                format!("{what} must be {}, but `{word}` is not a constant", ty.describe()),
+            )
+            .with_label("unknown name");
             d.hint = Some(match did_you_mean(word, names.iter().map(String::as_str)) {
                 Some(s) => format!("did you mean the constant `{s}`?"),
                 None => format!("write a number, or define it first with `let {word} = ...`"),
@@ -805,16 +953,29 @@ impl<'t> Lowerer<'t> {
                     && (n.percent || n.value.fract() != 0.0 || !n.value.is_finite())
                 {
                     self.error(from(
-                        Diagnostic::error(Code::WrongType, r.at, format!("{what} must be a whole number, found `{}`", n.text))
-                            .with_label("not a whole number")
-                            .with_hint(format!("write a whole number, e.g. `{}`", n.value.abs().round().max(1.0))),
+                        Diagnostic::error(
+                            Code::WrongType,
+                            r.at,
+                            format!("{what} must be a whole number, found `{}`", n.text),
+                        )
+                        .with_label("not a whole number")
+                        .with_hint(format!(
+                            "write a whole number, e.g. `{}`",
+                            n.value.abs().round().max(1.0)
+                        )),
                     ));
                     return None;
                 }
                 if !ty.in_range(n.value) {
-                    let mut d = Diagnostic::error(Code::OutOfRange, r.at, format!("{what} must be {}, found `{}`", ty.range_text(), n.text))
-                        .with_label("out of range");
-                    d.hint = Some(range_hint(schema.head, slot).unwrap_or_else(|| format!("use a value {}", ty.range_text())));
+                    let mut d = Diagnostic::error(
+                        Code::OutOfRange,
+                        r.at,
+                        format!("{what} must be {}, found `{}`", ty.range_text(), n.text),
+                    )
+                    .with_label("out of range");
+                    d.hint = Some(
+                        range_hint(schema.head, slot).unwrap_or_else(|| format!("use a value {}", ty.range_text())),
+                    );
                     self.error(from(d));
                     return None;
                 }
@@ -842,7 +1003,9 @@ impl<'t> Lowerer<'t> {
                         None => format!("the {kind}s are {}", join_or(&names)),
                     });
                     if matches!(ty, Ty::ChoiceOrStr { .. }) {
-                        d.hint = d.hint.map(|h| format!("{h} (a file path goes in quotes: \"train.csv\")"));
+                        d.hint = d
+                            .hint
+                            .map(|h| format!("{h} (a file path goes in quotes: \"train.csv\")"));
                     }
                     self.error(from(d));
                     return None;
@@ -859,7 +1022,19 @@ impl<'t> Lowerer<'t> {
                     self.error(from(
                         Diagnostic::error(Code::Arity, r.at, format!("{expected}, found {}", args.len()))
                             .with_label("too many arguments")
-                            .with_hint(if choice.params.is_empty() { format!("write `{name}` alone") } else { format!("e.g. `{name}({})`", choice.params.iter().map(|p| fmt_number(p.default)).collect::<Vec<_>>().join(", ")) }),
+                            .with_hint(if choice.params.is_empty() {
+                                format!("write `{name}` alone")
+                            } else {
+                                format!(
+                                    "e.g. `{name}({})`",
+                                    choice
+                                        .params
+                                        .iter()
+                                        .map(|p| fmt_number(p.default))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                )
+                            }),
                     ));
                     return None;
                 }
@@ -887,7 +1062,9 @@ impl<'t> Lowerer<'t> {
             Ty::Str => match &v.kind {
                 ValueKind::Str(s) => Some(Typed::Str(s.clone())),
                 _ => {
-                    self.error(from(wrong_type(what, ty, v, r.at).with_hint("file paths go in double quotes: \"data/train.csv\"")));
+                    self.error(from(
+                        wrong_type(what, ty, v, r.at).with_hint("file paths go in double quotes: \"data/train.csv\""),
+                    ));
                     None
                 }
             },
@@ -908,12 +1085,21 @@ impl<'t> Lowerer<'t> {
                 ValueKind::Number(n) if n.integer && n.value >= 0.0 && n.value.is_finite() => {
                     Some(Typed::Split(Validation::Count(n.value as usize)))
                 }
-                ValueKind::Number(n) if n.value >= 0.0 && n.value < 1.0 => Some(Typed::Split(Validation::Fraction(n.value))),
+                ValueKind::Number(n) if n.value >= 0.0 && n.value < 1.0 => {
+                    Some(Typed::Split(Validation::Fraction(n.value)))
+                }
                 ValueKind::Number(n) => {
                     self.error(from(
-                        Diagnostic::error(Code::OutOfRange, r.at, format!("a validation split is a row count or a fraction below 1, found `{}`", n.text))
-                            .with_label("neither a count nor a fraction")
-                            .with_hint("write a count of rows (`10000`), a fraction (`0.1`) or a percentage (`10%`)"),
+                        Diagnostic::error(
+                            Code::OutOfRange,
+                            r.at,
+                            format!(
+                                "a validation split is a row count or a fraction below 1, found `{}`",
+                                n.text
+                            ),
+                        )
+                        .with_label("neither a count nor a fraction")
+                        .with_hint("write a count of rows (`10000`), a fraction (`0.1`) or a percentage (`10%`)"),
                     ));
                     None
                 }
@@ -985,7 +1171,9 @@ impl<'t> Lowerer<'t> {
                 return None;
             }
         };
-        let (Some(input_width), Some(loss)) = (input_width, loss) else { return None };
+        let (Some(input_width), Some(loss)) = (input_width, loss) else {
+            return None;
+        };
         let layers = std::mem::take(&mut self.layers);
         let spans = Spans {
             input: input_spans,
@@ -1072,17 +1260,25 @@ impl<'t> Lowerer<'t> {
                 if let Some((_, first)) = &self.input {
                     let first = first.statement;
                     self.error(
-                        Diagnostic::error(Code::MissingInput, piece.head.span, "the model has two `input` statements")
-                            .with_label("second input")
-                            .with_secondary(first, "first input")
-                            .with_hint("keep one `input` line, at the start of the model"),
+                        Diagnostic::error(
+                            Code::MissingInput,
+                            piece.head.span,
+                            "the model has two `input` statements",
+                        )
+                        .with_label("second input")
+                        .with_secondary(first, "first input")
+                        .with_hint("keep one `input` line, at the start of the model"),
                     );
                 } else {
                     if !self.layers.is_empty() || !self.label_suffix.is_empty() || !self.call_stack.is_empty() {
                         self.error(
-                            Diagnostic::error(Code::MissingInput, piece.head.span, "`input` must be the first statement of the model")
-                                .with_label("after other layers")
-                                .with_hint("move `input ...` to the top of the model"),
+                            Diagnostic::error(
+                                Code::MissingInput,
+                                piece.head.span,
+                                "`input` must be the first statement of the model",
+                            )
+                            .with_label("after other layers")
+                            .with_hint("move `input ...` to the top of the model"),
                         );
                     }
                     self.input = Some((m.int("width").map(|w| w as usize), m.spans));
@@ -1093,10 +1289,14 @@ impl<'t> Lowerer<'t> {
                 if let Some((_, first)) = &self.loss {
                     let first = first.statement;
                     self.error(
-                        Diagnostic::error(Code::MissingLoss, piece.head.span, "the model has two `loss` statements")
-                            .with_label("second loss")
-                            .with_secondary(first, "first loss")
-                            .with_hint("keep one `loss` line, at the end of the model"),
+                        Diagnostic::error(
+                            Code::MissingLoss,
+                            piece.head.span,
+                            "the model has two `loss` statements",
+                        )
+                        .with_label("second loss")
+                        .with_secondary(first, "first loss")
+                        .with_hint("keep one `loss` line, at the end of the model"),
                     );
                     return;
                 }
@@ -1149,9 +1349,15 @@ impl<'t> Lowerer<'t> {
         }
         if let Some(extra) = piece.args.first() {
             self.error(
-                Diagnostic::error(Code::UnknownOption, arg_span(extra), format!("block `{name}` takes its arguments in parentheses"))
-                    .with_label("unexpected")
-                    .with_hint(format!("write `{name}(...)` with every argument inside the parentheses")),
+                Diagnostic::error(
+                    Code::UnknownOption,
+                    arg_span(extra),
+                    format!("block `{name}` takes its arguments in parentheses"),
+                )
+                .with_label("unexpected")
+                .with_hint(format!(
+                    "write `{name}(...)` with every argument inside the parentheses"
+                )),
             );
         }
         let block = self.blocks.get_mut(name).expect("caller checked the block exists");
@@ -1164,11 +1370,19 @@ impl<'t> Lowerer<'t> {
                 Diagnostic::error(
                     Code::Arity,
                     piece.head.span,
-                    format!("block `{name}` takes {} argument{}, found {}", params.len(), if params.len() == 1 { "" } else { "s" }, args.len()),
+                    format!(
+                        "block `{name}` takes {} argument{}, found {}",
+                        params.len(),
+                        if params.len() == 1 { "" } else { "s" },
+                        args.len()
+                    ),
                 )
                 .with_label("wrong number of arguments")
                 .with_secondary(defined, "defined here")
-                .with_hint(format!("call it as `{name}({})`", params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "))),
+                .with_hint(format!(
+                    "call it as `{name}({})`",
+                    params.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                )),
             );
             return;
         }
@@ -1178,7 +1392,10 @@ impl<'t> Lowerer<'t> {
             scope.insert(
                 param.name.clone(),
                 Constant {
-                    value: Value { kind: value.kind, span: arg.span },
+                    value: Value {
+                        kind: value.kind,
+                        span: arg.span,
+                    },
                     defined: arg.span,
                     used: false,
                     report_unused: false,
@@ -1199,9 +1416,13 @@ impl<'t> Lowerer<'t> {
         if self.layers.len() >= MAX_LAYERS {
             self.too_many_layers = true;
             self.error(
-                Diagnostic::error(Code::Expansion, piece.span, format!("the model expands to more than {MAX_LAYERS} layers"))
-                    .with_label("expansion stopped here")
-                    .with_hint("lower the `repeat` counts"),
+                Diagnostic::error(
+                    Code::Expansion,
+                    piece.span,
+                    format!("the model expands to more than {MAX_LAYERS} layers"),
+                )
+                .with_label("expansion stopped here")
+                .with_hint("lower the `repeat` counts"),
             );
             return;
         }
@@ -1222,17 +1443,25 @@ impl<'t> Lowerer<'t> {
             m.spans.slots.insert("name", label.span);
         }
         let name = match &m.label {
-            Some(label) => format!("{}{}", label.name, self.label_suffix.iter().map(|i| format!("_{i}")).collect::<String>()),
+            Some(label) => format!(
+                "{}{}",
+                label.name,
+                self.label_suffix.iter().map(|i| format!("_{i}")).collect::<String>()
+            ),
             None => auto_name,
         };
         let name_span = m.label.as_ref().map_or(piece.head.span, |l| l.span);
         if let Some(first) = self.layer_names.get(&name) {
             let first = *first;
             self.error(
-                Diagnostic::error(Code::DuplicateLayer, name_span, format!("two layers are named `{name}`"))
-                    .with_label("second layer with this name")
-                    .with_secondary(first, "first one")
-                    .with_hint("layer names must be unique: rename one of them"),
+                Diagnostic::error(
+                    Code::DuplicateLayer,
+                    name_span,
+                    format!("two layers are named `{name}`"),
+                )
+                .with_label("second layer with this name")
+                .with_secondary(first, "first one")
+                .with_hint("layer names must be unique: rename one of them"),
             );
             return;
         }
@@ -1301,13 +1530,21 @@ impl<'t> Lowerer<'t> {
 
     // ----- train -------------------------------------------------------------------------------
 
-    fn train(&mut self, command: &'t Command, head_span: Span) -> (Option<TrainConfig>, HashMap<&'static str, SlotSpans>) {
+    fn train(
+        &mut self,
+        command: &'t Command,
+        head_span: Span,
+    ) -> (Option<TrainConfig>, HashMap<&'static str, SlotSpans>) {
         let mut settings: HashMap<&'static str, Matched> = HashMap::new();
         if let Some(extra) = command.args.first() {
             self.error(
-                Diagnostic::error(Code::UnknownOption, arg_span(extra), "`train` takes no values before its block")
-                    .with_label("unexpected")
-                    .with_hint("write `train { ... }`"),
+                Diagnostic::error(
+                    Code::UnknownOption,
+                    arg_span(extra),
+                    "`train` takes no values before its block",
+                )
+                .with_label("unexpected")
+                .with_hint("write `train { ... }`"),
             );
         }
         let Some(body) = &command.block else {
@@ -1334,19 +1571,27 @@ impl<'t> Lowerer<'t> {
                         };
                         if let Some(block) = piece.block {
                             self.error(
-                                Diagnostic::error(Code::Misplaced, block.span, format!("`{}` does not take a block", schema.head))
-                                    .with_label("unexpected block")
-                                    .with_hint("train settings are written on one line"),
+                                Diagnostic::error(
+                                    Code::Misplaced,
+                                    block.span,
+                                    format!("`{}` does not take a block", schema.head),
+                                )
+                                .with_label("unexpected block")
+                                .with_hint("train settings are written on one line"),
                             );
                         }
                         let m = self.matched(schema, &piece, |_, _| Some(format!("train.{}", schema.head)));
                         if let Some(first) = settings.get(schema.head) {
                             let first = first.spans.statement;
                             self.error(
-                                Diagnostic::error(Code::Duplicate, piece.head.span, format!("`{}` is set twice", schema.head))
-                                    .with_label("second setting")
-                                    .with_secondary(first, "first setting")
-                                    .with_hint("keep one of the two lines"),
+                                Diagnostic::error(
+                                    Code::Duplicate,
+                                    piece.head.span,
+                                    format!("`{}` is set twice", schema.head),
+                                )
+                                .with_label("second setting")
+                                .with_secondary(first, "first setting")
+                                .with_hint("keep one of the two lines"),
                             );
                             continue;
                         }
@@ -1361,7 +1606,10 @@ impl<'t> Lowerer<'t> {
                 continue;
             }
             let prefix = format!("train.{}", schema.head);
-            let wanted = self.overrides.iter().any(|o| o.path == prefix || o.path.starts_with(&format!("{prefix}.")));
+            let wanted = self
+                .overrides
+                .iter()
+                .any(|o| o.path == prefix || o.path.starts_with(&format!("{prefix}.")));
             if wanted {
                 let empty = Piece {
                     head: &command.head,
@@ -1408,11 +1656,14 @@ impl<'t> Lowerer<'t> {
                 Schedule::Constant,
             ),
         };
-        let regularization = settings.get("regularize").map_or(Regularization::default(), |m| Regularization {
-            l1: m.float("l1").unwrap_or(0.0),
-            l2: m.float("l2").unwrap_or(0.0),
-        });
-        let int = |head: &str, slot: &str, default: i64| settings.get(head).and_then(|m| m.int(slot)).unwrap_or(default);
+        let regularization = settings
+            .get("regularize")
+            .map_or(Regularization::default(), |m| Regularization {
+                l1: m.float("l1").unwrap_or(0.0),
+                l2: m.float("l2").unwrap_or(0.0),
+            });
+        let int =
+            |head: &str, slot: &str, default: i64| settings.get(head).and_then(|m| m.int(slot)).unwrap_or(default);
         let early_stop = settings.get("early_stop").map(|m| EarlyStop {
             metric: match m.choice("metric") {
                 Some(("val_accuracy", _)) => Metric::ValAccuracy,
@@ -1443,24 +1694,39 @@ impl<'t> Lowerer<'t> {
             .expect("every optimizer has an options row");
         for slot in ["lambda", "alpha", "beta1", "beta2", "eps"] {
             if m.values.contains_key(slot) && !allowed.contains(&slot) {
-                let owners: Vec<&str> = schema::OPTIMIZER_OPTIONS.iter().filter(|(_, o)| o.contains(&slot)).map(|(n, _)| *n).collect();
+                let owners: Vec<&str> = schema::OPTIMIZER_OPTIONS
+                    .iter()
+                    .filter(|(_, o)| o.contains(&slot))
+                    .map(|(n, _)| *n)
+                    .collect();
                 let takes = if allowed.is_empty() {
                     format!("{name} takes only `lr` and `schedule`")
                 } else {
-                    format!("{name} takes `lr`, `schedule`, {}", allowed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))
+                    format!(
+                        "{name} takes `lr`, `schedule`, {}",
+                        allowed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+                    )
                 };
                 self.error(
-                    Diagnostic::error(Code::UnknownOption, m.spans.get(slot), format!("`{slot}` is not a setting of {name}"))
-                        .with_label(format!("{} uses this", join_or(&owners)))
-                        .with_hint(format!("{takes}; remove `{slot}` or switch to {}", join_or(&owners))),
+                    Diagnostic::error(
+                        Code::UnknownOption,
+                        m.spans.get(slot),
+                        format!("`{slot}` is not a setting of {name}"),
+                    )
+                    .with_label(format!("{} uses this", join_or(&owners)))
+                    .with_hint(format!("{takes}; remove `{slot}` or switch to {}", join_or(&owners))),
                 );
             }
         }
         let f = |slot: &str, default: f64| m.float(slot).unwrap_or(default);
         let kind = match name {
             "sgd" => OptimizerKind::Sgd,
-            "momentum" => OptimizerKind::Momentum { lambda: f("lambda", 0.9) },
-            "nesterov" => OptimizerKind::Nesterov { lambda: f("lambda", 0.9) },
+            "momentum" => OptimizerKind::Momentum {
+                lambda: f("lambda", 0.9),
+            },
+            "nesterov" => OptimizerKind::Nesterov {
+                lambda: f("lambda", 0.9),
+            },
             "adagrad" => OptimizerKind::Adagrad { eps: f("eps", 1e-8) },
             "rmsprop" => OptimizerKind::Rmsprop {
                 alpha: f("alpha", 0.99),
@@ -1518,15 +1784,21 @@ impl<'t> Lowerer<'t> {
             for slot in ["test", "labels", "test_labels", "label", "header"] {
                 if m.spans.has(slot) {
                     self.error(
-                        Diagnostic::error(Code::DataSplit, m.spans.get(slot), format!("`{slot}` applies to data files, not to a named data set"))
-                            .with_label("not used by named data sets")
-                            .with_hint("named data sets bring their own labels and test set: remove this option"),
+                        Diagnostic::error(
+                            Code::DataSplit,
+                            m.spans.get(slot),
+                            format!("`{slot}` applies to data files, not to a named data set"),
+                        )
+                        .with_label("not used by named data sets")
+                        .with_hint("named data sets bring their own labels and test set: remove this option"),
                     );
                 }
             }
         }
         let validation = match m.values.get("validation") {
-            Some(Typed::Split(Validation::Files(f))) => Validation::Files(file_set(f.features.clone(), m.string("validation_labels"))),
+            Some(Typed::Split(Validation::Files(f))) => {
+                Validation::Files(file_set(f.features.clone(), m.string("validation_labels")))
+            }
             Some(Typed::Split(v)) => v.clone(),
             _ => Validation::None,
         };
@@ -1554,19 +1826,36 @@ impl<'t> Lowerer<'t> {
             };
             match file_format(&set.features) {
                 Some(FileFormat::Csv) if set.labels.is_some() => problems.push(
-                    Diagnostic::error(Code::DataSplit, m.spans.get(labels_slot), format!("`{labels_slot}` is for IDX and NPY files; a CSV file holds its labels in a column"))
-                        .with_label("not used with CSV")
-                        .with_hint("remove it and say which column holds the label: `label last` (the default) or `label first`"),
+                    Diagnostic::error(
+                        Code::DataSplit,
+                        m.spans.get(labels_slot),
+                        format!("`{labels_slot}` is for IDX and NPY files; a CSV file holds its labels in a column"),
+                    )
+                    .with_label("not used with CSV")
+                    .with_hint(
+                        "remove it and say which column holds the label: `label last` (the default) or `label first`",
+                    ),
                 ),
                 Some(FileFormat::Idx | FileFormat::Npy) if set.labels.is_none() => problems.push(
-                    Diagnostic::error(Code::DataSplit, m.spans.get(slot), format!("\"{}\" holds only features; its labels need a file of their own", set.features))
-                        .with_label("no labels for these features")
-                        .with_hint(format!("add `{labels_slot} \"...\"` naming the labels file")),
+                    Diagnostic::error(
+                        Code::DataSplit,
+                        m.spans.get(slot),
+                        format!(
+                            "\"{}\" holds only features; its labels need a file of their own",
+                            set.features
+                        ),
+                    )
+                    .with_label("no labels for these features")
+                    .with_hint(format!("add `{labels_slot} \"...\"` naming the labels file")),
                 ),
                 None => problems.push(
-                    Diagnostic::error(Code::DataSplit, m.spans.get(slot), format!("cannot tell the format of \"{}\" from its name", set.features))
-                        .with_label("unknown file type")
-                        .with_hint("use a file ending in .csv, .npy or .idx (or -ubyte), optionally .gz"),
+                    Diagnostic::error(
+                        Code::DataSplit,
+                        m.spans.get(slot),
+                        format!("cannot tell the format of \"{}\" from its name", set.features),
+                    )
+                    .with_label("unknown file type")
+                    .with_hint("use a file ending in .csv, .npy or .idx (or -ubyte), optionally .gz"),
                 ),
                 _ => {}
             }
@@ -1632,10 +1921,10 @@ fn activation_from(name: &str, args: &[f64]) -> Activation {
 
 fn is_choice_word(word: &str) -> bool {
     schema::SCHEMAS.iter().any(|s| {
-        s.positional
-            .iter()
-            .any(|slot| slot.ty.choice_names().contains(&word))
-            || s.options.iter().any(|slot| slot.ty.choice_names().contains(&word) || slot.name == word)
+        s.positional.iter().any(|slot| slot.ty.choice_names().contains(&word))
+            || s.options
+                .iter()
+                .any(|slot| slot.ty.choice_names().contains(&word) || slot.name == word)
             || s.flags.contains(&word)
     })
 }
@@ -1650,26 +1939,37 @@ fn arg_span(arg: &Arg) -> Span {
 fn statement_hint(section: Section) -> String {
     let heads: Vec<&str> = schema::heads(section).collect();
     match section {
-        Section::Top => "a spec holds `model NAME { ... }`, `train { ... }`, `let NAME = VALUE` and `block NAME(...) { ... }`".to_string(),
+        Section::Top => {
+            "a spec holds `model NAME { ... }`, `train { ... }`, `let NAME = VALUE` and `block NAME(...) { ... }`"
+                .to_string()
+        }
         _ => format!("statements here are {}", join_or(&heads)),
     }
 }
 
 fn wrong_type(what: &str, ty: &Ty, v: &Value, at: Span) -> Diagnostic {
-    Diagnostic::error(Code::WrongType, at, format!("{what} must be {}, found {}", ty.describe(), v.describe()))
-        .with_label(format!("expected {}", ty.describe()))
-        .with_hint(format!("write {} here", ty.describe()))
+    Diagnostic::error(
+        Code::WrongType,
+        at,
+        format!("{what} must be {}, found {}", ty.describe(), v.describe()),
+    )
+    .with_label(format!("expected {}", ty.describe()))
+    .with_hint(format!("write {} here", ty.describe()))
 }
 
 fn range_hint(head: &str, slot: &str) -> Option<String> {
     Some(
         match (head, slot) {
-            ("dropout", "rate") => "a dropout rate is the probability of dropping a unit: use a value in [0, 1), typically 0.2 to 0.5",
+            ("dropout", "rate") => {
+                "a dropout rate is the probability of dropping a unit: use a value in [0, 1), typically 0.2 to 0.5"
+            }
             ("optimizer", "lr") => "a learning rate must be positive: typical values are 1e-4 to 0.1",
             ("dense", "width") | ("input", "width") | ("maxout", "units") => "a layer needs at least one unit",
             ("batch", "size") => "a batch holds at least one sample",
             ("epochs", "count") => "train for at least one epoch",
-            ("optimizer", "beta1") | ("optimizer", "beta2") => "Adam's decay rates lie in [0, 1): the usual values are 0.9 and 0.999",
+            ("optimizer", "beta1") | ("optimizer", "beta2") => {
+                "Adam's decay rates lie in [0, 1): the usual values are 0.9 and 0.999"
+            }
             ("optimizer", "lambda") => "the momentum coefficient lies in [0, 1): 0.9 is usual",
             ("optimizer", "alpha") => "RMSProp's decay lies in [0, 1): 0.99 is usual",
             (_, "l1") | (_, "l2") => "a regularization strength is >= 0: typical values are 1e-5 to 1e-3",
@@ -1690,14 +1990,16 @@ pub fn fmt_number(x: f64) -> String {
 
 /// Parses `KEY=VALUE` (as given to `--set`) into an override whose value lives in `file`.
 /// `text` must be the part after `=`; strings may be given without quotes.
-pub fn parse_override(path: &str, file: crate::source::FileId, text: &str) -> Result<Override, Diagnostic> {
+pub fn parse_override(path: &str, file: crate::source::FileId, text: &str) -> Result<Override, Box<Diagnostic>> {
     let value = match syntax::parse_value(file, text) {
         Ok(v) => v,
         // A bare path is accepted where a quoted one is meant: `--set train.data=train.csv`.
-        Err(_) if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || "(){},;=#\"".contains(c)) => Value {
-            kind: ValueKind::Str(text.to_string()),
-            span: Span::new(file, 0, text.len()),
-        },
+        Err(_) if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || "(){},;=#\"".contains(c)) => {
+            Value {
+                kind: ValueKind::Str(text.to_string()),
+                span: Span::new(file, 0, text.len()),
+            }
+        }
         Err(e) => return Err(e),
     };
     Ok(Override {

@@ -96,7 +96,11 @@ impl Layer {
     pub fn parameter_count(&self, input: usize) -> u128 {
         match &self.kind {
             LayerKind::Dense { width, activation, .. } => {
-                let slope = if matches!(activation, Activation::Prelu { .. }) { *width } else { 0 };
+                let slope = if matches!(activation, Activation::Prelu { .. }) {
+                    *width
+                } else {
+                    0
+                };
                 (input as u128 + 1) * *width as u128 + slope as u128
             }
             LayerKind::Maxout { units, .. } => (input as u128 + 1) * *units as u128,
@@ -502,7 +506,8 @@ pub enum Validation {
 impl Validation {
     /// True when some validation data is configured.
     pub fn is_some(&self) -> bool {
-        !matches!(self, Validation::None | Validation::Count(0)) && !matches!(self, Validation::Fraction(f) if *f == 0.0)
+        !matches!(self, Validation::None | Validation::Count(0))
+            && !matches!(self, Validation::Fraction(f) if *f == 0.0)
     }
 }
 

@@ -127,24 +127,85 @@ const NON_NEGATIVE_INT: Ty = Ty::Int { min: 0, max: 1 << 40 };
 const SEED: Ty = Ty::Int { min: 0, max: i64::MAX };
 const REPEAT_COUNT: Ty = Ty::Int { min: 0, max: 10_000 };
 const PIECES: Ty = Ty::Int { min: 1, max: 1024 };
-const POSITIVE: Ty = Ty::Float { min: 0.0, min_inclusive: false, max: f64::INFINITY, max_inclusive: false };
-const NON_NEGATIVE: Ty = Ty::Float { min: 0.0, min_inclusive: true, max: f64::INFINITY, max_inclusive: false };
-const ANY_NUMBER: Ty = Ty::Float { min: f64::NEG_INFINITY, min_inclusive: false, max: f64::INFINITY, max_inclusive: false };
-const UNIT_OPEN: Ty = Ty::Float { min: 0.0, min_inclusive: true, max: 1.0, max_inclusive: false };
-const DECAY: Ty = Ty::Float { min: 0.0, min_inclusive: false, max: 1.0, max_inclusive: true };
+const POSITIVE: Ty = Ty::Float {
+    min: 0.0,
+    min_inclusive: false,
+    max: f64::INFINITY,
+    max_inclusive: false,
+};
+const NON_NEGATIVE: Ty = Ty::Float {
+    min: 0.0,
+    min_inclusive: true,
+    max: f64::INFINITY,
+    max_inclusive: false,
+};
+const ANY_NUMBER: Ty = Ty::Float {
+    min: f64::NEG_INFINITY,
+    min_inclusive: false,
+    max: f64::INFINITY,
+    max_inclusive: false,
+};
+const UNIT_OPEN: Ty = Ty::Float {
+    min: 0.0,
+    min_inclusive: true,
+    max: 1.0,
+    max_inclusive: false,
+};
+const DECAY: Ty = Ty::Float {
+    min: 0.0,
+    min_inclusive: false,
+    max: 1.0,
+    max_inclusive: true,
+};
 
 /// Activations. `prelu(0.25)` is the initial slope; the slope is then learned per unit.
 pub const ACTIVATION: Ty = Ty::Choice {
     what: "activation",
     choices: &[
-        Choice { name: "linear", params: &[] },
-        Choice { name: "sigmoid", params: &[] },
-        Choice { name: "tanh", params: &[] },
-        Choice { name: "relu", params: &[] },
-        Choice { name: "leaky_relu", params: &[Param { name: "alpha", ty: &NON_NEGATIVE, default: 0.01 }] },
-        Choice { name: "prelu", params: &[Param { name: "initial slope", ty: &ANY_NUMBER, default: 0.25 }] },
-        Choice { name: "elu", params: &[Param { name: "alpha", ty: &NON_NEGATIVE, default: 1.0 }] },
-        Choice { name: "softmax", params: &[] },
+        Choice {
+            name: "linear",
+            params: &[],
+        },
+        Choice {
+            name: "sigmoid",
+            params: &[],
+        },
+        Choice {
+            name: "tanh",
+            params: &[],
+        },
+        Choice {
+            name: "relu",
+            params: &[],
+        },
+        Choice {
+            name: "leaky_relu",
+            params: &[Param {
+                name: "alpha",
+                ty: &NON_NEGATIVE,
+                default: 0.01,
+            }],
+        },
+        Choice {
+            name: "prelu",
+            params: &[Param {
+                name: "initial slope",
+                ty: &ANY_NUMBER,
+                default: 0.25,
+            }],
+        },
+        Choice {
+            name: "elu",
+            params: &[Param {
+                name: "alpha",
+                ty: &NON_NEGATIVE,
+                default: 1.0,
+            }],
+        },
+        Choice {
+            name: "softmax",
+            params: &[],
+        },
     ],
 };
 
@@ -152,36 +213,92 @@ pub const ACTIVATION: Ty = Ty::Choice {
 pub const INIT: Ty = Ty::Choice {
     what: "initializer",
     choices: &[
-        Choice { name: "he", params: &[] },
-        Choice { name: "xavier", params: &[] },
-        Choice { name: "normal", params: &[Param { name: "std", ty: &POSITIVE, default: 0.01 }] },
-        Choice { name: "uniform", params: &[Param { name: "limit", ty: &POSITIVE, default: 0.05 }] },
+        Choice {
+            name: "he",
+            params: &[],
+        },
+        Choice {
+            name: "xavier",
+            params: &[],
+        },
+        Choice {
+            name: "normal",
+            params: &[Param {
+                name: "std",
+                ty: &POSITIVE,
+                default: 0.01,
+            }],
+        },
+        Choice {
+            name: "uniform",
+            params: &[Param {
+                name: "limit",
+                ty: &POSITIVE,
+                default: 0.05,
+            }],
+        },
     ],
 };
 
 const DROPOUT_MODE: Ty = Ty::Choice {
     what: "dropout mode",
-    choices: &[Choice { name: "inverted", params: &[] }, Choice { name: "scale_at_test", params: &[] }],
+    choices: &[
+        Choice {
+            name: "inverted",
+            params: &[],
+        },
+        Choice {
+            name: "scale_at_test",
+            params: &[],
+        },
+    ],
 };
 
 const LOSS: Ty = Ty::Choice {
     what: "loss",
     choices: &[
-        Choice { name: "cross_entropy", params: &[] },
-        Choice { name: "binary_cross_entropy", params: &[] },
-        Choice { name: "mse", params: &[] },
+        Choice {
+            name: "cross_entropy",
+            params: &[],
+        },
+        Choice {
+            name: "binary_cross_entropy",
+            params: &[],
+        },
+        Choice {
+            name: "mse",
+            params: &[],
+        },
     ],
 };
 
 const OPTIMIZER: Ty = Ty::Choice {
     what: "optimizer",
     choices: &[
-        Choice { name: "sgd", params: &[] },
-        Choice { name: "momentum", params: &[] },
-        Choice { name: "nesterov", params: &[] },
-        Choice { name: "adagrad", params: &[] },
-        Choice { name: "rmsprop", params: &[] },
-        Choice { name: "adam", params: &[] },
+        Choice {
+            name: "sgd",
+            params: &[],
+        },
+        Choice {
+            name: "momentum",
+            params: &[],
+        },
+        Choice {
+            name: "nesterov",
+            params: &[],
+        },
+        Choice {
+            name: "adagrad",
+            params: &[],
+        },
+        Choice {
+            name: "rmsprop",
+            params: &[],
+        },
+        Choice {
+            name: "adam",
+            params: &[],
+        },
     ],
 };
 
@@ -190,43 +307,96 @@ const STEP_EVERY: Ty = Ty::Int { min: 1, max: 1 << 40 };
 const SCHEDULE: Ty = Ty::Choice {
     what: "schedule",
     choices: &[
-        Choice { name: "constant", params: &[] },
+        Choice {
+            name: "constant",
+            params: &[],
+        },
         Choice {
             name: "step",
             params: &[
-                Param { name: "every", ty: &STEP_EVERY, default: 10.0 },
-                Param { name: "gamma", ty: &DECAY, default: 0.5 },
+                Param {
+                    name: "every",
+                    ty: &STEP_EVERY,
+                    default: 10.0,
+                },
+                Param {
+                    name: "gamma",
+                    ty: &DECAY,
+                    default: 0.5,
+                },
             ],
         },
-        Choice { name: "exponential", params: &[Param { name: "gamma", ty: &DECAY, default: 0.95 }] },
+        Choice {
+            name: "exponential",
+            params: &[Param {
+                name: "gamma",
+                ty: &DECAY,
+                default: 0.95,
+            }],
+        },
     ],
 };
 
 const DATASET: Ty = Ty::ChoiceOrStr {
     what: "data set",
-    choices: &[Choice { name: "digits", params: &[] }, Choice { name: "mnist", params: &[] }],
+    choices: &[
+        Choice {
+            name: "digits",
+            params: &[],
+        },
+        Choice {
+            name: "mnist",
+            params: &[],
+        },
+    ],
 };
 
 const NORMALIZE: Ty = Ty::Choice {
     what: "normalization",
     choices: &[
-        Choice { name: "none", params: &[] },
-        Choice { name: "scale", params: &[] },
-        Choice { name: "standard", params: &[] },
+        Choice {
+            name: "none",
+            params: &[],
+        },
+        Choice {
+            name: "scale",
+            params: &[],
+        },
+        Choice {
+            name: "standard",
+            params: &[],
+        },
     ],
 };
 
 const METRIC: Ty = Ty::Choice {
     what: "metric",
-    choices: &[Choice { name: "val_loss", params: &[] }, Choice { name: "val_accuracy", params: &[] }],
+    choices: &[
+        Choice {
+            name: "val_loss",
+            params: &[],
+        },
+        Choice {
+            name: "val_accuracy",
+            params: &[],
+        },
+    ],
 };
 
 const fn req(name: &'static str, ty: &'static Ty) -> Slot {
-    Slot { name, ty, required: true }
+    Slot {
+        name,
+        ty,
+        required: true,
+    }
 }
 
 const fn opt(name: &'static str, ty: &'static Ty) -> Slot {
-    Slot { name, ty, required: false }
+    Slot {
+        name,
+        ty,
+        required: false,
+    }
 }
 
 const REGULARIZATION_OPTIONS: [Slot; 2] = [opt("l1", &NON_NEGATIVE), opt("l2", &NON_NEGATIVE)];
@@ -489,9 +659,22 @@ impl Ty {
         match self {
             Ty::Int { min, max } if *max >= 1 << 40 => format!("at least {min}"),
             Ty::Int { min, max } => format!("from {min} to {max}"),
-            Ty::Float { min, min_inclusive, max, max_inclusive } => {
-                let lo = if *min_inclusive { format!("at least {min}") } else { format!("greater than {min}") };
-                let hi = if *max_inclusive { format!("at most {max}") } else { format!("less than {max}") };
+            Ty::Float {
+                min,
+                min_inclusive,
+                max,
+                max_inclusive,
+            } => {
+                let lo = if *min_inclusive {
+                    format!("at least {min}")
+                } else {
+                    format!("greater than {min}")
+                };
+                let hi = if *max_inclusive {
+                    format!("at most {max}")
+                } else {
+                    format!("less than {max}")
+                };
                 match (min.is_finite(), max.is_finite()) {
                     (true, true) => format!("{lo} and {hi}"),
                     (true, false) => lo,
@@ -507,7 +690,12 @@ impl Ty {
     pub fn in_range(&self, value: f64) -> bool {
         match self {
             Ty::Int { min, max } => value >= *min as f64 && value <= *max as f64,
-            Ty::Float { min, min_inclusive, max, max_inclusive } => {
+            Ty::Float {
+                min,
+                min_inclusive,
+                max,
+                max_inclusive,
+            } => {
                 value.is_finite()
                     && (if *min_inclusive { value >= *min } else { value > *min })
                     && (if *max_inclusive { value <= *max } else { value < *max })
@@ -519,5 +707,9 @@ impl Ty {
 
 /// "a" or "an" for a word.
 pub fn article(word: &str) -> &'static str {
-    if word.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" }
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
