@@ -2,10 +2,17 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use netc::check::Limits;
+use netc::data::DataDirs;
 use netc::diag::{self, Diagnostic, Format};
+use netc::error::UserError;
 use netc::source::SourceMap;
-use std::path::PathBuf;
+use netc::train::{Outcome, Progress, TrainOptions};
+use netc::{LoadError, graph, metrics};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser)]
 #[command(name = "netc", version, about = "Compile neural networks described as text", long_about = None)]
@@ -40,6 +47,82 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Train a spec; write weights, metrics and curves to a run directory.
+    Train {
+        /// The spec.
+        spec: PathBuf,
+        #[command(flatten)]
+        common: Common,
+        /// Override the number of epochs.
+        #[arg(long)]
+        epochs: Option<u64>,
+        /// Override the seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The run directory (default runs/<model>-<timestamp>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the final report (JSON) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Continue an interrupted run from its directory.
+        #[arg(long, conflicts_with = "out")]
+        resume: Option<PathBuf>,
+        /// The execution backend.
+        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        backend: Backend,
+        /// No progress output.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Evaluate trained weights: loss, accuracy, per-class precision/recall, confusion matrix.
+    Eval {
+        /// The spec the weights were trained from.
+        spec: PathBuf,
+        /// The weights (weights.safetensors of a run).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Which data to evaluate on.
+        #[arg(long, value_enum, default_value_t = Split::Test)]
+        split: Split,
+        /// Also write the figures (JSON) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+        /// The execution backend.
+        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        backend: Backend,
+    },
+    /// Predict classes for rows of features (CSV, IDX or NPY; `-` reads CSV from stdin).
+    Predict {
+        /// The spec the weights were trained from.
+        spec: PathBuf,
+        /// The weights (weights.safetensors of a run).
+        #[arg(long)]
+        weights: PathBuf,
+        /// The input rows.
+        input: PathBuf,
+        /// Output form: one line per row (class, then probabilities), or a JSON array.
+        #[arg(long, value_enum, default_value_t = PredictFormat::Text)]
+        format: PredictFormat,
+        /// Override any spec value, as KEY=VALUE.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// The execution backend.
+        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        backend: Backend,
+    },
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Where named data sets (mnist) are looked for: DIR/mnist/.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override any spec value, as KEY=VALUE (e.g. train.optimizer.lr=0.01, model.h1.width=512).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -47,6 +130,25 @@ enum FormatArg {
     Human,
     Json,
     Github,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum PredictFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Backend {
+    /// The ndarray reference interpreter.
+    Interp,
 }
 
 fn main() -> ExitCode {
@@ -59,7 +161,319 @@ fn main() -> ExitCode {
             files,
         } => check(files, format, deny_warnings, summary),
         Command::Fmt { check, files } => fmt(files, check),
+        Command::Train {
+            spec,
+            common,
+            epochs,
+            seed,
+            out,
+            report,
+            resume,
+            backend: _,
+            quiet,
+        } => {
+            let mut sets = common.sets;
+            if let Some(e) = epochs {
+                sets.push(format!("train.epochs={e}"));
+            }
+            if let Some(s) = seed {
+                sets.push(format!("train.seed={s}"));
+            }
+            train(&spec, &sets, common.data_dir, out, report, resume, quiet)
+        }
+        Command::Eval {
+            spec,
+            weights,
+            split,
+            report,
+            common,
+            backend: _,
+        } => exit(eval(
+            &spec,
+            &common.sets,
+            common.data_dir,
+            &weights,
+            split,
+            report.as_deref(),
+        )),
+        Command::Predict {
+            spec,
+            weights,
+            input,
+            format,
+            sets,
+            backend: _,
+        } => exit(predict(&spec, &sets, &weights, &input, format)),
     }
+}
+
+fn exit(result: Result<(), ExitCode>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+fn fail(e: UserError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(1)
+}
+
+/// Loads and checks a spec; prints its warnings, or its errors and returns exit code 1.
+fn load(spec: &Path, sets: &[String]) -> Result<netc::train::Run, ExitCode> {
+    let mut sources = SourceMap::new();
+    match netc::load_spec(spec, sets, &mut sources) {
+        Ok((run, warnings)) => {
+            diag::emit_human(&sources, &warnings);
+            Ok(run)
+        }
+        Err(LoadError::User(e)) => Err(fail(e)),
+        Err(LoadError::Diagnostics(d)) => {
+            diag::emit_human(&sources, &d);
+            let (errors, warnings) = diag::count(&d);
+            eprintln!(
+                "error: `{}` has {errors} error(s) and {warnings} warning(s); nothing was run",
+                spec.display()
+            );
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn spec_dir(spec: &Path) -> PathBuf {
+    spec.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn train(
+    spec: &Path,
+    sets: &[String],
+    data_dir: Option<PathBuf>,
+    out: Option<PathBuf>,
+    report: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    quiet: bool,
+) -> ExitCode {
+    let run = match load(spec, sets) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    // First Ctrl-C: finish the step and checkpoint. Second: leave at once (files are atomic).
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)");
+    });
+    let progress = if quiet {
+        Progress::Quiet
+    } else if std::io::stderr().is_terminal() {
+        Progress::Bar
+    } else {
+        Progress::Lines
+    };
+    let graph = graph::build(&run.program);
+    if !quiet {
+        println!(
+            "training {} ({} parameters) with {} on the interpreter",
+            run.program.model.name,
+            graph.parameter_count(),
+            run.program.train.optimizer.kind.name()
+        );
+    }
+    let options = TrainOptions {
+        data_dirs: DataDirs { flag: data_dir },
+        spec_dir: spec_dir(spec),
+        out,
+        resume,
+        report,
+        progress,
+        interrupt,
+        stop_after_steps: None,
+    };
+    match netc::train::train(&run, &options) {
+        Ok(Outcome::Finished { out_dir, report, .. }) => {
+            if !quiet {
+                let fig = |name: &str, f: Option<metrics::Figures>| match f {
+                    Some(f) => format!("{name} loss {:.4} accuracy {:.2}%", f.loss, f.accuracy * 100.0),
+                    None => format!("{name}: none"),
+                };
+                println!("{}", fig("train", Some(report.train)));
+                println!("{}", fig("validation", report.validation));
+                println!("{}", fig("test", report.test));
+                println!(
+                    "{} epochs ({}), {:.0} samples/s, {:.1}s; run directory: {}",
+                    report.epochs_run,
+                    report.stop_reason,
+                    report.samples_per_second,
+                    report.wall_seconds,
+                    out_dir.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::Interrupted { out_dir, epoch, step }) => {
+            eprintln!(
+                "stopped at epoch {epoch}, step {step}; checkpoint saved. Continue with:\n  netc train {} --resume {}",
+                spec.display(),
+                out_dir.display()
+            );
+            ExitCode::from(130)
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// A model with loaded weights, and the data normalization they were trained with.
+fn trained(
+    run: &netc::train::Run,
+    weights: &Path,
+) -> Result<(netc::interp::Interpreter<f32>, netc::data::Normalization), ExitCode> {
+    let graph = graph::build(&run.program);
+    let (params, normalization) = netc::weights::load_model(&graph, weights).map_err(fail)?;
+    let mut interp = netc::interp::Interpreter::new(graph, run.program.train.seed);
+    interp.params = params;
+    Ok((interp, normalization))
+}
+
+fn eval(
+    spec: &Path,
+    sets: &[String],
+    data_dir: Option<PathBuf>,
+    weights: &Path,
+    split: Split,
+    report: Option<&Path>,
+) -> Result<(), ExitCode> {
+    let run = load(spec, sets)?;
+    let (mut interp, normalization) = trained(&run, weights)?;
+    let splits = netc::data::load_with(
+        &run.program.train.data,
+        &DataDirs { flag: data_dir },
+        &spec_dir(spec),
+        Some(&normalization),
+    )
+    .map_err(fail)?;
+    let (name, data) = match split {
+        Split::Train => ("train", Some(&splits.train)),
+        Split::Val => ("validation", splits.validation.as_ref()),
+        Split::Test => ("test", splits.test.as_ref()),
+    };
+    let data = data.ok_or_else(|| {
+        fail(
+            UserError::new(format!("the spec's data has no {name} split")).hint(match split {
+                Split::Val => "add `validation N` to the data statement, or use --split test",
+                _ => "give a test file with `test \"...\"`, or use --split train",
+            }),
+        )
+    })?;
+    if data.features.ncols() != interp.graph.input_width {
+        return Err(fail(
+            UserError::new(format!(
+                "the data has {} features, the model takes {}",
+                data.features.ncols(),
+                interp.graph.input_width
+            ))
+            .hint("evaluate with the spec the weights were trained from"),
+        ));
+    }
+    let evaluation = metrics::evaluate(&mut interp, data);
+    let confusion = metrics::Confusion::new(
+        &evaluation.predictions,
+        &data.labels,
+        splits.classes.max(interp.graph.output_width.max(2)),
+    );
+    let per_class = confusion.per_class();
+    println!(
+        "{name}: {} samples, loss {:.4}, accuracy {:.2}%",
+        data.len(),
+        evaluation.loss,
+        evaluation.accuracy * 100.0
+    );
+    println!("\nclass  precision  recall  support");
+    for c in &per_class {
+        println!(
+            "{:>5}  {:>9.4}  {:>6.4}  {:>7}",
+            c.class, c.precision, c.recall, c.support
+        );
+    }
+    println!(
+        "\nconfusion matrix (rows: true class, columns: predicted)\n{}",
+        confusion.render()
+    );
+    if let Some(path) = report {
+        let json = serde_json::json!({
+            "split": name,
+            "samples": data.len(),
+            "loss": evaluation.loss,
+            "accuracy": evaluation.accuracy,
+            "per_class": per_class,
+            "confusion": confusion.counts,
+        });
+        netc::fsutil::write_atomic(
+            path,
+            serde_json::to_string_pretty(&json).expect("serializes").as_bytes(),
+        )
+        .map_err(|e| fail(UserError::new(format!("cannot write `{}`: {e}", path.display())).hint("check the path")))?;
+    }
+    Ok(())
+}
+
+fn predict(spec: &Path, sets: &[String], weights: &Path, input: &Path, format: PredictFormat) -> Result<(), ExitCode> {
+    let run = load(spec, sets)?;
+    let (mut interp, normalization) = trained(&run, weights)?;
+    let mut features = if input.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
+            fail(UserError::new(format!("cannot read standard input: {e}")).hint("pipe CSV rows into netc predict"))
+        })?;
+        netc::data::parse_csv_matrix(&text, "<stdin>").map_err(fail)?
+    } else {
+        netc::data::read_matrix(input).map_err(fail)?
+    };
+    let width = interp.graph.input_width;
+    if features.ncols() != width {
+        let hint = if features.ncols() == width + 1 {
+            "the rows have one column too many: remove the label column".to_string()
+        } else {
+            format!("give {width} numbers per row")
+        };
+        return Err(fail(
+            UserError::new(format!(
+                "`{}` has {} values per row, but the model takes {width}",
+                input.display(),
+                features.ncols()
+            ))
+            .hint(hint),
+        ));
+    }
+    normalization.apply(&mut features);
+    let outputs = metrics::outputs(&mut interp, &features);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let rows: Vec<(usize, Vec<f32>)> = outputs
+        .rows()
+        .into_iter()
+        .map(|r| (metrics::predicted_class(r), metrics::class_probabilities(r)))
+        .collect();
+    let written = match format {
+        PredictFormat::Text => rows.iter().try_for_each(|(class, probs)| {
+            let cells: Vec<String> = probs.iter().map(|p| format!("{p:.6}")).collect();
+            writeln!(out, "{class} {}", cells.join(" "))
+        }),
+        PredictFormat::Json => {
+            let json: Vec<_> = rows
+                .iter()
+                .map(|(c, p)| serde_json::json!({"class": c, "probabilities": p}))
+                .collect();
+            writeln!(out, "{}", serde_json::to_string(&json).expect("serializes"))
+        }
+    };
+    // A closed pipe (e.g. `| head`) is not an error of netc's.
+    let _ = written.and_then(|()| out.flush());
+    Ok(())
 }
 
 /// Reads a file, reporting failure the same way for every command.
@@ -74,19 +488,10 @@ fn read(path: &PathBuf) -> Result<String, ExitCode> {
             }
         };
     }
-    match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
-            eprintln!(
-                "error: `{}` is not UTF-8 text (invalid byte at offset {})\n  = help: save the spec as UTF-8",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            );
-            ExitCode::from(1)
-        }),
-        Err(e) => {
-            eprintln!("error: cannot read `{}`: {e}\n  = help: check the path", path.display());
-            Err(ExitCode::from(1))
-        }
+    match netc::read_spec(path) {
+        Ok(text) => Ok(text),
+        Err(LoadError::User(e)) => Err(fail(e)),
+        Err(LoadError::Diagnostics(_)) => Err(ExitCode::from(1)),
     }
 }
 

@@ -119,3 +119,9 @@ impl<T> std::ops::IndexMut<Handle<T>> for Arena<T> {
         &mut self.items[handle.index as usize]
     }
 }
+
+impl<T: serde::Serialize> serde::Serialize for Arena<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.items)
+    }
+}

@@ -16,7 +16,7 @@ use crate::source::Span;
 use std::collections::HashMap;
 
 /// A whole spec: the model and how to train it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Program {
     /// The network.
     pub model: Model,
@@ -25,7 +25,7 @@ pub struct Program {
 }
 
 /// The network: an input width, layers in order, and a loss on the last one.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Model {
     /// The name after `model`.
     pub name: String,
@@ -38,7 +38,7 @@ pub struct Model {
 }
 
 /// One layer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Layer {
     /// Its name: the label (`h1:`), or `<kind><n>` for unlabelled layers (`dense2`).
     pub name: String,
@@ -49,7 +49,7 @@ pub struct Layer {
 }
 
 /// The kinds of layer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum LayerKind {
     /// `y = act(x W + b)`.
     Dense {
@@ -127,7 +127,7 @@ impl Layer {
 }
 
 /// Elementwise activations.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum Activation {
     /// Identity.
     Linear,
@@ -186,7 +186,7 @@ impl Activation {
 }
 
 /// Weight initializers. Biases start at the layer's `bias` value (0 by default).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum Init {
     /// Normal with std `sqrt(2 / fan_in)`.
     He,
@@ -217,7 +217,7 @@ impl Init {
 }
 
 /// Dropout's two equivalent forms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum DropoutMode {
     /// Scale kept units by `1/(1-p)` while training; nothing at test time.
     Inverted,
@@ -226,7 +226,7 @@ pub enum DropoutMode {
 }
 
 /// Losses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Loss {
     /// Softmax cross-entropy over classes (output activation softmax).
     CrossEntropy,
@@ -248,7 +248,7 @@ impl Loss {
 }
 
 /// L1 and L2 strengths (0 = off). Never applied to biases.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Regularization {
     /// Adds `l1 * sum |w|` to the loss.
     pub l1: f64,
@@ -257,7 +257,7 @@ pub struct Regularization {
 }
 
 /// The train section.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TrainConfig {
     /// Where the data comes from.
     pub data: DataConfig,
@@ -278,7 +278,7 @@ pub struct TrainConfig {
 }
 
 /// Optimizers and their settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Optimizer {
     /// Which one.
     pub kind: OptimizerKind,
@@ -287,7 +287,7 @@ pub struct Optimizer {
 }
 
 /// The optimizer families.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum OptimizerKind {
     /// `w -= lr * g`.
     Sgd,
@@ -351,7 +351,7 @@ impl OptimizerKind {
 }
 
 /// Learning-rate schedules, applied per epoch (epoch 0 uses the base rate).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub enum Schedule {
     /// The base rate throughout.
     Constant,
@@ -381,7 +381,7 @@ impl Schedule {
 }
 
 /// Early stopping on a validation metric.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct EarlyStop {
     /// What is watched.
     pub metric: Metric,
@@ -394,7 +394,7 @@ pub struct EarlyStop {
 }
 
 /// Metrics early stopping can watch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Metric {
     /// Validation loss (lower is better).
     ValLoss,
@@ -413,7 +413,7 @@ impl Metric {
 }
 
 /// The data statement.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DataConfig {
     /// The training data.
     pub source: DataSource,
@@ -426,7 +426,7 @@ pub struct DataConfig {
 }
 
 /// Named data sets and files.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum DataSource {
     /// A data set netc knows by name.
     Named(NamedData),
@@ -435,7 +435,7 @@ pub enum DataSource {
 }
 
 /// The data sets netc knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum NamedData {
     /// UCI 8x8 digits, built into the binary: 64 features, 10 classes.
     Digits,
@@ -467,7 +467,7 @@ impl NamedData {
 }
 
 /// Feature (and label) files.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FileSet {
     /// Path of the features (CSV with labels in a column, IDX or NPY).
     pub features: String,
@@ -480,7 +480,7 @@ pub struct FileSet {
 }
 
 /// Where a CSV's label is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum LabelColumn {
     /// Column 0.
     First,
@@ -491,7 +491,7 @@ pub enum LabelColumn {
 }
 
 /// Validation data.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub enum Validation {
     /// No validation data.
     None,
@@ -512,7 +512,7 @@ impl Validation {
 }
 
 /// Feature scaling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Normalize {
     /// Features as read.
     None,

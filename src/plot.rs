@@ -1,0 +1,99 @@
+//! Learning curves as SVG: training vs validation loss and accuracy by epoch.
+
+use crate::train::EpochRecord;
+use plotters::prelude::*;
+
+/// Two panels (loss, accuracy) with train and validation curves; the kept epoch is marked and,
+/// when early stopping ended the run, so is the stopping epoch.
+pub fn curves_svg(
+    model: &str,
+    history: &[EpochRecord],
+    best_epoch: Option<usize>,
+    stop_epoch: Option<usize>,
+) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 400)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let panels = root.split_evenly((1, 2));
+        let epochs = history.len().max(1) as f64;
+        let train_loss: Vec<(f64, f64)> = history.iter().map(|r| (r.epoch as f64, r.train_loss)).collect();
+        let val_loss: Vec<(f64, f64)> = history
+            .iter()
+            .filter_map(|r| r.val_loss.map(|v| (r.epoch as f64, v)))
+            .collect();
+        let train_acc: Vec<(f64, f64)> = history
+            .iter()
+            .map(|r| (r.epoch as f64, r.train_accuracy * 100.0))
+            .collect();
+        let val_acc: Vec<(f64, f64)> = history
+            .iter()
+            .filter_map(|r| r.val_accuracy.map(|v| (r.epoch as f64, v * 100.0)))
+            .collect();
+        let finite_max = |series: &[&[(f64, f64)]]| {
+            series
+                .iter()
+                .flat_map(|s| s.iter().map(|p| p.1))
+                .filter(|v| v.is_finite())
+                .fold(0.0f64, f64::max)
+        };
+        let loss_max = finite_max(&[&train_loss, &val_loss]).max(1e-6) * 1.05;
+        let specs = [
+            (format!("{model}: loss"), train_loss, val_loss, 0.0, loss_max),
+            (format!("{model}: accuracy (%)"), train_acc, val_acc, 0.0, 100.0),
+        ];
+        for (area, (title, train, val, lo, hi)) in panels.iter().zip(specs) {
+            let Ok(mut chart) = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(32)
+                .y_label_area_size(48)
+                .build_cartesian_2d(1.0..epochs.max(2.0), lo..hi)
+            else {
+                continue;
+            };
+            let _ = chart.configure_mesh().x_desc("epoch").draw();
+            let _ = chart
+                .draw_series(LineSeries::new(train, BLUE.stroke_width(2)))
+                .map(|s| {
+                    s.label("train")
+                        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE))
+                });
+            if !val.is_empty() {
+                let _ = chart.draw_series(LineSeries::new(val, RED.stroke_width(2))).map(|s| {
+                    s.label("validation")
+                        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED))
+                });
+            }
+            if let Some(best) = best_epoch {
+                let _ = chart
+                    .draw_series(LineSeries::new(
+                        vec![(best as f64, lo), (best as f64, hi)],
+                        GREEN.stroke_width(1),
+                    ))
+                    .map(|s| {
+                        s.label(format!("best epoch {best}"))
+                            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN))
+                    });
+            }
+            if let Some(stop) = stop_epoch {
+                let _ = chart
+                    .draw_series(LineSeries::new(
+                        vec![(stop as f64, lo), (stop as f64, hi)],
+                        BLACK.stroke_width(1),
+                    ))
+                    .map(|s| {
+                        s.label(format!("early stop at {stop}"))
+                            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK))
+                    });
+            }
+            let _ = chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw();
+        }
+        let _ = root.present();
+    }
+    svg
+}

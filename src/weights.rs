@@ -1,0 +1,208 @@
+//! Weights and checkpoints as safetensors files.
+//!
+//! A weights file holds, for each layer, `NAME.weight` in PyTorch's `nn.Linear` layout
+//! `[outputs, inputs]`, `NAME.bias` `[outputs]` and, for prelu, `NAME.slope` `[outputs]`; plus
+//! the input normalization `input.shift` and `input.scale` (`x' = (x - shift) * scale`). All
+//! tensors are f32. Loading checks every name and shape against the spec.
+
+use crate::data::Normalization;
+use crate::error::UserError;
+use crate::graph::{Graph, ParamKind};
+use ndarray::Array2;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// A named f32 tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTensor {
+    /// Its name in the file.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values in row-major order.
+    pub data: Vec<f32>,
+}
+
+/// Tensors of a file by name.
+pub type Tensors = BTreeMap<String, NamedTensor>;
+
+/// Serializes tensors and string metadata to safetensors bytes.
+pub fn encode(tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Vec<u8> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            let view = TensorView::new(Dtype::F32, t.shape.clone(), b).expect("the byte length matches the shape");
+            (t.name.clone(), view)
+        })
+        .collect();
+    let metadata: HashMap<String, String> = metadata.into_iter().collect();
+    safetensors::serialize(views, Some(metadata)).expect("tensors with distinct names always serialize")
+}
+
+/// Parses safetensors bytes into f32 tensors and metadata.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<(Tensors, BTreeMap<String, String>), UserError> {
+    let bad = |e: String| {
+        UserError::new(format!("`{}` is not a valid safetensors file: {e}", path.display()))
+            .hint("give the weights.safetensors written by `netc train`")
+    };
+    let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
+    let metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    let file = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(UserError::new(format!(
+                "tensor `{name}` in `{}` is {:?}, not F32",
+                path.display(),
+                view.dtype()
+            ))
+            .hint("netc stores and reads f32 weights"));
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect();
+        out.insert(
+            name.clone(),
+            NamedTensor {
+                name,
+                shape: view.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    Ok((out, metadata))
+}
+
+/// The tensor of a parameter in file layout (weights transposed to `[outputs, inputs]`).
+pub fn param_tensor(name: &str, kind: ParamKind, value: &Array2<f32>) -> NamedTensor {
+    match kind {
+        ParamKind::Weight => NamedTensor {
+            name: name.to_string(),
+            shape: vec![value.ncols(), value.nrows()],
+            data: value.t().iter().copied().collect(),
+        },
+        ParamKind::Bias | ParamKind::Slope => NamedTensor {
+            name: name.to_string(),
+            shape: vec![value.len()],
+            data: value.iter().copied().collect(),
+        },
+    }
+}
+
+/// The tensors of a trained model.
+pub fn model_tensors(graph: &Graph, params: &[Array2<f32>], normalization: &Normalization) -> Vec<NamedTensor> {
+    let mut out: Vec<NamedTensor> = graph
+        .params
+        .iter()
+        .zip(params)
+        .map(|(p, v)| param_tensor(&p.name, p.kind, v))
+        .collect();
+    out.push(NamedTensor {
+        name: "input.shift".to_string(),
+        shape: vec![normalization.shift.len()],
+        data: normalization.shift.clone(),
+    });
+    out.push(NamedTensor {
+        name: "input.scale".to_string(),
+        shape: vec![normalization.scale.len()],
+        data: normalization.scale.clone(),
+    });
+    out
+}
+
+/// Reads a parameter back from file layout into the interpreter's layout, checking its shape.
+pub fn param_from(
+    tensors: &Tensors,
+    name: &str,
+    kind: ParamKind,
+    rows: usize,
+    cols: usize,
+    path: &Path,
+) -> Result<Array2<f32>, UserError> {
+    let t = tensors.get(name).ok_or_else(|| {
+        UserError::new(format!(
+            "`{}` has no tensor `{name}`, which the spec needs",
+            path.display()
+        ))
+        .hint("use the weights trained from this spec (layer names and kinds must match)")
+    })?;
+    let expected = match kind {
+        ParamKind::Weight => vec![cols, rows],
+        ParamKind::Bias | ParamKind::Slope => vec![cols],
+    };
+    if t.shape != expected {
+        return Err(UserError::new(format!(
+            "tensor `{name}` in `{}` has shape {:?}, but the spec needs {:?}",
+            path.display(),
+            t.shape,
+            expected
+        ))
+        .hint("the layer widths of the spec differ from the ones these weights were trained with"));
+    }
+    if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+        return Err(UserError::new(format!(
+            "tensor `{name}` in `{}` holds a non-finite value at element {i}",
+            path.display()
+        ))
+        .hint("these weights come from a diverged run; retrain with a lower learning rate"));
+    }
+    Ok(match kind {
+        ParamKind::Weight => Array2::from_shape_vec((cols, rows), t.data.clone())
+            .expect("shape checked")
+            .reversed_axes()
+            .as_standard_layout()
+            .to_owned(),
+        ParamKind::Bias | ParamKind::Slope => Array2::from_shape_vec((1, cols), t.data.clone()).expect("shape checked"),
+    })
+}
+
+/// Loads a weights file for a graph: every parameter and the normalization, checked by name and
+/// shape; tensors the spec does not know are refused.
+pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Normalization), UserError> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        UserError::new(format!("cannot read weights `{}`: {e}", path.display())).hint("check the --weights path")
+    })?;
+    let (tensors, _) = decode(&bytes, path)?;
+    let mut params = Vec::new();
+    let mut known: Vec<&str> = vec!["input.shift", "input.scale"];
+    for p in &graph.params {
+        params.push(param_from(&tensors, &p.name, p.kind, p.rows, p.cols, path)?);
+        known.push(&p.name);
+    }
+    if let Some(extra) = tensors.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(UserError::new(format!(
+            "`{}` has a tensor `{extra}` that the spec has no place for",
+            path.display()
+        ))
+        .hint("use the weights trained from this spec (layer names and kinds must match)"));
+    }
+    let vector = |name: &str| -> Result<Vec<f32>, UserError> {
+        let t = tensors.get(name).ok_or_else(|| {
+            UserError::new(format!("`{}` has no tensor `{name}`", path.display()))
+                .hint("use a weights file written by `netc train`")
+        })?;
+        if t.shape != [graph.input_width] {
+            return Err(UserError::new(format!(
+                "tensor `{name}` in `{}` has shape {:?}, but the input is {} wide",
+                path.display(),
+                t.shape,
+                graph.input_width
+            ))
+            .hint("the spec's input width differs from the one these weights were trained with"));
+        }
+        Ok(t.data.clone())
+    };
+    let normalization = Normalization {
+        shift: vector("input.shift")?,
+        scale: vector("input.scale")?,
+    };
+    Ok((params, normalization))
+}
