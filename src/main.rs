@@ -477,7 +477,7 @@ fn predict(spec: &Path, sets: &[String], weights: &Path, input: &Path, format: P
 }
 
 /// Reads a file, reporting failure the same way for every command.
-fn read(path: &PathBuf) -> Result<String, ExitCode> {
+fn read(path: &Path) -> Result<String, ExitCode> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         return match std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
