@@ -69,7 +69,7 @@ fn check(model: &str, loss: &str, train_extra: &str) {
         .map(|&n| interp.value(n).clone())
         .collect();
     let h = 1e-6;
-    for p in 0..interp.params.len() {
+    for (p, analytic) in analytic.iter().enumerate() {
         let name = interp.graph.params[p].name.clone();
         let cols = interp.params[p].ncols();
         for i in 0..interp.params[p].len() {
@@ -81,7 +81,7 @@ fn check(model: &str, loss: &str, train_extra: &str) {
             let minus = total_loss(&mut interp, &ctx);
             interp.params[p][at] = original;
             let numeric = (plus - minus) / (2.0 * h);
-            let a = analytic[p][at];
+            let a = analytic[at];
             let scale = a.abs().max(numeric.abs()).max(1e-4);
             assert!(
                 (a - numeric).abs() / scale < 1e-5,
