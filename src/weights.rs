@@ -9,8 +9,8 @@ use crate::data::Normalization;
 use crate::error::UserError;
 use crate::graph::{Graph, ParamKind};
 use ndarray::Array2;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use std::collections::{BTreeMap, HashMap};
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A named f32 tensor.
@@ -28,21 +28,62 @@ pub struct NamedTensor {
 pub type Tensors = BTreeMap<String, NamedTensor>;
 
 /// Serializes tensors and string metadata to safetensors bytes.
+///
+/// Written here rather than by the safetensors crate because the crate keeps metadata in a
+/// `HashMap`, whose order varies from run to run; netc's files must be byte-for-byte
+/// reproducible. The layout is the standard one: an 8-byte little-endian header length, the
+/// JSON header (tensors sorted by name, `__metadata__` first) padded with spaces to a multiple
+/// of 8, then the tensors' bytes in header order. The crate reads and validates it.
 pub fn encode(tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Vec<u8> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
-        .collect();
-    let views: Vec<(String, TensorView)> = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|(t, b)| {
-            let view = TensorView::new(Dtype::F32, t.shape.clone(), b).expect("the byte length matches the shape");
-            (t.name.clone(), view)
-        })
-        .collect();
-    let metadata: HashMap<String, String> = metadata.into_iter().collect();
-    safetensors::serialize(views, Some(metadata)).expect("tensors with distinct names always serialize")
+    let mut sorted: Vec<&NamedTensor> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert(
+            "__metadata__".to_string(),
+            serde_json::to_value(&metadata).expect("strings serialize"),
+        );
+    }
+    let mut offset = 0usize;
+    for t in &sorted {
+        let end = offset + t.data.len() * 4;
+        header.insert(
+            t.name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    // serde_json's Map keeps insertion order only with a feature; build the text by hand instead.
+    let mut text = String::from("{");
+    let mut first = true;
+    let mut push = |key: &str, value: &serde_json::Value| {
+        if !first {
+            text.push(',');
+        }
+        first = false;
+        text.push_str(&serde_json::to_string(key).expect("strings serialize"));
+        text.push(':');
+        text.push_str(&value.to_string());
+    };
+    if let Some(m) = header.get("__metadata__") {
+        push("__metadata__", m);
+    }
+    for t in &sorted {
+        push(&t.name, &header[&t.name]);
+    }
+    text.push('}');
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + offset);
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text.as_bytes());
+    for t in sorted {
+        for v in &t.data {
+            out.extend(v.to_le_bytes());
+        }
+    }
+    out
 }
 
 /// Parses safetensors bytes into f32 tensors and metadata.
@@ -205,4 +246,37 @@ pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Norma
         scale: vector("input.scale")?,
     };
     Ok((params, normalization))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_is_deterministic_and_readable_by_the_safetensors_crate() {
+        let tensors = vec![
+            NamedTensor {
+                name: "b".into(),
+                shape: vec![2],
+                data: vec![1.0, 2.0],
+            },
+            NamedTensor {
+                name: "a".into(),
+                shape: vec![1, 3],
+                data: vec![3.0, 4.0, 5.0],
+            },
+        ];
+        let meta: BTreeMap<String, String> = [("z", "1"), ("format", "pt"), ("m", "x")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let bytes = encode(&tensors, meta.clone());
+        assert_eq!(bytes, encode(&tensors, meta.clone()));
+        let header_len = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+        assert_eq!(header_len % 8, 0);
+        let (decoded, decoded_meta) = decode(&bytes, Path::new("t.safetensors")).expect("valid");
+        assert_eq!(decoded_meta, meta);
+        assert_eq!(decoded["a"].data, vec![3.0, 4.0, 5.0]);
+        assert_eq!(decoded["b"].shape, vec![2]);
+    }
 }

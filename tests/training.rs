@@ -1,0 +1,173 @@
+//! Training through the library: determinism, resume equivalence, divergence.
+
+use netc::data::DataDirs;
+use netc::source::SourceMap;
+use netc::train::{Outcome, Progress, Run, TrainOptions, train};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("netc-training-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn run_of(dir: &Path, text: &str, sets: &[&str]) -> Run {
+    let spec = dir.join("spec.net");
+    std::fs::write(&spec, text).expect("write spec");
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let mut sources = SourceMap::new();
+    match netc::load_spec(&spec, &sets, &mut sources) {
+        Ok((run, _)) => run,
+        Err(netc::LoadError::Diagnostics(d)) => panic!("{}", netc::diag::render_plain(&sources, &d)),
+        Err(netc::LoadError::User(e)) => panic!("{e}"),
+    }
+}
+
+fn options(dir: &Path, out: &str) -> TrainOptions {
+    TrainOptions {
+        data_dirs: DataDirs::default(),
+        spec_dir: dir.to_path_buf(),
+        out: Some(dir.join(out)),
+        resume: None,
+        report: None,
+        progress: Progress::Quiet,
+        interrupt: Arc::new(AtomicBool::new(false)),
+        stop_after_steps: None,
+    }
+}
+
+const SPEC: &str = "model d {
+  input 64
+  dense h1: 32 relu
+  dropout 0.3
+  dense h2: 32 prelu
+  dense out: 10 softmax
+  loss cross_entropy
+}
+train {
+  data digits validation 200
+  optimizer momentum lr 0.05 lambda 0.9 schedule step(2, 0.5)
+  regularize l2 1e-4
+  batch 64 epochs 5 seed 3
+  early_stop val_loss patience 2 restore_best
+}
+";
+
+fn finished(
+    outcome: Outcome,
+) -> (
+    netc::train::Report,
+    Vec<netc::train::EpochRecord>,
+    Vec<ndarray::Array2<f32>>,
+) {
+    match outcome {
+        Outcome::Finished {
+            report,
+            history,
+            params,
+            ..
+        } => (report, history, params),
+        Outcome::Interrupted { .. } => panic!("the run was not meant to be interrupted"),
+    }
+}
+
+#[test]
+fn same_seed_gives_bit_identical_weights() {
+    let dir = temp_dir("determinism");
+    let run = run_of(&dir, SPEC, &[]);
+    let (_, _, a) = finished(train(&run, &options(&dir, "a")).expect("trains"));
+    let (_, _, b) = finished(train(&run, &options(&dir, "b")).expect("trains"));
+    assert!(a == b, "two runs with one seed differ");
+    let other = run_of(&dir, SPEC, &["train.seed=4"]);
+    let (_, _, c) = finished(train(&other, &options(&dir, "c")).expect("trains"));
+    assert!(a != c, "another seed gives the same weights");
+    let bytes_a = std::fs::read(dir.join("a/weights.safetensors")).expect("weights a");
+    let bytes_b = std::fs::read(dir.join("b/weights.safetensors")).expect("weights b");
+    assert!(bytes_a == bytes_b, "weights files differ");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights() {
+    let dir = temp_dir("resume");
+    let run = run_of(&dir, SPEC, &[]);
+    let (report, history, uninterrupted) = finished(train(&run, &options(&dir, "whole")).expect("trains"));
+
+    // Stop mid-epoch twice (after steps 30 and 61; 20 steps per epoch), resuming each time.
+    let mut opts = options(&dir, "parts");
+    opts.stop_after_steps = Some(30);
+    match train(&run, &opts).expect("trains") {
+        Outcome::Interrupted { epoch, step, .. } => assert_eq!((epoch, step), (2, 10)),
+        Outcome::Finished { .. } => panic!("expected an interruption"),
+    }
+    let mut resume = options(&dir, "unused");
+    resume.out = None;
+    resume.resume = Some(dir.join("parts"));
+    resume.stop_after_steps = Some(61);
+    assert!(matches!(
+        train(&run, &resume).expect("resumes"),
+        Outcome::Interrupted { .. }
+    ));
+    resume.stop_after_steps = None;
+    let (resumed_report, resumed_history, resumed) = finished(train(&run, &resume).expect("resumes"));
+    assert!(
+        uninterrupted == resumed,
+        "resumed weights differ from an uninterrupted run"
+    );
+    assert_eq!(report.test, resumed_report.test);
+    assert_eq!(report.best_epoch, resumed_report.best_epoch);
+    let strip = |h: &[netc::train::EpochRecord]| {
+        h.iter()
+            .map(|r| (r.epoch, r.train_loss, r.val_loss))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&history), strip(&resumed_history));
+
+    // A different spec refuses to resume that directory.
+    let other = run_of(&dir, SPEC, &["train.optimizer.lr=0.01"]);
+    let err = train(&other, &resume).expect_err("different spec");
+    assert!(err.message.contains("different spec"), "{}", err.message);
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn divergence_names_epoch_step_and_layer() {
+    let dir = temp_dir("diverge");
+    let text = SPEC.replace(
+        "optimizer momentum lr 0.05 lambda 0.9 schedule step(2, 0.5)",
+        "optimizer sgd lr 1e30",
+    );
+    let run = run_of(&dir, &text, &[]);
+    let err = train(&run, &options(&dir, "out")).expect_err("diverges");
+    assert!(err.message.contains("diverged at epoch 1, step"), "{}", err.message);
+    assert!(err.message.contains("layer `"), "{}", err.message);
+    assert!(
+        err.hint.as_deref().unwrap_or("").contains("train.optimizer.lr="),
+        "{:?}",
+        err.hint
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn early_stopping_restores_the_best_epoch() {
+    let dir = temp_dir("early");
+    // With patience 1 this seed stops at epoch 11 of 40, one after its best.
+    let text = SPEC
+        .replace("patience 2", "patience 1")
+        .replace("epochs 5", "epochs 40");
+    let run = run_of(&dir, &text, &[]);
+    let (report, history, _) = finished(train(&run, &options(&dir, "out")).expect("trains"));
+    assert_eq!(report.stop_reason, "early_stop");
+    let best = report.best_epoch.expect("a best epoch");
+    assert_eq!(history.len(), best + 1, "patience 1 stops one epoch after the best");
+    let best_val = history[best - 1].val_loss.expect("validation");
+    assert!(
+        (report.validation.expect("validation").loss - best_val).abs() < 1e-6,
+        "the best epoch's weights are restored"
+    );
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
