@@ -409,10 +409,10 @@ fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
         let dropout = layers
             .iter()
             .find(|(_, l)| matches!(l.kind, LayerKind::Dropout { rate, .. } if rate > 0.0));
-        let regularized = program.train.regularization != Regularization::default()
-            || layers
-                .iter()
-                .any(|(_, l)| l.regularization.is_some_and(|r| r != Regularization::default()));
+        let global = program.train.regularization;
+        let regularized = layers
+            .iter()
+            .any(|(_, l)| l.regularization.resolve(global) != Regularization::default());
         let mut what = Vec::new();
         let mut at = None;
         if let Some((h, _)) = dropout {
@@ -456,19 +456,19 @@ fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
 
     // W0004: regularization with no effect, or strong enough to wipe out the weights.
     let lr = program.train.optimizer.lr;
-    let mut regs: Vec<(Regularization, crate::ir::SlotSpans)> = Vec::new();
-    regs.push((program.train.regularization, spans.setting("regularize")));
+    // Each entry: the strengths, their spans, and the strengths a zero would switch off.
+    let global = program.train.regularization;
+    let mut regs: Vec<(Regularization, crate::ir::SlotSpans, Regularization)> = Vec::new();
+    regs.push((global, spans.setting("regularize"), Regularization::default()));
     for (h, layer) in &layers {
-        if let Some(r) = layer.regularization {
-            regs.push((r, spans.layer(*h).clone()));
-        }
+        regs.push((layer.regularization.resolve(global), spans.layer(*h).clone(), global));
     }
-    for (r, s) in regs {
-        for (name, strength) in [("l1", r.l1), ("l2", r.l2)] {
+    for (r, s, replaced) in regs {
+        for (name, strength, replaced) in [("l1", r.l1, replaced.l1), ("l2", r.l2, replaced.l2)] {
             if !s.has(name) {
                 continue;
             }
-            if strength == 0.0 {
+            if strength == 0.0 && replaced == 0.0 {
                 out.push(
                     Diagnostic::warning(
                         Code::RegularizationExtreme,

@@ -605,7 +605,7 @@ pub fn build(program: &Program) -> Graph {
     let mut layers = Vec::new();
     for (index, (_, layer)) in model.layers.iter().enumerate() {
         b.set_layer(Some(index));
-        let regularization = layer.regularization.unwrap_or(global);
+        let regularization = layer.regularization.resolve(global);
         let affine = |b: &mut Builder, x: NodeId, units: usize, init: Init, bias: f64| {
             let w = b.param(Param {
                 name: format!("{}.weight", layer.name),

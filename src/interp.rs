@@ -166,6 +166,18 @@ impl<F: Float> Interpreter<F> {
         }
     }
 
+    /// Runs nodes in order, adding each node's seconds to `seconds[node index]`.
+    pub fn run_timed(&mut self, list: &[NodeId], ctx: &Context, seconds: &mut [f64]) {
+        for &node in list {
+            let started = std::time::Instant::now();
+            let out = self.eval(node, ctx);
+            if let Some(out) = out {
+                self.values[node.index()] = Some(out);
+            }
+            seconds[node.index()] += started.elapsed().as_secs_f64();
+        }
+    }
+
     /// Runs nodes in order.
     pub fn run(&mut self, list: &[NodeId], ctx: &Context) {
         for &node in list {

@@ -123,3 +123,4 @@ pub fn read_spec(path: &std::path::Path) -> Result<String, LoadError> {
         )
     })
 }
+pub mod bench;

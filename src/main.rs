@@ -94,6 +94,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Backend::Interp)]
         backend: Backend,
     },
+    /// Measure training speed: compile time, per-layer forward/backward time, a step, epochs.
+    Bench {
+        /// The spec.
+        spec: PathBuf,
+        /// The execution backend.
+        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        backend: Backend,
+        /// Batch size (default: the spec's).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Samples per synthetic epoch.
+        #[arg(long, default_value_t = 60_000)]
+        samples: usize,
+        /// Timed epochs after one warm-up epoch (the best counts); 0 times steps only.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Also write the figures (JSON) here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Predict classes for rows of features (CSV, IDX or NPY; `-` reads CSV from stdin).
     Predict {
         /// The spec the weights were trained from.
@@ -196,6 +216,14 @@ fn main() -> ExitCode {
             split,
             report.as_deref(),
         )),
+        Command::Bench {
+            spec,
+            backend: _,
+            batch,
+            samples,
+            repeats,
+            report,
+        } => exit(bench(&spec, batch, samples, repeats, report.as_deref())),
         Command::Predict {
             spec,
             weights,
@@ -415,6 +443,46 @@ fn eval(
         netc::fsutil::write_atomic(
             path,
             serde_json::to_string_pretty(&json).expect("serializes").as_bytes(),
+        )
+        .map_err(|e| fail(UserError::new(format!("cannot write `{}`: {e}", path.display())).hint("check the path")))?;
+    }
+    Ok(())
+}
+
+fn bench(
+    spec: &Path,
+    batch: Option<usize>,
+    samples: usize,
+    repeats: usize,
+    report: Option<&Path>,
+) -> Result<(), ExitCode> {
+    let text = read(spec)?;
+    if batch == Some(0) || samples == 0 {
+        return Err(fail(
+            UserError::new("--batch and --samples must be at least 1").hint("e.g. --batch 128 --samples 60000"),
+        ));
+    }
+    let options = netc::bench::BenchOptions {
+        batch,
+        samples,
+        repeats,
+        ..Default::default()
+    };
+    let result = match netc::bench::bench_interp(&text, &options) {
+        Ok(r) => r,
+        Err(rendered) => {
+            eprint!("{rendered}");
+            return Err(fail(
+                UserError::new(format!("`{}` has errors; nothing was measured", spec.display()))
+                    .hint("run `netc check` on it"),
+            ));
+        }
+    };
+    print!("{}", netc::bench::render(&result));
+    if let Some(path) = report {
+        netc::fsutil::write_atomic(
+            path,
+            serde_json::to_string_pretty(&result).expect("serializes").as_bytes(),
         )
         .map_err(|e| fail(UserError::new(format!("cannot write `{}`: {e}", path.display())).hint("check the path")))?;
     }

@@ -1465,13 +1465,9 @@ impl<'t> Lowerer<'t> {
             );
             return;
         }
-        let regularization = if m.values.contains_key("l1") || m.values.contains_key("l2") {
-            Some(Regularization {
-                l1: m.float("l1").unwrap_or(0.0),
-                l2: m.float("l2").unwrap_or(0.0),
-            })
-        } else {
-            None
+        let regularization = LayerRegularization {
+            l1: m.float("l1"),
+            l2: m.float("l2"),
         };
         let init = |m: &Matched, activation: Option<Activation>| match m.choice("init") {
             Some(("he", _)) => Init::He,

@@ -44,8 +44,8 @@ pub struct Layer {
     pub name: String,
     /// What it computes.
     pub kind: LayerKind,
-    /// Per-layer regularization; `None` means the train section's global setting applies.
-    pub regularization: Option<Regularization>,
+    /// Per-layer regularization; each strength not given falls back to the global one.
+    pub regularization: LayerRegularization,
 }
 
 /// The kinds of layer.
@@ -254,6 +254,25 @@ pub struct Regularization {
     pub l1: f64,
     /// Adds `l2 / 2 * sum w^2` to the loss (weight decay of `lr * l2` per step under sgd).
     pub l2: f64,
+}
+
+/// A layer's own `l1`/`l2` options, each replacing the global strength of its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct LayerRegularization {
+    /// The layer's L1 strength, if given.
+    pub l1: Option<f64>,
+    /// The layer's L2 strength, if given.
+    pub l2: Option<f64>,
+}
+
+impl LayerRegularization {
+    /// The strengths that apply to this layer under a global setting.
+    pub fn resolve(self, global: Regularization) -> Regularization {
+        Regularization {
+            l1: self.l1.unwrap_or(global.l1),
+            l2: self.l2.unwrap_or(global.l2),
+        }
+    }
 }
 
 /// The train section.
