@@ -124,3 +124,4 @@ pub fn read_spec(path: &std::path::Path) -> Result<String, LoadError> {
     })
 }
 pub mod bench;
+pub mod engine;

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use netc::check::Limits;
 use netc::data::DataDirs;
 use netc::diag::{self, Diagnostic, Format};
+use netc::engine::Engine;
 use netc::error::UserError;
 use netc::source::SourceMap;
 use netc::train::{Outcome, Progress, TrainOptions};
@@ -171,6 +172,14 @@ enum Backend {
     Interp,
 }
 
+impl From<Backend> for netc::train::Backend {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Interp => netc::train::Backend::Interp,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -189,7 +198,7 @@ fn main() -> ExitCode {
             out,
             report,
             resume,
-            backend: _,
+            backend,
             quiet,
         } => {
             let mut sets = common.sets;
@@ -199,7 +208,7 @@ fn main() -> ExitCode {
             if let Some(s) = seed {
                 sets.push(format!("train.seed={s}"));
             }
-            train(&spec, &sets, common.data_dir, out, report, resume, quiet)
+            train(&spec, &sets, common.data_dir, out, report, resume, quiet, backend)
         }
         Command::Eval {
             spec,
@@ -207,7 +216,7 @@ fn main() -> ExitCode {
             split,
             report,
             common,
-            backend: _,
+            backend,
         } => exit(eval(
             &spec,
             &common.sets,
@@ -215,6 +224,7 @@ fn main() -> ExitCode {
             &weights,
             split,
             report.as_deref(),
+            backend,
         )),
         Command::Bench {
             spec,
@@ -230,8 +240,8 @@ fn main() -> ExitCode {
             input,
             format,
             sets,
-            backend: _,
-        } => exit(predict(&spec, &sets, &weights, &input, format)),
+            backend,
+        } => exit(predict(&spec, &sets, &weights, &input, format, backend)),
     }
 }
 
@@ -274,6 +284,7 @@ fn spec_dir(spec: &Path) -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train(
     spec: &Path,
     sets: &[String],
@@ -282,6 +293,7 @@ fn train(
     report: Option<PathBuf>,
     resume: Option<PathBuf>,
     quiet: bool,
+    backend: Backend,
 ) -> ExitCode {
     let run = match load(spec, sets) {
         Ok(r) => r,
@@ -306,10 +318,11 @@ fn train(
     let graph = graph::build(&run.program);
     if !quiet {
         println!(
-            "training {} ({} parameters) with {} on the interpreter",
+            "training {} ({} parameters) with {} on the {} backend",
             run.program.model.name,
             graph.parameter_count(),
-            run.program.train.optimizer.kind.name()
+            run.program.train.optimizer.kind.name(),
+            netc::train::Backend::from(backend).name()
         );
     }
     let options = TrainOptions {
@@ -321,6 +334,7 @@ fn train(
         progress,
         interrupt,
         stop_after_steps: None,
+        backend: backend.into(),
     };
     match netc::train::train(&run, &options) {
         Ok(Outcome::Finished { out_dir, report, .. }) => {
@@ -359,12 +373,13 @@ fn train(
 fn trained(
     run: &netc::train::Run,
     weights: &Path,
-) -> Result<(netc::interp::Interpreter<f32>, netc::data::Normalization), ExitCode> {
+    backend: Backend,
+) -> Result<(Box<dyn Engine>, netc::data::Normalization), ExitCode> {
     let graph = graph::build(&run.program);
     let (params, normalization) = netc::weights::load_model(&graph, weights).map_err(fail)?;
-    let mut interp = netc::interp::Interpreter::new(graph, run.program.train.seed);
-    interp.params = params;
-    Ok((interp, normalization))
+    let mut engine = netc::train::make_engine(backend.into(), graph, run.program.train.seed).map_err(fail)?;
+    engine.set_params(&params);
+    Ok((engine, normalization))
 }
 
 fn eval(
@@ -374,9 +389,10 @@ fn eval(
     weights: &Path,
     split: Split,
     report: Option<&Path>,
+    backend: Backend,
 ) -> Result<(), ExitCode> {
     let run = load(spec, sets)?;
-    let (mut interp, normalization) = trained(&run, weights)?;
+    let (mut engine, normalization) = trained(&run, weights, backend)?;
     let splits = netc::data::load_with(
         &run.program.train.data,
         &DataDirs { flag: data_dir },
@@ -397,21 +413,21 @@ fn eval(
             }),
         )
     })?;
-    if data.features.ncols() != interp.graph.input_width {
+    if data.features.ncols() != engine.graph().input_width {
         return Err(fail(
             UserError::new(format!(
                 "the data has {} features, the model takes {}",
                 data.features.ncols(),
-                interp.graph.input_width
+                engine.graph().input_width
             ))
             .hint("evaluate with the spec the weights were trained from"),
         ));
     }
-    let evaluation = metrics::evaluate(&mut interp, data);
+    let evaluation = metrics::evaluate(engine.as_mut(), data);
     let confusion = metrics::Confusion::new(
         &evaluation.predictions,
         &data.labels,
-        splits.classes.max(interp.graph.output_width.max(2)),
+        splits.classes.max(engine.graph().output_width.max(2)),
     );
     let per_class = confusion.per_class();
     println!(
@@ -489,9 +505,16 @@ fn bench(
     Ok(())
 }
 
-fn predict(spec: &Path, sets: &[String], weights: &Path, input: &Path, format: PredictFormat) -> Result<(), ExitCode> {
+fn predict(
+    spec: &Path,
+    sets: &[String],
+    weights: &Path,
+    input: &Path,
+    format: PredictFormat,
+    backend: Backend,
+) -> Result<(), ExitCode> {
     let run = load(spec, sets)?;
-    let (mut interp, normalization) = trained(&run, weights)?;
+    let (mut engine, normalization) = trained(&run, weights, backend)?;
     let mut features = if input.as_os_str() == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
@@ -501,7 +524,7 @@ fn predict(spec: &Path, sets: &[String], weights: &Path, input: &Path, format: P
     } else {
         netc::data::read_matrix(input).map_err(fail)?
     };
-    let width = interp.graph.input_width;
+    let width = engine.graph().input_width;
     if features.ncols() != width {
         let hint = if features.ncols() == width + 1 {
             "the rows have one column too many: remove the label column".to_string()
@@ -518,7 +541,7 @@ fn predict(spec: &Path, sets: &[String], weights: &Path, input: &Path, format: P
         ));
     }
     normalization.apply(&mut features);
-    let outputs = metrics::outputs(&mut interp, &features);
+    let outputs = metrics::outputs(engine.as_mut(), &features);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let rows: Vec<(usize, Vec<f32>)> = outputs

@@ -1,7 +1,8 @@
 //! Evaluation: loss, accuracy, predicted classes, confusion matrices.
 
 use crate::data::{Dataset, targets};
-use crate::interp::{Context, Interpreter};
+use crate::engine::Engine;
+use crate::interp::Context;
 use ndarray::{Array2, ArrayView1, Axis};
 use serde::Serialize;
 
@@ -62,8 +63,8 @@ pub fn class_probabilities(outputs: ArrayView1<f32>) -> Vec<f32> {
 }
 
 /// Runs the model over features in evaluation mode, chunk by chunk; returns the outputs.
-pub fn outputs(interp: &mut Interpreter<f32>, features: &Array2<f32>) -> Array2<f32> {
-    let width = interp.graph.output_width;
+pub fn outputs(engine: &mut dyn Engine, features: &Array2<f32>) -> Array2<f32> {
+    let width = engine.graph().output_width;
     let mut out = Array2::zeros((features.nrows(), width));
     let ctx = Context {
         training: false,
@@ -74,25 +75,16 @@ pub fn outputs(interp: &mut Interpreter<f32>, features: &Array2<f32>) -> Array2<
         let end = (start + EVAL_CHUNK).min(features.nrows());
         let x = features.slice(ndarray::s![start..end, ..]);
         let t = Array2::zeros((end - start, width));
-        interp.set_batch(x, t.view());
-        let list: Vec<_> = interp
-            .graph
-            .forward
-            .iter()
-            .copied()
-            .filter(|&n| n != interp.graph.loss)
-            .collect();
-        interp.run(&list, &ctx);
-        out.slice_mut(ndarray::s![start..end, ..])
-            .assign(interp.value(interp.graph.output));
+        engine.set_batch(x, t.view());
+        engine.forward(&ctx);
+        out.slice_mut(ndarray::s![start..end, ..]).assign(&engine.output());
     }
-    interp.clear_values();
     out
 }
 
 /// Loss and accuracy of the model on a data set, in evaluation mode (no dropout).
-pub fn evaluate(interp: &mut Interpreter<f32>, data: &Dataset) -> Evaluation {
-    let width = interp.graph.output_width;
+pub fn evaluate(engine: &mut dyn Engine, data: &Dataset) -> Evaluation {
+    let width = engine.graph().output_width;
     let ctx = Context {
         training: false,
         step: 0,
@@ -104,12 +96,11 @@ pub fn evaluate(interp: &mut Interpreter<f32>, data: &Dataset) -> Evaluation {
         let end = (start + EVAL_CHUNK).min(data.len());
         let x = data.features.slice(ndarray::s![start..end, ..]);
         let t = targets(&data.labels[start..end], width);
-        interp.set_batch(x, t.view());
-        loss_sum += interp.forward(&ctx) * (end - start) as f64;
-        let out = interp.value(interp.graph.output);
+        engine.set_batch(x, t.view());
+        loss_sum += engine.forward(&ctx) * (end - start) as f64;
+        let out = engine.output();
         predictions.extend(out.axis_iter(Axis(0)).map(predicted_class));
     }
-    interp.clear_values();
     let correct = predictions.iter().zip(&data.labels).filter(|(p, l)| p == l).count();
     let n = data.len().max(1) as f64;
     Evaluation {

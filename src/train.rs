@@ -7,9 +7,10 @@
 //! `report.json`. Every file is written atomically.
 
 use crate::data::{self, DataDirs, Dataset, Splits};
+use crate::engine::Engine;
 use crate::error::UserError;
 use crate::fsutil::write_atomic;
-use crate::graph::{self, Graph, NodeId};
+use crate::graph::{self, Graph};
 use crate::interp::{Context, Interpreter};
 use crate::ir::{Metric, Program};
 use crate::metrics::{self, Figures};
@@ -82,6 +83,8 @@ pub struct TrainOptions {
     pub interrupt: Arc<AtomicBool>,
     /// Acts as an interrupt once this many steps have run in total (for tests).
     pub stop_after_steps: Option<u64>,
+    /// The execution backend.
+    pub backend: Backend,
 }
 
 /// One row of `metrics.csv`.
@@ -194,7 +197,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
             .hint("pass a writable directory with --out")
     })?;
 
-    let mut interp: Interpreter<f32> = Interpreter::new(graph, config.seed);
+    let mut engine: Box<dyn Engine> = make_engine(options.backend, graph, config.seed)?;
     let mut best_params: Option<Vec<Array2<f32>>> = None;
     let mut state = State {
         spec_hash: run.spec_hash(),
@@ -215,7 +218,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
         samples_trained: 0,
     };
     if options.resume.is_some() {
-        let (s, best) = load_checkpoint(&out_dir, &mut interp, &run.spec_hash())?;
+        let (s, best) = load_checkpoint(&out_dir, engine.as_mut(), &run.spec_hash())?;
         state = s;
         best_params = best;
     } else {
@@ -236,7 +239,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
     let n = splits.train.len();
     let batch = config.batch.min(n).max(1);
     let batches = n.div_ceil(batch);
-    let width = interp.graph.output_width;
+    let width = engine.graph().output_width;
     let mut order: Vec<usize> = Vec::new();
     let mut order_epoch = usize::MAX;
 
@@ -256,19 +259,19 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
             let x = splits.train.features.select(Axis(0), rows);
             let labels: Vec<usize> = rows.iter().map(|&r| splits.train.labels[r]).collect();
             let t = data::targets(&labels, width);
-            interp.set_batch(x.view(), t.view());
+            engine.set_batch(x.view(), t.view());
             let ctx = Context {
                 training: true,
                 step: state.global_step,
                 lr,
             };
-            let loss = interp.forward(&ctx);
+            let loss = engine.forward(&ctx);
             if !loss.is_finite() {
-                return Err(divergence(&interp, epoch, step, loss, lr, &out_dir, &state));
+                return Err(divergence(engine.as_ref(), epoch, step, loss, lr, &out_dir, &state));
             }
-            interp.backward(&ctx);
-            interp.update(&ctx);
-            let out = interp.value(interp.graph.output);
+            engine.backward(&ctx);
+            engine.update(&ctx);
+            let out = engine.output();
             state.correct += out
                 .axis_iter(Axis(0))
                 .zip(&labels)
@@ -279,7 +282,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
             state.samples_trained += rows.len() as u64;
             state.global_step += 1;
             state.step_in_epoch += 1;
-            state.updates = interp.updates;
+            state.updates = engine.updates();
             if let Some(bar) = &bar {
                 bar.set_position(state.step_in_epoch as u64);
                 bar.set_message(format!("loss {:.4}", state.loss_sum / state.seen as f64));
@@ -293,7 +296,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
                 if let Some(bar) = bar {
                     bar.abandon();
                 }
-                save_checkpoint(&out_dir, &interp, &state, best_params.as_deref())?;
+                save_checkpoint(&out_dir, engine.as_ref(), &state, best_params.as_deref())?;
                 write_metrics(&out_dir, &state.history)?;
                 return Ok(Outcome::Interrupted {
                     out_dir,
@@ -308,9 +311,12 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        check_parameters(&interp, epoch, &out_dir, &state)?;
+        check_parameters(engine.as_ref(), epoch, &out_dir, &state)?;
 
-        let validation = splits.validation.as_ref().map(|v| metrics::evaluate(&mut interp, v));
+        let validation = splits
+            .validation
+            .as_ref()
+            .map(|v| metrics::evaluate(engine.as_mut(), v));
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: state.loss_sum / state.seen.max(1) as f64,
@@ -342,7 +348,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
                 state.best = Some((value, epoch + 1));
                 state.bad_epochs = 0;
                 if config.early_stop.is_some_and(|e| e.restore_best) {
-                    best_params = Some(interp.params.clone());
+                    best_params = Some(engine.params());
                 }
             } else {
                 state.bad_epochs += 1;
@@ -362,16 +368,19 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
         state.epoch_seconds = 0.0;
         state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
         write_metrics(&out_dir, &state.history)?;
-        save_checkpoint(&out_dir, &interp, &state, best_params.as_deref())?;
+        save_checkpoint(&out_dir, engine.as_ref(), &state, best_params.as_deref())?;
     }
 
     // The final model.
     if let Some(best) = &best_params {
-        interp.params = best.clone();
+        engine.set_params(best);
     }
-    let train_eval = metrics::evaluate(&mut interp, &splits.train);
-    let val_eval = splits.validation.as_ref().map(|v| metrics::evaluate(&mut interp, v));
-    let test_eval = splits.test.as_ref().map(|t| metrics::evaluate(&mut interp, t));
+    let train_eval = metrics::evaluate(engine.as_mut(), &splits.train);
+    let val_eval = splits
+        .validation
+        .as_ref()
+        .map(|v| metrics::evaluate(engine.as_mut(), v));
+    let test_eval = splits.test.as_ref().map(|t| metrics::evaluate(engine.as_mut(), t));
     let stop_epoch = state.stopped_early.then_some(state.history.len());
     let report = Report {
         train: train_eval.figures(),
@@ -383,7 +392,8 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
         wall_seconds: wall_before + started.elapsed().as_secs_f64(),
         samples_per_second: state.samples_trained as f64 / state.train_seconds.max(1e-9),
     };
-    let tensors = weights::model_tensors(&interp.graph, &interp.params, &splits.normalization);
+    let final_params = engine.params();
+    let tensors = weights::model_tensors(engine.graph(), &final_params, &splits.normalization);
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     meta.insert("netc.model".to_string(), run.program.model.name.clone());
@@ -400,7 +410,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
         out_dir,
         report,
         history: state.history,
-        params: interp.params,
+        params: final_params,
     })
 }
 
@@ -499,7 +509,7 @@ pub fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 }
 
 fn divergence(
-    interp: &Interpreter<f32>,
+    engine: &dyn Engine,
     epoch: usize,
     step: usize,
     loss: f64,
@@ -507,7 +517,7 @@ fn divergence(
     out_dir: &Path,
     state: &State,
 ) -> UserError {
-    let culprit = first_non_finite(interp).unwrap_or_else(|| "the loss".to_string());
+    let culprit = engine.non_finite_layer().unwrap_or_else(|| "the loss".to_string());
     let checkpoint = if state.history.is_empty() {
         "no epoch finished, so no checkpoint was written".to_string()
     } else {
@@ -528,37 +538,12 @@ fn divergence(
     ))
 }
 
-/// The first layer (in forward order) whose parameters or outputs hold NaN or infinity.
-fn first_non_finite(interp: &Interpreter<f32>) -> Option<String> {
-    let graph = &interp.graph;
-    for (i, p) in graph.params.iter().enumerate() {
-        if interp.params[i].iter().any(|v| !v.is_finite()) {
-            return Some(format!(
-                "layer `{}` (parameter `{}`)",
-                graph.layers[p.layer].name, p.name
-            ));
-        }
-    }
-    let nodes: &[NodeId] = &graph.forward;
-    for &n in nodes {
-        if let Some(v) = interp.try_value(n)
-            && v.iter().any(|x| !x.is_finite())
-        {
-            return Some(match graph.nodes[n].layer {
-                Some(l) => format!("layer `{}` (its outputs)", graph.layers[l].name),
-                None => "the loss".to_string(),
-            });
-        }
-    }
-    None
-}
-
-fn check_parameters(interp: &Interpreter<f32>, epoch: usize, out_dir: &Path, state: &State) -> Result<(), UserError> {
-    if interp.params.iter().all(|p| p.iter().all(|v| v.is_finite())) {
+fn check_parameters(engine: &dyn Engine, epoch: usize, out_dir: &Path, state: &State) -> Result<(), UserError> {
+    if engine.params().iter().all(|p| p.iter().all(|v| v.is_finite())) {
         return Ok(());
     }
     Err(divergence(
-        interp,
+        engine,
         epoch,
         state.step_in_epoch.saturating_sub(1),
         f64::NAN,
@@ -599,15 +584,17 @@ fn write_metrics(out_dir: &Path, history: &[EpochRecord]) -> Result<(), UserErro
 
 fn save_checkpoint(
     out_dir: &Path,
-    interp: &Interpreter<f32>,
+    engine: &dyn Engine,
     state: &State,
     best: Option<&[Array2<f32>]>,
 ) -> Result<(), UserError> {
-    let graph = &interp.graph;
+    let graph = engine.graph();
+    let params = engine.params();
+    let optimizer_state = engine.state();
     let mut tensors: Vec<NamedTensor> = Vec::new();
     for (i, p) in graph.params.iter().enumerate() {
-        tensors.push(weights::param_tensor(&p.name, p.kind, &interp.params[i]));
-        for (k, s) in interp.state[i].iter().enumerate() {
+        tensors.push(weights::param_tensor(&p.name, p.kind, &params[i]));
+        for (k, s) in optimizer_state[i].iter().enumerate() {
             tensors.push(weights::param_tensor(&format!("state.{k}.{}", p.name), p.kind, s));
         }
         if let Some(best) = best {
@@ -625,7 +612,7 @@ fn save_checkpoint(
 #[allow(clippy::type_complexity)]
 fn load_checkpoint(
     out_dir: &Path,
-    interp: &mut Interpreter<f32>,
+    engine: &mut dyn Engine,
     spec_hash: &str,
 ) -> Result<(State, Option<Vec<Array2<f32>>>), UserError> {
     let path = out_dir.join(CHECKPOINT);
@@ -648,20 +635,25 @@ fn load_checkpoint(
         ))
         .hint("resume with the same spec file and the same --set options, or start a new run"));
     }
-    let graph = interp.graph.clone();
+    let graph = engine.graph().clone();
+    let slots = engine.state().first().map_or(0, Vec::len);
+    let mut params = Vec::new();
+    let mut optimizer_state = Vec::new();
     let mut best = Vec::new();
-    for (i, p) in graph.params.iter().enumerate() {
-        interp.params[i] = weights::param_from(&tensors, &p.name, p.kind, p.rows, p.cols, &path)?;
-        for k in 0..interp.state[i].len() {
-            interp.state[i][k] = weights::param_from(
+    for p in &graph.params {
+        params.push(weights::param_from(&tensors, &p.name, p.kind, p.rows, p.cols, &path)?);
+        let mut slots_of = Vec::new();
+        for k in 0..slots {
+            slots_of.push(weights::param_from(
                 &tensors,
                 &format!("state.{k}.{}", p.name),
                 p.kind,
                 p.rows,
                 p.cols,
                 &path,
-            )?;
+            )?);
         }
+        optimizer_state.push(slots_of);
         if tensors.contains_key(&format!("best.{}", p.name)) {
             best.push(weights::param_from(
                 &tensors,
@@ -673,7 +665,32 @@ fn load_checkpoint(
             )?);
         }
     }
-    interp.updates = state.updates;
+    engine.set_params(&params);
+    engine.set_state(&optimizer_state);
+    engine.set_updates(state.updates);
     let best = (best.len() == graph.params.len()).then_some(best);
     Ok((state, best))
+}
+
+/// Which backend executes the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The ndarray reference interpreter.
+    Interp,
+}
+
+impl Backend {
+    /// The name as given to `--backend`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Interp => "interp",
+        }
+    }
+}
+
+/// Creates the engine for a backend, with fresh parameters.
+pub fn make_engine(backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, UserError> {
+    match backend {
+        Backend::Interp => Ok(Box::new(Interpreter::<f32>::new(graph, seed))),
+    }
 }

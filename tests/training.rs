@@ -36,6 +36,7 @@ fn options(dir: &Path, out: &str) -> TrainOptions {
         progress: Progress::Quiet,
         interrupt: Arc::new(AtomicBool::new(false)),
         stop_after_steps: None,
+        backend: netc::train::Backend::Interp,
     }
 }
 
