@@ -6,10 +6,11 @@
 //! best of `repeats`.
 
 use crate::check::Limits;
-use crate::graph::{self, Op};
-use crate::interp::{Context, Interpreter};
+use crate::graph;
+use crate::interp::Context;
 use crate::rng::Rng;
 use crate::source::SourceMap;
+use crate::train::{Backend, make_engine};
 use ndarray::{Array2, Axis};
 use serde::Serialize;
 use std::time::Instant;
@@ -47,7 +48,7 @@ pub struct LayerTiming {
     pub kind: String,
     /// Milliseconds per step in its forward nodes.
     pub forward_ms: f64,
-    /// Milliseconds per step in its backward nodes (and its parameters' updates).
+    /// Milliseconds per step in its backward nodes and its parameters' updates.
     pub backward_ms: f64,
 }
 
@@ -64,10 +65,8 @@ pub struct BenchReport {
     pub step_ms: f64,
     /// Forward part of a step.
     pub forward_ms: f64,
-    /// Backward part.
+    /// Backward and update part.
     pub backward_ms: f64,
-    /// Update part.
-    pub update_ms: f64,
     /// Training samples per second over a whole epoch.
     pub samples_per_second: f64,
     /// Best epoch time in seconds (`samples` samples), if epochs were timed.
@@ -80,8 +79,8 @@ pub struct BenchReport {
     pub layers: Vec<LayerTiming>,
 }
 
-/// Benchmarks a spec's training on the interpreter.
-pub fn bench_interp(spec_text: &str, options: &BenchOptions) -> Result<BenchReport, String> {
+/// Benchmarks a spec's training on a backend.
+pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Result<BenchReport, String> {
     let started = Instant::now();
     let mut sources = SourceMap::new();
     let id = sources.add("bench.net", spec_text.to_string());
@@ -90,11 +89,11 @@ pub fn bench_interp(spec_text: &str, options: &BenchOptions) -> Result<BenchRepo
         return Err(crate::diag::render_plain(&sources, &compiled.diagnostics));
     };
     let graph = graph::build(&program);
-    let mut interp: Interpreter<f32> = Interpreter::new(graph, program.train.seed);
+    let mut engine = make_engine(backend, graph, program.train.seed).map_err(|e| e.to_string())?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
 
     let batch = options.batch.unwrap_or(program.train.batch).max(1);
-    let (input_width, output_width) = (interp.graph.input_width, interp.graph.output_width);
+    let (input_width, output_width) = (engine.graph().input_width, engine.graph().output_width);
     let samples = options.samples.max(batch);
     let mut rng = Rng::new(1, 0);
     let features = Array2::from_shape_fn((samples, input_width), |_| rng.uniform() as f32);
@@ -103,66 +102,47 @@ pub fn bench_interp(spec_text: &str, options: &BenchOptions) -> Result<BenchRepo
         .collect();
     let lr = program.train.optimizer.lr;
 
-    // Per-layer profile.
-    let nodes = interp.graph.nodes.len();
-    let mut seconds = vec![0.0; nodes];
-    let (mut fwd, mut bwd, mut upd) = (0.0, 0.0, 0.0);
+    // Per-layer profile: two warm-up steps, then the mean of `profile_steps`.
+    let layer_count = engine.graph().layers.len();
+    let (mut forward, mut backward) = (vec![0.0; layer_count], vec![0.0; layer_count]);
     let steps = options.profile_steps.max(1);
     for step in 0..steps + 2 {
         let start = (step * batch) % (samples - batch + 1);
         let x = features.slice(ndarray::s![start..start + batch, ..]);
         let t = crate::data::targets(&labels[start..start + batch], output_width);
-        interp.set_batch(x, t.view());
+        engine.set_batch(x, t.view());
         let ctx = Context {
             training: true,
             step: step as u64,
             lr,
         };
-        let (f, b, u) = (
-            interp.graph.forward.clone(),
-            interp.graph.backward.clone(),
-            interp.graph.update.clone(),
-        );
-        let mut scratch = vec![0.0; nodes];
-        let timings: &mut [f64] = if step >= 2 { &mut seconds } else { &mut scratch };
-        let t0 = Instant::now();
-        interp.run_timed(&f, &ctx, timings);
-        let t1 = Instant::now();
-        interp.run_timed(&b, &ctx, timings);
-        let t2 = Instant::now();
-        interp.updates += 1;
-        interp.run_timed(&u, &ctx, timings);
-        let t3 = Instant::now();
+        let (f, b) = engine.profile_step(&ctx);
         if step >= 2 {
-            fwd += (t1 - t0).as_secs_f64();
-            bwd += (t2 - t1).as_secs_f64();
-            upd += (t3 - t2).as_secs_f64();
+            for (acc, v) in forward.iter_mut().zip(f) {
+                *acc += v;
+            }
+            for (acc, v) in backward.iter_mut().zip(b) {
+                *acc += v;
+            }
         }
     }
     let per_step = |s: f64| s / steps as f64 * 1e3;
-    let forward_end = interp.graph.forward.iter().map(|n| n.index()).max().unwrap_or(0);
-    let mut layers: Vec<LayerTiming> = interp
-        .graph
+    let layers: Vec<LayerTiming> = engine
+        .graph()
         .layers
         .iter()
-        .map(|l| LayerTiming {
+        .enumerate()
+        .map(|(i, l)| LayerTiming {
             name: l.name.clone(),
             kind: l.kind.to_string(),
-            forward_ms: 0.0,
-            backward_ms: 0.0,
+            forward_ms: per_step(forward[i]),
+            backward_ms: per_step(backward[i]),
         })
         .collect();
-    for (h, node) in interp.graph.nodes.iter() {
-        let Some(layer) = node.layer else { continue };
-        let ms = per_step(seconds[h.index()]);
-        if h.index() <= forward_end && !matches!(node.op, Op::Update { .. }) {
-            layers[layer].forward_ms += ms;
-        } else {
-            layers[layer].backward_ms += ms;
-        }
-    }
+    let forward_ms: f64 = layers.iter().map(|l| l.forward_ms).sum();
+    let backward_ms: f64 = layers.iter().map(|l| l.backward_ms).sum();
 
-    // Whole epochs.
+    // Whole epochs: one warm-up, then the best of `repeats`.
     let mut epoch_seconds = None;
     if options.repeats > 0 {
         let mut best = f64::INFINITY;
@@ -177,8 +157,8 @@ pub fn bench_interp(spec_text: &str, options: &BenchOptions) -> Result<BenchRepo
                 let x = features.select(Axis(0), rows);
                 let ls: Vec<usize> = rows.iter().map(|&r| labels[r]).collect();
                 let t = crate::data::targets(&ls, output_width);
-                interp.set_batch(x.view(), t.view());
-                interp.train_step(&Context {
+                engine.set_batch(x.view(), t.view());
+                engine.train_step(&Context {
                     training: true,
                     step: step as u64,
                     lr,
@@ -191,22 +171,21 @@ pub fn bench_interp(spec_text: &str, options: &BenchOptions) -> Result<BenchRepo
         }
         epoch_seconds = Some(best);
     }
-    let step_ms = per_step(fwd + bwd + upd);
+    let step_ms = forward_ms + backward_ms;
     let full_batches = (samples / batch) * batch;
     let samples_per_second = match epoch_seconds {
         Some(s) => full_batches as f64 / s,
         None => batch as f64 / (step_ms / 1e3),
     };
-    let macs = interp.graph.forward_macs_per_sample() as f64;
+    let macs = engine.graph().forward_macs_per_sample() as f64;
     let gflops = 2.0 * 3.0 * macs * samples_per_second / 1e9;
     Ok(BenchReport {
-        backend: "interp".to_string(),
+        backend: engine.name().to_string(),
         batch,
         compile_ms,
         step_ms,
-        forward_ms: per_step(fwd),
-        backward_ms: per_step(bwd),
-        update_ms: per_step(upd),
+        forward_ms,
+        backward_ms,
         samples_per_second,
         epoch_seconds,
         samples,
@@ -218,14 +197,8 @@ pub fn bench_interp(spec_text: &str, options: &BenchOptions) -> Result<BenchRepo
 /// The human-readable table of a report.
 pub fn render(report: &BenchReport) -> String {
     let mut out = format!(
-        "backend {}  batch {}  compile {:.2} ms\nstep {:.3} ms (forward {:.3}, backward {:.3}, update {:.3})\n",
-        report.backend,
-        report.batch,
-        report.compile_ms,
-        report.step_ms,
-        report.forward_ms,
-        report.backward_ms,
-        report.update_ms
+        "backend {}  batch {}  compile {:.2} ms\nstep {:.3} ms (forward {:.3}, backward and update {:.3})\n",
+        report.backend, report.batch, report.compile_ms, report.step_ms, report.forward_ms, report.backward_ms
     );
     if let Some(e) = report.epoch_seconds {
         out.push_str(&format!(

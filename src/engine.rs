@@ -36,6 +36,10 @@ pub trait Engine {
     fn set_updates(&mut self, updates: u64);
     /// The first layer (in forward order) whose parameters or current outputs are not finite.
     fn non_finite_layer(&self) -> Option<String>;
+    /// One training step on the current batch, timed: seconds per layer in the forward piece
+    /// and in the backward and update pieces (indexed like `graph().layers`; time outside any
+    /// layer, such as the loss, counts to the last layer).
+    fn profile_step(&mut self, ctx: &Context) -> (Vec<f64>, Vec<f64>);
     /// Trains on the current batch: forward, backward, update; returns the loss.
     fn train_step(&mut self, ctx: &Context) -> f64 {
         let loss = self.forward(ctx);
@@ -87,6 +91,28 @@ impl Engine for Interpreter<f32> {
     }
     fn set_updates(&mut self, updates: u64) {
         self.updates = updates;
+    }
+    fn profile_step(&mut self, ctx: &Context) -> (Vec<f64>, Vec<f64>) {
+        let mut seconds = vec![0.0; self.graph.nodes.len()];
+        let (f, b, u) = (
+            self.graph.forward.clone(),
+            self.graph.backward.clone(),
+            self.graph.update.clone(),
+        );
+        self.run_timed(&f, ctx, &mut seconds);
+        self.run_timed(&b, ctx, &mut seconds);
+        self.updates += 1;
+        self.run_timed(&u, ctx, &mut seconds);
+        let layers = self.graph.layers.len();
+        let (mut forward, mut backward) = (vec![0.0; layers], vec![0.0; layers]);
+        let last = layers.saturating_sub(1);
+        for &n in &f {
+            forward[self.graph.nodes[n].layer.unwrap_or(last)] += seconds[n.index()];
+        }
+        for &n in b.iter().chain(&u) {
+            backward[self.graph.nodes[n].layer.unwrap_or(last)] += seconds[n.index()];
+        }
+        (forward, backward)
     }
     fn non_finite_layer(&self) -> Option<String> {
         let graph = &self.graph;

@@ -125,3 +125,4 @@ pub fn read_spec(path: &std::path::Path) -> Result<String, LoadError> {
 }
 pub mod bench;
 pub mod engine;
+pub mod jit;

@@ -70,7 +70,7 @@ enum Command {
         #[arg(long, conflicts_with = "out")]
         resume: Option<PathBuf>,
         /// The execution backend.
-        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
         /// No progress output.
         #[arg(long, short)]
@@ -92,7 +92,7 @@ enum Command {
         #[command(flatten)]
         common: Common,
         /// The execution backend.
-        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
     },
     /// Measure training speed: compile time, per-layer forward/backward time, a step, epochs.
@@ -100,7 +100,7 @@ enum Command {
         /// The spec.
         spec: PathBuf,
         /// The execution backend.
-        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
         /// Batch size (default: the spec's).
         #[arg(long)]
@@ -131,7 +131,7 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
         /// The execution backend.
-        #[arg(long, value_enum, default_value_t = Backend::Interp)]
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
         backend: Backend,
     },
 }
@@ -168,7 +168,9 @@ enum Split {
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Backend {
-    /// The ndarray reference interpreter.
+    /// Cranelift-compiled fused kernels, gemm matrix products (the fast path).
+    Jit,
+    /// The ndarray reference interpreter (the oracle).
     Interp,
 }
 
@@ -176,6 +178,7 @@ impl From<Backend> for netc::train::Backend {
     fn from(b: Backend) -> Self {
         match b {
             Backend::Interp => netc::train::Backend::Interp,
+            Backend::Jit => netc::train::Backend::Jit,
         }
     }
 }
@@ -228,12 +231,12 @@ fn main() -> ExitCode {
         )),
         Command::Bench {
             spec,
-            backend: _,
+            backend,
             batch,
             samples,
             repeats,
             report,
-        } => exit(bench(&spec, batch, samples, repeats, report.as_deref())),
+        } => exit(bench(&spec, batch, samples, repeats, report.as_deref(), backend)),
         Command::Predict {
             spec,
             weights,
@@ -471,6 +474,7 @@ fn bench(
     samples: usize,
     repeats: usize,
     report: Option<&Path>,
+    backend: Backend,
 ) -> Result<(), ExitCode> {
     let text = read(spec)?;
     if batch == Some(0) || samples == 0 {
@@ -484,7 +488,7 @@ fn bench(
         repeats,
         ..Default::default()
     };
-    let result = match netc::bench::bench_interp(&text, &options) {
+    let result = match netc::bench::bench(&text, &options, backend.into()) {
         Ok(r) => r,
         Err(rendered) => {
             eprint!("{rendered}");

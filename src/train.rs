@@ -677,6 +677,8 @@ fn load_checkpoint(
 pub enum Backend {
     /// The ndarray reference interpreter.
     Interp,
+    /// Cranelift-compiled fused kernels with gemm matrix products.
+    Jit,
 }
 
 impl Backend {
@@ -684,6 +686,7 @@ impl Backend {
     pub fn name(self) -> &'static str {
         match self {
             Backend::Interp => "interp",
+            Backend::Jit => "jit",
         }
     }
 }
@@ -692,5 +695,6 @@ impl Backend {
 pub fn make_engine(backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, UserError> {
     match backend {
         Backend::Interp => Ok(Box::new(Interpreter::<f32>::new(graph, seed))),
+        Backend::Jit => Ok(Box::new(crate::jit::Jit::new(graph, seed)?)),
     }
 }

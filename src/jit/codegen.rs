@@ -1,0 +1,536 @@
+//! Cranelift code generation for fused kernels, written once against `cranelift_module::Module`
+//! so that the JIT and an object-file backend differ only in the module they pass.
+//!
+//! Kernels work on f32x4 vectors (Cranelift's widest on x86-64) with a scalar tail. Cranelift
+//! has no `exp`, so [`Emitter::exp`] builds one from range reduction and a polynomial (relative
+//! error about 2e-7), used for sigmoid, tanh and elu.
+
+use super::fuse::{Input, KOp, MapKernel};
+use crate::graph::{Rows, Unary};
+use crate::ir::OptimizerKind;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    AbiParam, Endianness, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value, types,
+};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_module::{FuncId, Linkage, Module, ModuleError};
+
+/// Memory flags for buffer accesses: never trapping, not necessarily aligned.
+fn mem() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+/// Lane-order flags for vector bitcasts.
+fn lanes() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+/// Emits scalar or vector float code of one type.
+struct Emitter<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+    ty: Type,
+}
+
+impl Emitter<'_, '_> {
+    fn vector(&self) -> bool {
+        self.ty.is_vector()
+    }
+
+    fn konst(&mut self, v: f32) -> Value {
+        let s = self.b.ins().f32const(v);
+        if self.vector() {
+            self.b.ins().splat(self.ty, s)
+        } else {
+            s
+        }
+    }
+
+    fn int_type(&self) -> Type {
+        if self.vector() { types::I32X4 } else { types::I32 }
+    }
+
+    /// `cond ? a : b` for a comparison result of this type.
+    fn choose(&mut self, cond: Value, a: Value, b: Value) -> Value {
+        if self.vector() {
+            let mask = self.b.ins().bitcast(self.ty, lanes(), cond);
+            self.b.ins().bitselect(mask, a, b)
+        } else {
+            self.b.ins().select(cond, a, b)
+        }
+    }
+
+    fn gt_zero(&mut self, x: Value) -> Value {
+        let zero = self.konst(0.0);
+        self.b.ins().fcmp(FloatCC::GreaterThan, x, zero)
+    }
+
+    /// `e^x`: x = k ln2 + r with |r| <= ln2/2; e^r by a degree-6 polynomial; 2^k from bits.
+    fn exp(&mut self, x: Value) -> Value {
+        let hi = self.konst(88.0);
+        let lo = self.konst(-87.0);
+        let x = self.b.ins().fmin(x, hi);
+        let x = self.b.ins().fmax(x, lo);
+        let log2e = self.konst(std::f32::consts::LOG2_E);
+        let t = self.b.ins().fmul(x, log2e);
+        let k = self.b.ins().nearest(t);
+        let ln2_hi = self.konst(0.693_359_4);
+        let ln2_lo = self.konst(-2.121_944_4e-4);
+        let a = self.b.ins().fmul(k, ln2_hi);
+        let r = self.b.ins().fsub(x, a);
+        let c = self.b.ins().fmul(k, ln2_lo);
+        let r = self.b.ins().fsub(r, c);
+        // Cephes expf coefficients.
+        let coeffs = [
+            1.987_569_1e-4,
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ];
+        let mut p = self.konst(coeffs[0]);
+        for &cf in &coeffs[1..] {
+            p = self.b.ins().fmul(p, r);
+            let cv = self.konst(cf);
+            p = self.b.ins().fadd(p, cv);
+        }
+        let r2 = self.b.ins().fmul(r, r);
+        p = self.b.ins().fmul(p, r2);
+        p = self.b.ins().fadd(p, r);
+        let one = self.konst(1.0);
+        p = self.b.ins().fadd(p, one);
+        let ity = self.int_type();
+        let ki = self.b.ins().fcvt_to_sint_sat(ity, k);
+        let bias = self.b.ins().iconst(types::I32, 127);
+        let bias = if self.vector() {
+            self.b.ins().splat(ity, bias)
+        } else {
+            bias
+        };
+        let e = self.b.ins().iadd(ki, bias);
+        let e = self.b.ins().ishl_imm_u(e, 23);
+        let pow2 = if self.vector() {
+            self.b.ins().bitcast(self.ty, lanes(), e)
+        } else {
+            self.b.ins().bitcast(self.ty, MemFlagsData::new(), e)
+        };
+        self.b.ins().fmul(p, pow2)
+    }
+
+    fn sigmoid(&mut self, x: Value) -> Value {
+        let nx = self.b.ins().fneg(x);
+        let e = self.exp(nx);
+        let one = self.konst(1.0);
+        let d = self.b.ins().fadd(one, e);
+        self.b.ins().fdiv(one, d)
+    }
+
+    /// `tanh x`: an odd polynomial for |x| < 0.25 (no cancellation), else from `e^(-2|x|)`.
+    fn tanh(&mut self, x: Value) -> Value {
+        let ax = self.b.ins().fabs(x);
+        let m2 = self.konst(-2.0);
+        let t = self.b.ins().fmul(ax, m2);
+        let e = self.exp(t);
+        let one = self.konst(1.0);
+        let num = self.b.ins().fsub(one, e);
+        let den = self.b.ins().fadd(one, e);
+        let big = self.b.ins().fdiv(num, den);
+        // `big` is >= 0; give it x's sign (fcopysign has no f32x4 lowering on x86-64).
+        let neg_big = self.b.ins().fneg(big);
+        let zero = self.konst(0.0);
+        let negative = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+        let big = self.choose(negative, neg_big, big);
+        // x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835
+        let x2 = self.b.ins().fmul(x, x);
+        let mut p = self.konst(62.0 / 2835.0);
+        for cf in [-17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0, 1.0] {
+            p = self.b.ins().fmul(p, x2);
+            let c = self.konst(cf);
+            p = self.b.ins().fadd(p, c);
+        }
+        let small = self.b.ins().fmul(p, x);
+        let limit = self.konst(0.25);
+        let is_small = self.b.ins().fcmp(FloatCC::LessThan, ax, limit);
+        self.choose(is_small, small, big)
+    }
+
+    fn act(&mut self, f: Unary, x: Value) -> Value {
+        match f {
+            Unary::Sigmoid => self.sigmoid(x),
+            Unary::Tanh => self.tanh(x),
+            Unary::Relu => {
+                let zero = self.konst(0.0);
+                let pos = self.gt_zero(x);
+                self.choose(pos, x, zero)
+            }
+            Unary::LeakyRelu(alpha) => {
+                let a = self.konst(alpha as f32);
+                let ax = self.b.ins().fmul(x, a);
+                let pos = self.gt_zero(x);
+                self.choose(pos, x, ax)
+            }
+            Unary::Elu(alpha) => {
+                let e = self.exp(x);
+                let one = self.konst(1.0);
+                let em1 = self.b.ins().fsub(e, one);
+                let a = self.konst(alpha as f32);
+                let neg = self.b.ins().fmul(em1, a);
+                let pos = self.gt_zero(x);
+                self.choose(pos, x, neg)
+            }
+        }
+    }
+
+    /// `dy * f'(x)`, using `y = f(x)` where that is cheaper.
+    fn act_grad(&mut self, f: Unary, x: Value, y: Value, dy: Value) -> Value {
+        let d = match f {
+            Unary::Sigmoid => {
+                let one = self.konst(1.0);
+                let omy = self.b.ins().fsub(one, y);
+                self.b.ins().fmul(y, omy)
+            }
+            Unary::Tanh => {
+                let one = self.konst(1.0);
+                let y2 = self.b.ins().fmul(y, y);
+                self.b.ins().fsub(one, y2)
+            }
+            Unary::Relu => {
+                let (one, zero) = (self.konst(1.0), self.konst(0.0));
+                let pos = self.gt_zero(x);
+                self.choose(pos, one, zero)
+            }
+            Unary::LeakyRelu(alpha) => {
+                let (one, a) = (self.konst(1.0), self.konst(alpha as f32));
+                let pos = self.gt_zero(x);
+                self.choose(pos, one, a)
+            }
+            Unary::Elu(alpha) => {
+                let (one, a) = (self.konst(1.0), self.konst(alpha as f32));
+                let ya = self.b.ins().fadd(y, a);
+                let pos = self.gt_zero(x);
+                self.choose(pos, one, ya)
+            }
+        };
+        self.b.ins().fmul(dy, d)
+    }
+}
+
+/// A compiled kernel's entry: `(buffers, rows)` for map kernels.
+pub type MapFn = unsafe extern "C" fn(*const *mut f32, i64);
+
+/// A compiled update kernel: `(w, g, state0, state1, scalars, n)`.
+pub type UpdateFn = unsafe extern "C" fn(*mut f32, *const f32, *mut f32, *mut f32, *const f32, i64);
+
+/// Declares and defines a map kernel; returns its id.
+pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> Result<FuncId, Box<ModuleError>> {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(ptr));
+    sig.params.push(AbiParam::new(types::I64));
+    let id = module.declare_function(name, Linkage::Export, &sig).map_err(Box::new)?;
+    let mut ctx = module.make_context();
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let bufs = b.block_params(entry)[0];
+        let rows = b.block_params(entry)[1];
+        // Buffer pointers, in the order inputs, stores, column sums.
+        let mut pointers = Vec::new();
+        let count = kernel.inputs.len() + kernel.stores.len() + kernel.column_sums.len();
+        for i in 0..count {
+            pointers.push(b.ins().load(ptr, mem(), bufs, (i * ptr.bytes() as usize) as i32));
+        }
+        let cols = kernel.shape.cols as i64;
+        let vector_end = cols - cols % 4;
+        let rows = match kernel.shape.rows {
+            Rows::Batch => rows,
+            Rows::Fixed(n) => b.ins().iconst(types::I64, n as i64),
+        };
+
+        let row_head = b.create_block();
+        let row_body = b.create_block();
+        let vec_head = b.create_block();
+        let vec_body = b.create_block();
+        let tail_head = b.create_block();
+        let tail_body = b.create_block();
+        let row_next = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(row_head, types::I64);
+        b.append_block_param(vec_head, types::I64);
+        b.append_block_param(tail_head, types::I64);
+
+        let zero = b.ins().iconst(types::I64, 0);
+        b.ins().jump(row_head, &[zero.into()]);
+
+        b.switch_to_block(row_head);
+        let r = b.block_params(row_head)[0];
+        let more = b.ins().icmp(IntCC::SignedLessThan, r, rows);
+        b.ins().brif(more, row_body, &[], exit, &[]);
+
+        b.switch_to_block(row_body);
+        let row_offset = b.ins().imul_imm_s(r, cols * 4);
+        b.ins().jump(vec_head, &[zero.into()]);
+
+        // One column body for a given type and column index.
+        let body = |b: &mut FunctionBuilder, ty: Type, c: Value, pointers: &[Value]| {
+            let col_offset = b.ins().imul_imm_s(c, 4);
+            let full_offset = b.ins().iadd(row_offset, col_offset);
+            let mut values: Vec<Value> = Vec::with_capacity(kernel.ops.len());
+            let mut e = Emitter { b, ty };
+            for op in &kernel.ops {
+                let v = match *op {
+                    KOp::Load(i) => {
+                        let offset = match kernel.inputs[i] {
+                            Input::Full(_) => full_offset,
+                            Input::Row(_) => col_offset,
+                        };
+                        let addr = e.b.ins().iadd(pointers[i], offset);
+                        e.b.ins().load(ty, mem(), addr, 0)
+                    }
+                    KOp::Add(x, y) => e.b.ins().fadd(values[x], values[y]),
+                    KOp::Mul(x, y) => e.b.ins().fmul(values[x], values[y]),
+                    KOp::Act(f, x) => e.act(f, values[x]),
+                    KOp::ActGrad(f, x, y, dy) => e.act_grad(f, values[x], values[y], values[dy]),
+                    KOp::Prelu(x, s) => {
+                        let sx = e.b.ins().fmul(values[x], values[s]);
+                        let pos = e.gt_zero(values[x]);
+                        e.choose(pos, values[x], sx)
+                    }
+                    KOp::PreluDx(x, s, dy) => {
+                        let sd = e.b.ins().fmul(values[dy], values[s]);
+                        let pos = e.gt_zero(values[x]);
+                        e.choose(pos, values[dy], sd)
+                    }
+                    KOp::PreluDslope(x, dy) => {
+                        let term = e.b.ins().fmul(values[dy], values[x]);
+                        let zero = e.konst(0.0);
+                        let pos = e.gt_zero(values[x]);
+                        e.choose(pos, zero, term)
+                    }
+                };
+                values.push(v);
+            }
+            let base = kernel.inputs.len();
+            for (k, &(op, _)) in kernel.stores.iter().enumerate() {
+                let addr = e.b.ins().iadd(pointers[base + k], full_offset);
+                e.b.ins().store(mem(), values[op], addr, 0);
+            }
+            let base = base + kernel.stores.len();
+            for (k, &(op, _)) in kernel.column_sums.iter().enumerate() {
+                let addr = e.b.ins().iadd(pointers[base + k], col_offset);
+                let acc = e.b.ins().load(ty, mem(), addr, 0);
+                let sum = e.b.ins().fadd(acc, values[op]);
+                e.b.ins().store(mem(), sum, addr, 0);
+            }
+        };
+
+        b.switch_to_block(vec_head);
+        let c = b.block_params(vec_head)[0];
+        let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, c, vector_end);
+        b.ins().brif(more, vec_body, &[], tail_head, &[c.into()]);
+
+        b.switch_to_block(vec_body);
+        body(&mut b, types::F32X4, c, &pointers);
+        let c4 = b.ins().iadd_imm_s(c, 4);
+        b.ins().jump(vec_head, &[c4.into()]);
+
+        b.switch_to_block(tail_head);
+        let c = b.block_params(tail_head)[0];
+        let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, c, cols);
+        b.ins().brif(more, tail_body, &[], row_next, &[]);
+
+        b.switch_to_block(tail_body);
+        body(&mut b, types::F32, c, &pointers);
+        let c1 = b.ins().iadd_imm_s(c, 1);
+        b.ins().jump(tail_head, &[c1.into()]);
+
+        b.switch_to_block(row_next);
+        let r1 = b.ins().iadd_imm_s(r, 1);
+        b.ins().jump(row_head, &[r1.into()]);
+
+        b.switch_to_block(exit);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    module.define_function(id, &mut ctx).map_err(Box::new)?;
+    module.clear_context(&mut ctx);
+    Ok(id)
+}
+
+/// Declares and defines the update kernel of one parameter tensor: the regularizer's gradient
+/// and the optimizer step in one loop. Scalars: `[lr, 1 - beta1^t, 1 - beta2^t]`.
+pub fn define_update<M: Module>(
+    module: &mut M,
+    name: &str,
+    kind: OptimizerKind,
+    l1: f64,
+    l2: f64,
+) -> Result<FuncId, Box<ModuleError>> {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    for _ in 0..5 {
+        sig.params.push(AbiParam::new(ptr));
+    }
+    sig.params.push(AbiParam::new(types::I64));
+    let id = module.declare_function(name, Linkage::Export, &sig).map_err(Box::new)?;
+    let mut ctx = module.make_context();
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let (w, g, s0, s1, scalars, n) = (p[0], p[1], p[2], p[3], p[4], p[5]);
+        let lr = b.ins().load(types::F32, mem(), scalars, 0);
+        let c1 = b.ins().load(types::F32, mem(), scalars, 4);
+        let c2 = b.ins().load(types::F32, mem(), scalars, 8);
+        let rem = b.ins().band_imm_s(n, 3);
+        let vector_end = b.ins().isub(n, rem);
+
+        let vec_head = b.create_block();
+        let vec_body = b.create_block();
+        let tail_head = b.create_block();
+        let tail_body = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(vec_head, types::I64);
+        b.append_block_param(tail_head, types::I64);
+        let zero = b.ins().iconst(types::I64, 0);
+        b.ins().jump(vec_head, &[zero.into()]);
+
+        let body = |b: &mut FunctionBuilder, ty: Type, i: Value| {
+            let off = b.ins().imul_imm_s(i, 4);
+            let at = |b: &mut FunctionBuilder, base: Value| b.ins().iadd(base, off);
+            let (wa, ga, s0a, s1a) = (at(b, w), at(b, g), at(b, s0), at(b, s1));
+            let mut e = Emitter { b, ty };
+            let splat = |e: &mut Emitter, v: Value| if e.vector() { e.b.ins().splat(e.ty, v) } else { v };
+            let lr = splat(&mut e, lr);
+            let wv = e.b.ins().load(ty, mem(), wa, 0);
+            let mut gv = e.b.ins().load(ty, mem(), ga, 0);
+            if l1 > 0.0 {
+                // l1 * sign(w), sign(0) = 0.
+                let (one, minus, zero) = (e.konst(1.0), e.konst(-1.0), e.konst(0.0));
+                let neg = e.b.ins().fcmp(FloatCC::LessThan, wv, zero);
+                let s = e.choose(neg, minus, zero);
+                let pos = e.gt_zero(wv);
+                let s = e.choose(pos, one, s);
+                let k = e.konst(l1 as f32);
+                let t = e.b.ins().fmul(k, s);
+                gv = e.b.ins().fadd(gv, t);
+            }
+            if l2 > 0.0 {
+                let k = e.konst(l2 as f32);
+                let t = e.b.ins().fmul(k, wv);
+                gv = e.b.ins().fadd(gv, t);
+            }
+            let step = |e: &mut Emitter, g: Value| e.b.ins().fmul(lr, g);
+            match kind {
+                OptimizerKind::Sgd => {
+                    let d = step(&mut e, gv);
+                    let nw = e.b.ins().fsub(wv, d);
+                    e.b.ins().store(mem(), nw, wa, 0);
+                }
+                OptimizerKind::Momentum { lambda } | OptimizerKind::Nesterov { lambda } => {
+                    let lam = e.konst(lambda as f32);
+                    let v = e.b.ins().load(ty, mem(), s0a, 0);
+                    let lv = e.b.ins().fmul(lam, v);
+                    let d = step(&mut e, gv);
+                    let v = e.b.ins().fsub(lv, d);
+                    e.b.ins().store(mem(), v, s0a, 0);
+                    let nw = if matches!(kind, OptimizerKind::Nesterov { .. }) {
+                        let lv = e.b.ins().fmul(lam, v);
+                        let t = e.b.ins().fsub(lv, d);
+                        e.b.ins().fadd(wv, t)
+                    } else {
+                        e.b.ins().fadd(wv, v)
+                    };
+                    e.b.ins().store(mem(), nw, wa, 0);
+                }
+                OptimizerKind::Adagrad { eps } | OptimizerKind::Rmsprop { eps, .. } => {
+                    let s = e.b.ins().load(ty, mem(), s0a, 0);
+                    // Same operation order as the interpreter, so results agree bit for bit.
+                    let s = match kind {
+                        OptimizerKind::Rmsprop { alpha, .. } => {
+                            let a = e.konst(alpha as f32);
+                            let oma = e.konst(1.0 - alpha as f32);
+                            let as_ = e.b.ins().fmul(a, s);
+                            let t = e.b.ins().fmul(oma, gv);
+                            let t = e.b.ins().fmul(t, gv);
+                            e.b.ins().fadd(as_, t)
+                        }
+                        _ => {
+                            let g2 = e.b.ins().fmul(gv, gv);
+                            e.b.ins().fadd(s, g2)
+                        }
+                    };
+                    e.b.ins().store(mem(), s, s0a, 0);
+                    let d = step(&mut e, gv);
+                    let root = e.b.ins().sqrt(s);
+                    let epsv = e.konst(eps as f32);
+                    let den = e.b.ins().fadd(root, epsv);
+                    let q = e.b.ins().fdiv(d, den);
+                    let nw = e.b.ins().fsub(wv, q);
+                    e.b.ins().store(mem(), nw, wa, 0);
+                }
+                OptimizerKind::Adam { beta1, beta2, eps } => {
+                    let (b1, omb1) = (e.konst(beta1 as f32), e.konst(1.0 - beta1 as f32));
+                    let (b2, omb2) = (e.konst(beta2 as f32), e.konst(1.0 - beta2 as f32));
+                    let m = e.b.ins().load(ty, mem(), s0a, 0);
+                    let v = e.b.ins().load(ty, mem(), s1a, 0);
+                    let bm = e.b.ins().fmul(b1, m);
+                    let t = e.b.ins().fmul(omb1, gv);
+                    let m = e.b.ins().fadd(bm, t);
+                    let bv = e.b.ins().fmul(b2, v);
+                    let g2 = e.b.ins().fmul(omb2, gv);
+                    let g2 = e.b.ins().fmul(g2, gv);
+                    let v = e.b.ins().fadd(bv, g2);
+                    e.b.ins().store(mem(), m, s0a, 0);
+                    e.b.ins().store(mem(), v, s1a, 0);
+                    let c1v = splat(&mut e, c1);
+                    let c2v = splat(&mut e, c2);
+                    let m_hat = e.b.ins().fdiv(m, c1v);
+                    let v_hat = e.b.ins().fdiv(v, c2v);
+                    let d = e.b.ins().fmul(lr, m_hat);
+                    let root = e.b.ins().sqrt(v_hat);
+                    let epsv = e.konst(eps as f32);
+                    let den = e.b.ins().fadd(root, epsv);
+                    let q = e.b.ins().fdiv(d, den);
+                    let nw = e.b.ins().fsub(wv, q);
+                    e.b.ins().store(mem(), nw, wa, 0);
+                }
+            }
+        };
+
+        b.switch_to_block(vec_head);
+        let i = b.block_params(vec_head)[0];
+        let more = b.ins().icmp(IntCC::SignedLessThan, i, vector_end);
+        b.ins().brif(more, vec_body, &[], tail_head, &[i.into()]);
+        b.switch_to_block(vec_body);
+        body(&mut b, types::F32X4, i);
+        let i4 = b.ins().iadd_imm_s(i, 4);
+        b.ins().jump(vec_head, &[i4.into()]);
+
+        b.switch_to_block(tail_head);
+        let i = b.block_params(tail_head)[0];
+        let more = b.ins().icmp(IntCC::SignedLessThan, i, n);
+        b.ins().brif(more, tail_body, &[], exit, &[]);
+        b.switch_to_block(tail_body);
+        body(&mut b, types::F32, i);
+        let i1 = b.ins().iadd_imm_s(i, 1);
+        b.ins().jump(tail_head, &[i1.into()]);
+
+        b.switch_to_block(exit);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    module.define_function(id, &mut ctx).map_err(Box::new)?;
+    module.clear_context(&mut ctx);
+    Ok(id)
+}

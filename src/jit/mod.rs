@@ -1,0 +1,641 @@
+//! Stage 5b: the JIT backend. Fuses the graph ([`fuse`]), compiles the elementwise and update
+//! kernels with Cranelift ([`codegen`]), runs matrix products through the `gemm` crate (which
+//! uses this CPU's AVX-512 units; Cranelift's vectors stop at 128 bits) and row kernels natively
+//! ([`native`]). It is tested against the interpreter on random networks (`tests/jit.rs`).
+//!
+//! All unsafe code of netc lives in this module: calls into generated code and into `gemm`,
+//! both on buffers this module owns.
+
+pub mod codegen;
+pub mod fuse;
+pub mod native;
+
+use crate::engine::Engine;
+use crate::error::UserError;
+use crate::graph::{Graph, NodeId, Op, ParamKind, Rows};
+use crate::interp::Context;
+use crate::ir::OptimizerKind;
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_jit::{JITBuilder, JITModule};
+
+use fuse::{Plan, RowKernel, Step};
+use ndarray::{Array2, ArrayView2};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Sets flush-to-zero and denormals-are-zero for the current thread while alive.
+///
+/// Optimizer state of weights whose gradient is zero decays geometrically into the subnormal
+/// range (Adam's first moment after ~800 steps), where x86 arithmetic is about 100 times
+/// slower. XLA and TensorFlow flush subnormals on CPU for the same reason; the values involved
+/// are below 1e-38, far under the tolerance the JIT is held to against the interpreter.
+struct FlushDenormals {
+    #[cfg(target_arch = "x86_64")]
+    saved: u32,
+}
+
+impl FlushDenormals {
+    fn new() -> FlushDenormals {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[allow(deprecated)]
+            // SAFETY: reading and writing MXCSR only changes this thread's floating-point
+            // modes; FTZ (bit 15) and DAZ (bit 6) are valid on every x86-64 CPU with SSE2.
+            let saved = unsafe {
+                let saved = std::arch::x86_64::_mm_getcsr();
+                std::arch::x86_64::_mm_setcsr(saved | 0x8040);
+                saved
+            };
+            FlushDenormals { saved }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        FlushDenormals {}
+    }
+}
+
+impl Drop for FlushDenormals {
+    fn drop(&mut self) {
+        #[cfg(target_arch = "x86_64")]
+        #[allow(deprecated)]
+        // SAFETY: restores the modes saved in `new`.
+        unsafe {
+            std::arch::x86_64::_mm_setcsr(self.saved)
+        };
+    }
+}
+
+/// Multiply-adds above which a matrix product uses both cores.
+const PARALLEL_MACS: usize = 1 << 21;
+
+/// The JIT engine.
+pub struct Jit {
+    graph: Graph,
+    plan: Plan,
+    // Keeps the generated code alive.
+    _module: JITModule,
+    map_fns: Vec<codegen::MapFn>,
+    update_fns: Vec<codegen::UpdateFn>,
+    buffers: Vec<Vec<f32>>,
+    winners: HashMap<NodeId, Vec<u32>>,
+    map_args: Vec<Vec<*mut f32>>,
+    state: Vec<Vec<Vec<f32>>>,
+    param_nodes: Vec<NodeId>,
+    capacity: usize,
+    rows: usize,
+    updates: u64,
+    seed: u64,
+    loss: f64,
+    threads: usize,
+    /// Milliseconds spent fusing and compiling.
+    pub compile_ms: f64,
+}
+
+fn host_module() -> Result<JITModule, UserError> {
+    let mut flags = settings::builder();
+    let set = |f: &mut settings::Builder, k: &str, v: &str| {
+        f.set(k, v)
+            .map_err(|e| UserError::new(format!("Cranelift rejected setting {k}: {e}")))
+    };
+    set(&mut flags, "opt_level", "speed")?;
+    set(&mut flags, "is_pic", "false")?;
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    let isa = cranelift_native::builder()
+        .map_err(|e| {
+            UserError::new(format!("this CPU is not supported by Cranelift: {e}")).hint("use --backend interp")
+        })?
+        .finish(settings::Flags::new(flags))
+        .map_err(|e| UserError::new(format!("Cranelift cannot target this CPU: {e}")).hint("use --backend interp"))?;
+    Ok(JITModule::new(JITBuilder::with_isa(
+        isa,
+        cranelift_module::default_libcall_names(),
+    )))
+}
+
+impl Jit {
+    /// Fuses and compiles a graph, with parameters initialized as the interpreter's.
+    pub fn new(graph: Graph, seed: u64) -> Result<Jit, UserError> {
+        let started = Instant::now();
+        let plan = fuse::plan(&graph);
+        let mut module = host_module()?;
+        let compile_error = |e: Box<cranelift_module::ModuleError>| {
+            UserError::new(format!("the JIT failed to compile a kernel: {e}"))
+                .hint("use --backend interp, and report this as a bug")
+        };
+        let mut map_ids = Vec::new();
+        for (i, map) in plan.maps.iter().enumerate() {
+            map_ids.push(codegen::define_map(&mut module, &format!("map{i}"), map).map_err(compile_error)?);
+        }
+        let mut update_ids = vec![None; graph.params.len()];
+        for step in &plan.update {
+            if let Step::Update { param, l1, l2, .. } = *step {
+                update_ids[param] = Some(
+                    codegen::define_update(&mut module, &format!("update{param}"), graph.optimizer, l1, l2)
+                        .map_err(compile_error)?,
+                );
+            }
+        }
+        module.finalize_definitions().map_err(|e| compile_error(Box::new(e)))?;
+        // SAFETY: each id was defined above with exactly the signature of the function type it
+        // is cast to (`define_map` -> MapFn, `define_update` -> UpdateFn), and the module that
+        // owns the code is kept alive in the returned struct for as long as the pointers exist.
+        let map_fns = map_ids
+            .iter()
+            .map(|&id| unsafe { std::mem::transmute::<*const u8, codegen::MapFn>(module.get_finalized_function(id)) })
+            .collect();
+        let update_fns = update_ids
+            .iter()
+            .map(|id| {
+                let id = id.expect("every parameter has an update step");
+                // SAFETY: as above.
+                unsafe { std::mem::transmute::<*const u8, codegen::UpdateFn>(module.get_finalized_function(id)) }
+            })
+            .collect();
+        let param_nodes: Vec<NodeId> = {
+            let mut v = vec![None; graph.params.len()];
+            for (h, n) in graph.nodes.iter() {
+                if let Op::Param(p) = n.op {
+                    v[p] = Some(h);
+                }
+            }
+            v.into_iter().map(|n| n.expect("every parameter has a node")).collect()
+        };
+        let slots = graph.optimizer.state_slots();
+        let state = graph
+            .params
+            .iter()
+            .map(|p| (0..slots).map(|_| vec![0.0; p.rows * p.cols]).collect())
+            .collect();
+        let mut jit = Jit {
+            plan,
+            _module: module,
+            map_fns,
+            update_fns,
+            buffers: Vec::new(),
+            winners: HashMap::new(),
+            map_args: Vec::new(),
+            state,
+            param_nodes,
+            capacity: 0,
+            rows: 0,
+            updates: 0,
+            seed,
+            loss: f64::NAN,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(2),
+            compile_ms: 0.0,
+            graph,
+        };
+        jit.allocate(1);
+        // Same initial parameters as the interpreter (the same counter-based streams).
+        let init = crate::interp::Interpreter::<f32>::new(jit.graph.clone(), seed);
+        jit.set_params(&init.params);
+        jit.compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(jit)
+    }
+
+    fn len_of(&self, node: NodeId, rows: usize) -> usize {
+        let s = self.graph.nodes[node].shape;
+        s.rows_for(rows) * s.cols
+    }
+
+    /// (Re)allocates every buffer for batches of up to `capacity` rows, keeping parameters.
+    fn allocate(&mut self, capacity: usize) {
+        let params: Vec<Vec<f32>> = self
+            .param_nodes
+            .iter()
+            .map(|n| self.buffers.get(n.index()).cloned().unwrap_or_default())
+            .collect();
+        self.capacity = capacity;
+        let mut buffers = vec![Vec::new(); self.graph.nodes.len()];
+        for (h, _) in self.graph.nodes.iter() {
+            if self.plan.stored.contains(&h) || self.param_nodes.contains(&h) {
+                buffers[h.index()] = vec![0.0; self.len_of(h, capacity)];
+            }
+        }
+        for (p, n) in self.param_nodes.iter().enumerate() {
+            if params[p].len() == buffers[n.index()].len() {
+                buffers[n.index()] = params[p].clone();
+            }
+        }
+        self.buffers = buffers;
+        self.winners.clear();
+        for step in &self.plan.forward {
+            if let Step::Row(RowKernel::Maxout { out, .. }) = step {
+                self.winners.insert(*out, vec![0; self.len_of(*out, capacity)]);
+            }
+        }
+        let mut args = Vec::new();
+        for map in &self.plan.maps {
+            let mut a: Vec<*mut f32> = Vec::new();
+            for input in &map.inputs {
+                let n = match *input {
+                    fuse::Input::Full(n) | fuse::Input::Row(n) => n,
+                };
+                a.push(self.buffers[n.index()].as_mut_ptr());
+            }
+            for &(_, n) in &map.stores {
+                a.push(self.buffers[n.index()].as_mut_ptr());
+            }
+            for &(_, n) in &map.column_sums {
+                a.push(self.buffers[n.index()].as_mut_ptr());
+            }
+            args.push(a);
+        }
+        self.map_args = args;
+    }
+
+    fn slice(&self, node: NodeId) -> &[f32] {
+        let len = self.len_of(node, self.rows);
+        &self.buffers[node.index()][..len]
+    }
+
+    /// A mutable view of one buffer next to shared views of others (distinct nodes).
+    fn split(&mut self, out: NodeId) -> (&mut [f32], &Vec<Vec<f32>>) {
+        let len = self.len_of(out, self.rows);
+        let ptr = self.buffers[out.index()].as_mut_ptr();
+        // SAFETY: `out` is written by exactly one step and never read by that same step (the
+        // fusion pass gives every output its own node), so the mutable slice does not alias any
+        // slice the caller takes from the shared reference; the buffer has at least `len`
+        // elements because it was allocated for `capacity >= rows` rows.
+        let out_slice = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+        (out_slice, &self.buffers)
+    }
+
+    fn run(&mut self, steps: &[Step], ctx: &Context) {
+        let _modes = FlushDenormals::new();
+        for step in steps {
+            match step {
+                Step::Map(k) => {
+                    for &(_, n) in &self.plan.maps[*k].column_sums {
+                        self.buffers[n.index()].fill(0.0);
+                    }
+                    // SAFETY: the kernel reads and writes exactly the buffers whose pointers
+                    // `allocate` put in `map_args[k]`, each sized for `capacity >= rows` rows
+                    // of the kernel's column count, which was compiled into it.
+                    unsafe { (self.map_fns[*k])(self.map_args[*k].as_ptr(), self.rows as i64) };
+                }
+                Step::Gemm {
+                    a,
+                    b,
+                    transpose_a,
+                    transpose_b,
+                    out,
+                } => self.gemm(*a, *b, *transpose_a, *transpose_b, *out),
+                Step::Row(kernel) => self.row(kernel, ctx),
+                Step::Update { param, grad, .. } => {
+                    let t = self.updates;
+                    let (c1, c2) = match self.graph.optimizer {
+                        OptimizerKind::Adam { beta1, beta2, .. } => {
+                            ((1.0 - beta1.powi(t as i32)) as f32, (1.0 - beta2.powi(t as i32)) as f32)
+                        }
+                        _ => (1.0, 1.0),
+                    };
+                    let scalars = [ctx.lr as f32, c1, c2];
+                    let node = self.param_nodes[*param];
+                    let n = self.buffers[node.index()].len();
+                    let g = self.buffers[grad.index()].as_ptr();
+                    let w = self.buffers[node.index()].as_mut_ptr();
+                    let mut dummy = [0.0f32; 0];
+                    let (s0, s1) = match self.state[*param].as_mut_slice() {
+                        [] => (dummy.as_mut_ptr(), dummy.as_mut_ptr()),
+                        [s0] => (s0.as_mut_ptr(), dummy.as_mut_ptr()),
+                        [s0, s1, ..] => (s0.as_mut_ptr(), s1.as_mut_ptr()),
+                    };
+                    // SAFETY: `w`, `g` and each used state slot hold `n` floats (the
+                    // parameter's size); the kernel only touches the slots its optimizer has,
+                    // so the empty dummy is never dereferenced; `scalars` holds 3 floats.
+                    unsafe { (self.update_fns[*param])(w, g, s0, s1, scalars.as_ptr(), n as i64) };
+                }
+            }
+        }
+    }
+
+    fn dims(&self, node: NodeId) -> (usize, usize) {
+        let s = self.graph.nodes[node].shape;
+        (s.rows_for(self.rows), s.cols)
+    }
+
+    fn gemm(&mut self, a: NodeId, b: NodeId, transpose_a: bool, transpose_b: bool, out: NodeId) {
+        let (ra, ca) = self.dims(a);
+        let (rb, cb) = self.dims(b);
+        let (m, k, lhs_rs, lhs_cs) = if transpose_a {
+            (ca, ra, 1, ca as isize)
+        } else {
+            (ra, ca, ca as isize, 1)
+        };
+        let (n, rhs_rs, rhs_cs) = if transpose_b {
+            (rb, 1, cb as isize)
+        } else {
+            (cb, cb as isize, 1)
+        };
+        let parallelism = if self.threads > 1 && m * n * k >= PARALLEL_MACS {
+            gemm::Parallelism::Rayon(self.threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        let lhs = self.buffers[a.index()].as_ptr();
+        let rhs = self.buffers[b.index()].as_ptr();
+        let dst = self.buffers[out.index()].as_mut_ptr();
+        debug_assert!(self.buffers[out.index()].len() >= m * n);
+        // SAFETY: `lhs` holds `ra x ca`, `rhs` holds `rb x cb` and `dst` holds `m x n`
+        // row-major floats (buffers sized for `capacity >= rows`); the strides above address
+        // only those elements; `dst` is a different node's buffer than `lhs` and `rhs`.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst,
+                1,
+                n as isize,
+                false,
+                lhs,
+                lhs_cs,
+                lhs_rs,
+                rhs,
+                rhs_cs,
+                rhs_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+
+    fn row(&mut self, kernel: &RowKernel, ctx: &Context) {
+        let rows = self.rows;
+        match kernel {
+            RowKernel::SoftmaxCrossEntropy {
+                logits,
+                targets,
+                probabilities,
+                grad,
+                ..
+            } => {
+                let cols = self.graph.nodes[*logits].shape.cols;
+                let (z, t) = (self.slice(*logits).to_vec(), self.slice(*targets).to_vec());
+                let mut p = probabilities.map(|n| std::mem::take(&mut self.buffers[n.index()]));
+                let mut g = grad.map(|n| std::mem::take(&mut self.buffers[n.index()]));
+                self.loss = native::softmax_cross_entropy(&z, &t, rows, cols, p.as_deref_mut(), g.as_deref_mut());
+                if let (Some(n), Some(b)) = (probabilities, p) {
+                    self.buffers[n.index()] = b;
+                }
+                if let (Some(n), Some(b)) = (grad, g) {
+                    self.buffers[n.index()] = b;
+                }
+            }
+            RowKernel::SigmoidCrossEntropy {
+                logits, targets, grad, ..
+            } => {
+                let len = self.len_of(*logits, rows);
+                let mut g = grad.map(|n| std::mem::take(&mut self.buffers[n.index()]));
+                self.loss = native::sigmoid_cross_entropy(
+                    self.slice(*logits),
+                    self.slice(*targets),
+                    g.as_deref_mut().map(|b| &mut b[..len]),
+                );
+                if let (Some(n), Some(b)) = (grad, g) {
+                    self.buffers[n.index()] = b;
+                }
+            }
+            RowKernel::MeanSquaredError {
+                output, targets, grad, ..
+            } => {
+                let len = self.len_of(*output, rows);
+                let mut g = grad.map(|n| std::mem::take(&mut self.buffers[n.index()]));
+                self.loss = native::mean_squared_error(
+                    self.slice(*output),
+                    self.slice(*targets),
+                    g.as_deref_mut().map(|b| &mut b[..len]),
+                );
+                if let (Some(n), Some(b)) = (grad, g) {
+                    self.buffers[n.index()] = b;
+                }
+            }
+            RowKernel::Softmax { x, out } => {
+                let cols = self.graph.nodes[*x].shape.cols;
+                let (o, bufs) = self.split(*out);
+                native::softmax(&bufs[x.index()], o, rows, cols);
+            }
+            RowKernel::SoftmaxGrad { y, dy, out } => {
+                let cols = self.graph.nodes[*y].shape.cols;
+                let (o, bufs) = self.split(*out);
+                native::softmax_grad(&bufs[y.index()], &bufs[dy.index()], o, rows, cols);
+            }
+            RowKernel::Maxout { x, pieces, out } => {
+                let units = self.graph.nodes[*x].shape.cols;
+                let mut winners = self.winners.remove(out).expect("maxout winners are allocated");
+                let (o, bufs) = self.split(*out);
+                native::maxout(&bufs[x.index()], o, &mut winners, rows, units, *pieces);
+                self.winners.insert(*out, winners);
+            }
+            RowKernel::MaxoutGrad {
+                forward,
+                pieces,
+                dy,
+                out,
+            } => {
+                let units = self.graph.nodes[*out].shape.cols;
+                let winners = self.winners.remove(forward).expect("maxout winners are allocated");
+                let (o, bufs) = self.split(*out);
+                native::maxout_grad(&winners, &bufs[dy.index()], o, rows, units, *pieces);
+                self.winners.insert(*forward, winners);
+            }
+            RowKernel::DropoutMask {
+                rate, mode, layer, out, ..
+            } => {
+                let cols = self.graph.nodes[*out].shape.cols;
+                let seed = self.seed;
+                let (o, _) = self.split(*out);
+                native::dropout_mask(o, rows, cols, *rate, *mode, *layer, seed, ctx.step, ctx.training);
+            }
+        }
+    }
+
+    /// The model layer a step computes, for per-layer timings.
+    fn step_layer(&self, step: &Step) -> Option<usize> {
+        let node = match step {
+            Step::Map(k) => {
+                let map = &self.plan.maps[*k];
+                map.stores.first().or(map.column_sums.first()).map(|&(_, n)| n)?
+            }
+            Step::Gemm { out, .. } => *out,
+            Step::Row(RowKernel::SoftmaxCrossEntropy { loss, .. })
+            | Step::Row(RowKernel::SigmoidCrossEntropy { loss, .. })
+            | Step::Row(RowKernel::MeanSquaredError { loss, .. }) => *loss,
+            Step::Row(RowKernel::Softmax { out, .. })
+            | Step::Row(RowKernel::SoftmaxGrad { out, .. })
+            | Step::Row(RowKernel::Maxout { out, .. })
+            | Step::Row(RowKernel::MaxoutGrad { out, .. })
+            | Step::Row(RowKernel::DropoutMask { out, .. }) => *out,
+            Step::Update { param, .. } => return Some(self.graph.params[*param].layer),
+        };
+        self.graph.nodes[node].layer
+    }
+
+    fn node_array(&self, node: NodeId) -> Array2<f32> {
+        let (r, c) = self.dims(node);
+        Array2::from_shape_vec((r, c), self.slice(node).to_vec()).expect("buffer length matches its shape")
+    }
+}
+
+impl Engine for Jit {
+    fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    fn name(&self) -> &'static str {
+        "jit"
+    }
+    fn set_batch(&mut self, x: ArrayView2<f32>, targets: ArrayView2<f32>) {
+        let rows = x.nrows();
+        if rows > self.capacity {
+            self.allocate(rows);
+        }
+        self.rows = rows;
+        let (input, target) = (self.graph.input, self.graph.targets);
+        for (dst, src) in [(input, x), (target, targets)] {
+            let buf = &mut self.buffers[dst.index()];
+            for (d, &s) in buf.iter_mut().zip(src.iter()) {
+                *d = s;
+            }
+        }
+    }
+    fn forward(&mut self, ctx: &Context) -> f64 {
+        let steps = std::mem::take(&mut self.plan.forward);
+        self.run(&steps, ctx);
+        self.plan.forward = steps;
+        self.loss
+    }
+    fn backward(&mut self, ctx: &Context) {
+        let steps = std::mem::take(&mut self.plan.backward);
+        self.run(&steps, ctx);
+        self.plan.backward = steps;
+    }
+    fn update(&mut self, ctx: &Context) {
+        self.updates += 1;
+        let steps = std::mem::take(&mut self.plan.update);
+        self.run(&steps, ctx);
+        self.plan.update = steps;
+    }
+    fn output(&self) -> Array2<f32> {
+        self.node_array(self.graph.output)
+    }
+    fn gradient(&self, p: usize) -> Array2<f32> {
+        let step = self
+            .plan
+            .update
+            .iter()
+            .find(|s| matches!(s, Step::Update { param, .. } if *param == p));
+        let Some(&Step::Update { grad, l1, l2, .. }) = step else {
+            unreachable!("every parameter has an update step")
+        };
+        let mut g = self.node_array(grad);
+        if l1 > 0.0 || l2 > 0.0 {
+            let w = &self.buffers[self.param_nodes[p].index()];
+            let (l1, l2) = (l1 as f32, l2 as f32);
+            for (ge, &we) in g.iter_mut().zip(w) {
+                let sign = if we > 0.0 {
+                    1.0
+                } else if we < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                };
+                *ge = *ge + l1 * sign + l2 * we;
+            }
+        }
+        g
+    }
+    fn params(&self) -> Vec<Array2<f32>> {
+        self.param_nodes.iter().map(|&n| self.node_array(n)).collect()
+    }
+    fn set_params(&mut self, params: &[Array2<f32>]) {
+        for (p, &n) in params.iter().zip(&self.param_nodes) {
+            let buf = &mut self.buffers[n.index()];
+            for (d, &s) in buf.iter_mut().zip(p.iter()) {
+                *d = s;
+            }
+        }
+    }
+    fn state(&self) -> Vec<Vec<Array2<f32>>> {
+        self.graph
+            .params
+            .iter()
+            .zip(&self.state)
+            .map(|(p, slots)| {
+                slots
+                    .iter()
+                    .map(|s| Array2::from_shape_vec((p.rows, p.cols), s.clone()).expect("state matches its parameter"))
+                    .collect()
+            })
+            .collect()
+    }
+    fn set_state(&mut self, state: &[Vec<Array2<f32>>]) {
+        for (mine, theirs) in self.state.iter_mut().zip(state) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                for (d, &s) in m.iter_mut().zip(t.iter()) {
+                    *d = s;
+                }
+            }
+        }
+    }
+    fn updates(&self) -> u64 {
+        self.updates
+    }
+    fn set_updates(&mut self, updates: u64) {
+        self.updates = updates;
+    }
+    fn profile_step(&mut self, ctx: &Context) -> (Vec<f64>, Vec<f64>) {
+        let layers = self.graph.layers.len();
+        let last = layers.saturating_sub(1);
+        let (mut forward, mut backward) = (vec![0.0; layers], vec![0.0; layers]);
+        self.updates += 1;
+        for (piece, into_forward) in [(0, true), (1, false), (2, false)] {
+            let steps = match piece {
+                0 => std::mem::take(&mut self.plan.forward),
+                1 => std::mem::take(&mut self.plan.backward),
+                _ => std::mem::take(&mut self.plan.update),
+            };
+            for step in &steps {
+                let started = Instant::now();
+                self.run(std::slice::from_ref(step), ctx);
+                let layer = self.step_layer(step).unwrap_or(last);
+                let bucket = if into_forward { &mut forward } else { &mut backward };
+                bucket[layer] += started.elapsed().as_secs_f64();
+            }
+            match piece {
+                0 => self.plan.forward = steps,
+                1 => self.plan.backward = steps,
+                _ => self.plan.update = steps,
+            }
+        }
+        (forward, backward)
+    }
+    fn non_finite_layer(&self) -> Option<String> {
+        for (p, &n) in self.graph.params.iter().zip(&self.param_nodes) {
+            if self.buffers[n.index()].iter().any(|v| !v.is_finite()) {
+                return Some(format!(
+                    "layer `{}` (parameter `{}`)",
+                    self.graph.layers[p.layer].name, p.name
+                ));
+            }
+        }
+        for &n in &self.graph.forward {
+            if !self.plan.stored.contains(&n)
+                || matches!(self.graph.nodes[n].shape.rows, Rows::Fixed(_)) && self.graph.nodes[n].layer.is_none()
+            {
+                continue;
+            }
+            if self.slice(n).iter().any(|v| !v.is_finite()) {
+                return Some(match self.graph.nodes[n].layer {
+                    Some(l) => format!("layer `{}` (its outputs)", self.graph.layers[l].name),
+                    None => "the loss".to_string(),
+                });
+            }
+        }
+        let _ = ParamKind::Weight;
+        None
+    }
+}

@@ -1,0 +1,203 @@
+//! The JIT against the interpreter: forward outputs, gradients and updated parameters agree on
+//! randomly generated networks (every layer kind, activation, loss, optimizer, dropout mode,
+//! regularizer; odd widths and batch sizes).
+
+use ndarray::Array2;
+use netc::check::Limits;
+use netc::engine::Engine;
+use netc::graph;
+use netc::interp::{Context, Interpreter};
+use netc::jit::Jit;
+use netc::rng::Rng;
+use netc::source::SourceMap;
+use proptest::prelude::*;
+
+fn program(text: &str) -> netc::ir::Program {
+    let mut sources = SourceMap::new();
+    let id = sources.add("g.net", text.to_string());
+    let compiled = netc::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 });
+    let rendered = netc::diag::render_plain(&sources, &compiled.diagnostics);
+    compiled
+        .program
+        .unwrap_or_else(|| panic!("spec does not compile:\n{rendered}\n{text}"))
+        .0
+}
+
+fn close(a: &Array2<f32>, b: &Array2<f32>, what: &str, rtol: f32) -> Result<(), TestCaseError> {
+    prop_assert_eq!(a.dim(), b.dim(), "{} shapes", what);
+    let scale = a.iter().chain(b.iter()).fold(0.0f32, |m, v| m.max(v.abs())).max(1e-3);
+    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+        let tol = rtol * (x.abs().max(y.abs())) + rtol * 0.1 * scale;
+        prop_assert!(
+            (x - y).abs() <= tol || (x.is_nan() && y.is_nan()),
+            "{} element {}: jit {} vs interp {} (tol {})",
+            what,
+            i,
+            x,
+            y,
+            tol
+        );
+    }
+    Ok(())
+}
+
+/// Runs `steps` training steps on both engines and compares everything after each.
+fn differential(text: &str, batch: usize, steps: usize, seed: u64) -> Result<(), TestCaseError> {
+    let p = program(text);
+    let g = graph::build(&p);
+    let (iw, ow) = (g.input_width, g.output_width);
+    let mut interp: Interpreter<f32> = Interpreter::new(g.clone(), seed);
+    let mut jit = Jit::new(g, seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    close(&Engine::params(&jit)[0], &interp.params[0], "initial weights", 0.0)?;
+    let mut rng = Rng::new(seed, 77);
+    let lr = p.train.optimizer.lr;
+    for step in 0..steps {
+        let x = Array2::from_shape_fn((batch, iw), |_| (rng.normal() * 1.5) as f32);
+        let t = match p.model.loss {
+            netc::ir::Loss::CrossEntropy => {
+                let mut t = Array2::zeros((batch, ow));
+                for r in 0..batch {
+                    t[[r, rng.below(ow)]] = 1.0;
+                }
+                t
+            }
+            netc::ir::Loss::BinaryCrossEntropy => {
+                Array2::from_shape_fn((batch, ow), |_| if rng.uniform() < 0.5 { 0.0 } else { 1.0 })
+            }
+            netc::ir::Loss::Mse => Array2::from_shape_fn((batch, ow), |_| rng.normal() as f32),
+        };
+        let ctx = Context {
+            training: true,
+            step: step as u64,
+            lr,
+        };
+        Engine::set_batch(&mut interp, x.view(), t.view());
+        Engine::set_batch(&mut jit, x.view(), t.view());
+        let li = Engine::forward(&mut interp, &ctx);
+        let lj = Engine::forward(&mut jit, &ctx);
+        prop_assert!(
+            (li - lj).abs() <= 1e-4 * li.abs().max(1.0),
+            "step {}: loss jit {} vs interp {}",
+            step,
+            lj,
+            li
+        );
+        close(
+            &jit.output(),
+            &Engine::output(&interp),
+            &format!("step {step} output"),
+            2e-5,
+        )?;
+        Engine::backward(&mut interp, &ctx);
+        Engine::backward(&mut jit, &ctx);
+        for p in 0..interp.params.len() {
+            let name = &interp.graph.params[p].name;
+            close(
+                &jit.gradient(p),
+                &Engine::gradient(&interp, p),
+                &format!("step {step} gradient of {name}"),
+                1e-4,
+            )?;
+        }
+        Engine::update(&mut interp, &ctx);
+        Engine::update(&mut jit, &ctx);
+        let jp = Engine::params(&jit);
+        for p in 0..interp.params.len() {
+            let name = &interp.graph.params[p].name;
+            close(&jp[p], &interp.params[p], &format!("step {step} updated {name}"), 1e-4)?;
+        }
+        // Keep the two on exactly the same parameters, so errors cannot compound.
+        let ip = interp.params.clone();
+        Engine::set_params(&mut jit, &ip);
+        let is = Engine::state(&interp);
+        Engine::set_state(&mut jit, &is);
+    }
+    // Evaluation mode (dropout scaling) too.
+    let x = Array2::from_shape_fn((batch, iw), |_| rng.normal() as f32);
+    let t = Array2::zeros((batch, ow));
+    let ctx = Context {
+        training: false,
+        step: 0,
+        lr,
+    };
+    Engine::set_batch(&mut interp, x.view(), t.view());
+    Engine::set_batch(&mut jit, x.view(), t.view());
+    Engine::forward(&mut interp, &ctx);
+    Engine::forward(&mut jit, &ctx);
+    close(&jit.output(), &Engine::output(&interp), "evaluation output", 2e-5)
+}
+
+#[test]
+fn a_fixed_mlp_matches() {
+    let text = "model m {\n  input 17\n  dense h: 33 relu\n  dropout 0.3\n  dense 5 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\" validation 10%\n  optimizer adam lr 0.01\n}\n";
+    differential(text, 7, 3, 1).expect("matches");
+}
+
+fn layer() -> impl Strategy<Value = String> {
+    let width = prop::sample::select(vec![1usize, 2, 3, 4, 5, 8, 17, 31]);
+    let act = prop::sample::select(vec![
+        "linear",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "leaky_relu(0.2)",
+        "prelu(0.1)",
+        "elu(0.7)",
+        "softmax",
+    ]);
+    prop_oneof![
+        (
+            width.clone(),
+            act,
+            prop::option::of(prop::sample::select(vec!["l1 0.01", "l2 0.05", "l1 0.002 l2 0.01"]))
+        )
+            .prop_map(|(w, a, r)| format!("dense {w} {a} init normal(0.5) {}", r.unwrap_or(""))),
+        (prop::sample::select(vec![1usize, 2, 3]), width.clone())
+            .prop_map(|(p, w)| format!("maxout {} pieces {p}", p * w)),
+        (
+            prop::sample::select(vec!["0.1", "0.5"]),
+            prop::sample::select(vec!["inverted", "scale_at_test"])
+        )
+            .prop_map(|(r, m)| format!("dropout {r} {m}")),
+    ]
+}
+
+fn network() -> impl Strategy<Value = (String, usize)> {
+    let input = prop::sample::select(vec![1usize, 3, 4, 17, 33]);
+    let output = prop::sample::select(vec![
+        ("dense 3 softmax", "cross_entropy"),
+        ("dense 2 softmax", "cross_entropy"),
+        ("dense 1 sigmoid", "binary_cross_entropy"),
+        ("dense 4 sigmoid", "binary_cross_entropy"),
+        ("dense 3 linear", "mse"),
+        ("dense 5 tanh", "mse"),
+    ]);
+    let optimizer = prop::sample::select(vec![
+        "sgd lr 0.05",
+        "momentum lr 0.05 lambda 0.8",
+        "nesterov lr 0.05",
+        "adagrad lr 0.05",
+        "rmsprop lr 0.01 alpha 0.9",
+        "adam lr 0.01",
+    ]);
+    let batch = prop::sample::select(vec![1usize, 2, 5, 7, 16, 33]);
+    (input, prop::collection::vec(layer(), 0..4), output, optimizer, batch, prop::option::of(prop::sample::select(vec!["l2 0.01", "l1 0.001"]))).prop_map(
+        |(input, layers, (out, loss), opt, batch, reg)| {
+            let body: String = layers.iter().map(|l| format!("  {l}\n")).collect();
+            let reg = reg.map(|r| format!("  regularize {r}\n")).unwrap_or_default();
+            (
+                format!("model r {{\n  input {input}\n{body}  {out}\n  loss {loss}\n}}\ntrain {{\n  data \"x.csv\" validation 10%\n  optimizer {opt}\n{reg}}}\n"),
+                batch,
+            )
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_networks_match_the_interpreter((text, batch) in network(), seed in 0u64..1000) {
+        differential(&text, batch, 3, seed)?;
+    }
+}
