@@ -100,10 +100,21 @@ impl Unary {
     }
 
     /// `f'(x)`, given `x` and `y = f(x)` (whichever is cheaper is used).
+    ///
+    /// Sigmoid and tanh use forms in `x` that stay accurate when the unit saturates
+    /// (`y (1 - y)` and `1 - y^2` cancel to noise there, and that noise is what a vanishing
+    /// gradient would be made of): `e / (1 + e)^2` with `e = exp(-|x|)`, and
+    /// `4 e / (1 + e)^2` with `e = exp(-2|x|)`.
     pub fn derivative(self, x: f64, y: f64) -> f64 {
         match self {
-            Unary::Sigmoid => y * (1.0 - y),
-            Unary::Tanh => 1.0 - y * y,
+            Unary::Sigmoid => {
+                let e = (-x.abs()).exp();
+                e / ((1.0 + e) * (1.0 + e))
+            }
+            Unary::Tanh => {
+                let e = (-2.0 * x.abs()).exp();
+                4.0 * e / ((1.0 + e) * (1.0 + e))
+            }
             Unary::Relu => {
                 if x > 0.0 {
                     1.0

@@ -184,15 +184,23 @@ impl Emitter<'_, '_> {
     /// `dy * f'(x)`, using `y = f(x)` where that is cheaper.
     fn act_grad(&mut self, f: Unary, x: Value, y: Value, dy: Value) -> Value {
         let d = match f {
-            Unary::Sigmoid => {
+            Unary::Sigmoid | Unary::Tanh => {
+                // e / (1 + e)^2 with e = exp(-|x|) (sigmoid), 4 e / (1 + e)^2 with
+                // e = exp(-2|x|) (tanh): accurate when the unit saturates, unlike y (1 - y).
+                let ax = self.b.ins().fabs(x);
+                let k = self.konst(if f == Unary::Tanh { -2.0 } else { -1.0 });
+                let t = self.b.ins().fmul(ax, k);
+                let e = self.exp(t);
                 let one = self.konst(1.0);
-                let omy = self.b.ins().fsub(one, y);
-                self.b.ins().fmul(y, omy)
-            }
-            Unary::Tanh => {
-                let one = self.konst(1.0);
-                let y2 = self.b.ins().fmul(y, y);
-                self.b.ins().fsub(one, y2)
+                let ope = self.b.ins().fadd(one, e);
+                let sq = self.b.ins().fmul(ope, ope);
+                let e = if f == Unary::Tanh {
+                    let four = self.konst(4.0);
+                    self.b.ins().fmul(four, e)
+                } else {
+                    e
+                };
+                self.b.ins().fdiv(e, sq)
             }
             Unary::Relu => {
                 let (one, zero) = (self.konst(1.0), self.konst(0.0));
