@@ -27,6 +27,10 @@ fn run_of(dir: &Path, text: &str, sets: &[&str]) -> Run {
 }
 
 fn options(dir: &Path, out: &str) -> TrainOptions {
+    options_on(dir, out, netc::train::Backend::Interp)
+}
+
+fn options_on(dir: &Path, out: &str, backend: netc::train::Backend) -> TrainOptions {
     TrainOptions {
         data_dirs: DataDirs::default(),
         spec_dir: dir.to_path_buf(),
@@ -36,7 +40,7 @@ fn options(dir: &Path, out: &str) -> TrainOptions {
         progress: Progress::Quiet,
         interrupt: Arc::new(AtomicBool::new(false)),
         stop_after_steps: None,
-        backend: netc::train::Backend::Interp,
+        backend,
     }
 }
 
@@ -77,34 +81,35 @@ fn finished(
 
 #[test]
 fn same_seed_gives_bit_identical_weights() {
-    let dir = temp_dir("determinism");
-    let run = run_of(&dir, SPEC, &[]);
-    let (_, _, a) = finished(train(&run, &options(&dir, "a")).expect("trains"));
-    let (_, _, b) = finished(train(&run, &options(&dir, "b")).expect("trains"));
-    assert!(a == b, "two runs with one seed differ");
-    let other = run_of(&dir, SPEC, &["train.seed=4"]);
-    let (_, _, c) = finished(train(&other, &options(&dir, "c")).expect("trains"));
-    assert!(a != c, "another seed gives the same weights");
-    let bytes_a = std::fs::read(dir.join("a/weights.safetensors")).expect("weights a");
-    let bytes_b = std::fs::read(dir.join("b/weights.safetensors")).expect("weights b");
-    assert!(bytes_a == bytes_b, "weights files differ");
-    std::fs::remove_dir_all(&dir).expect("cleanup");
+    for backend in [netc::train::Backend::Interp, netc::train::Backend::Jit] {
+        let dir = temp_dir(&format!("determinism-{}", backend.name()));
+        let run = run_of(&dir, SPEC, &[]);
+        let (_, _, a) = finished(train(&run, &options_on(&dir, "a", backend)).expect("trains"));
+        let (_, _, b) = finished(train(&run, &options_on(&dir, "b", backend)).expect("trains"));
+        assert!(a == b, "{}: two runs with one seed differ", backend.name());
+        let other = run_of(&dir, SPEC, &["train.seed=4"]);
+        let (_, _, c) = finished(train(&other, &options_on(&dir, "c", backend)).expect("trains"));
+        assert!(a != c, "another seed gives the same weights");
+        let bytes_a = std::fs::read(dir.join("a/weights.safetensors")).expect("weights a");
+        let bytes_b = std::fs::read(dir.join("b/weights.safetensors")).expect("weights b");
+        assert!(bytes_a == bytes_b, "weights files differ");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
 }
 
-#[test]
-fn an_interrupted_run_resumes_to_the_same_weights() {
-    let dir = temp_dir("resume");
+fn resumes_to_the_same_weights(backend: netc::train::Backend) {
+    let dir = temp_dir(&format!("resume-{}", backend.name()));
     let run = run_of(&dir, SPEC, &[]);
-    let (report, history, uninterrupted) = finished(train(&run, &options(&dir, "whole")).expect("trains"));
+    let (report, history, uninterrupted) = finished(train(&run, &options_on(&dir, "whole", backend)).expect("trains"));
 
     // Stop mid-epoch twice (after steps 30 and 61; 20 steps per epoch), resuming each time.
-    let mut opts = options(&dir, "parts");
+    let mut opts = options_on(&dir, "parts", backend);
     opts.stop_after_steps = Some(30);
     match train(&run, &opts).expect("trains") {
         Outcome::Interrupted { epoch, step, .. } => assert_eq!((epoch, step), (2, 10)),
         Outcome::Finished { .. } => panic!("expected an interruption"),
     }
-    let mut resume = options(&dir, "unused");
+    let mut resume = options_on(&dir, "unused", backend);
     resume.out = None;
     resume.resume = Some(dir.join("parts"));
     resume.stop_after_steps = Some(61);
@@ -125,13 +130,19 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
             .map(|r| (r.epoch, r.train_loss, r.val_loss))
             .collect::<Vec<_>>()
     };
-    assert_eq!(strip(&history), strip(&resumed_history));
+    assert_eq!(strip(&history), strip(&resumed_history), "{}", backend.name());
 
     // A different spec refuses to resume that directory.
     let other = run_of(&dir, SPEC, &["train.optimizer.lr=0.01"]);
     let err = train(&other, &resume).expect_err("different spec");
     assert!(err.message.contains("different spec"), "{}", err.message);
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_weights() {
+    resumes_to_the_same_weights(netc::train::Backend::Interp);
+    resumes_to_the_same_weights(netc::train::Backend::Jit);
 }
 
 #[test]

@@ -542,3 +542,167 @@ pub fn define_update<M: Module>(
     module.clear_context(&mut ctx);
     Ok(id)
 }
+
+/// A compiled matrix product `(a, b, c, m)`: `c[m x n] = a[m x k] b[k x n]`, row-major.
+pub type MatmulFn = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64);
+
+/// Declares and defines a matrix product for fixed `k` and `n` and any `m`. Register tiles:
+/// 4 rows x 8 columns (eight f32x4 accumulators); single rows (batch 1, the row tail) take 32
+/// columns at a time so that eight accumulators still hide the add latency; then 4-column and
+/// scalar edge tiles. Products and sums are fused (`fma`).
+pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) -> Result<FuncId, Box<ModuleError>> {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    for _ in 0..3 {
+        sig.params.push(AbiParam::new(ptr));
+    }
+    sig.params.push(AbiParam::new(types::I64));
+    let id = module.declare_function(name, Linkage::Export, &sig).map_err(Box::new)?;
+    let mut ctx = module.make_context();
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let p = b.block_params(entry).to_vec();
+        let (a, bm, c, m) = (p[0], p[1], p[2], p[3]);
+        let (k, n) = (k as i64, n as i64);
+        let rem = b.ins().band_imm_s(m, 3);
+        let m4 = b.ins().isub(m, rem);
+
+        // Emits: for each row block (`rows` rows from `i`), the tiles across all columns.
+        let emit_row_block = |b: &mut FunctionBuilder, rows: i64, i: Value| {
+            let widest = if rows == 1 { 8 } else { 2 };
+            let mut j = 0;
+            for vectors in [widest, 1] {
+                while j + 4 * vectors <= n {
+                    emit_tile(b, a, bm, c, i, j, rows, Some(vectors), k, n);
+                    j += 4 * vectors;
+                }
+            }
+            while j < n {
+                emit_tile(b, a, bm, c, i, j, rows, None, k, n);
+                j += 1;
+            }
+        };
+
+        // Blocks of 4 rows.
+        let head4 = b.create_block();
+        let body4 = b.create_block();
+        let head1 = b.create_block();
+        let body1 = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(head4, types::I64);
+        b.append_block_param(head1, types::I64);
+        let zero = b.ins().iconst(types::I64, 0);
+        b.ins().jump(head4, &[zero.into()]);
+        b.switch_to_block(head4);
+        let i = b.block_params(head4)[0];
+        let more = b.ins().icmp(IntCC::SignedLessThan, i, m4);
+        b.ins().brif(more, body4, &[], head1, &[i.into()]);
+        b.switch_to_block(body4);
+        emit_row_block(&mut b, 4, i);
+        let i4 = b.ins().iadd_imm_s(i, 4);
+        b.ins().jump(head4, &[i4.into()]);
+        // Remaining rows one by one.
+        b.switch_to_block(head1);
+        let i = b.block_params(head1)[0];
+        let more = b.ins().icmp(IntCC::SignedLessThan, i, m);
+        b.ins().brif(more, body1, &[], exit, &[]);
+        b.switch_to_block(body1);
+        emit_row_block(&mut b, 1, i);
+        let i1 = b.ins().iadd_imm_s(i, 1);
+        b.ins().jump(head1, &[i1.into()]);
+        b.switch_to_block(exit);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    module.define_function(id, &mut ctx).map_err(Box::new)?;
+    module.clear_context(&mut ctx);
+    Ok(id)
+}
+
+/// One register tile: `rows` x (`vectors` f32x4 columns, or one scalar column when `None`)
+/// outputs at (`i`, `j`), accumulated over all of `k`.
+#[allow(clippy::too_many_arguments)]
+fn emit_tile(
+    b: &mut FunctionBuilder,
+    a: Value,
+    bm: Value,
+    c: Value,
+    i: Value,
+    j: i64,
+    rows: i64,
+    vectors: Option<i64>,
+    k: i64,
+    n: i64,
+) {
+    let (ty, vectors) = match vectors {
+        Some(v) => (types::F32X4, v),
+        None => (types::F32, 1),
+    };
+    let zero32 = b.ins().f32const(0.0);
+    let zero = if ty.is_vector() {
+        b.ins().splat(ty, zero32)
+    } else {
+        zero32
+    };
+    let head = b.create_block();
+    let body = b.create_block();
+    let done = b.create_block();
+    b.append_block_param(head, types::I64);
+    let count = (rows * vectors) as usize;
+    for _ in 0..count {
+        b.append_block_param(head, ty);
+    }
+    // Row pointers of A and the column offset into B.
+    let row_bytes = k * 4;
+    let a_base = b.ins().imul_imm_s(i, row_bytes);
+    let a_base = b.ins().iadd(a, a_base);
+    let mut args: Vec<cranelift_codegen::ir::BlockArg> = vec![b.ins().iconst(types::I64, 0).into()];
+    args.extend((0..count).map(|_| cranelift_codegen::ir::BlockArg::from(zero)));
+    b.ins().jump(head, &args);
+
+    b.switch_to_block(head);
+    let params = b.block_params(head).to_vec();
+    let p = params[0];
+    let accs = &params[1..];
+    let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, p, k);
+    b.ins().brif(more, body, &[], done, &[]);
+
+    b.switch_to_block(body);
+    // B[p, j..]: one or two vectors (or a scalar).
+    let b_row = b.ins().imul_imm_s(p, n * 4);
+    let b_row = b.ins().iadd(bm, b_row);
+    let bv: Vec<Value> = (0..vectors)
+        .map(|v| b.ins().load(ty, mem(), b_row, ((j + 4 * v) * 4) as i32))
+        .collect();
+    let p4 = b.ins().imul_imm_s(p, 4);
+    let a_col = b.ins().iadd(a_base, p4);
+    let mut next: Vec<cranelift_codegen::ir::BlockArg> = Vec::with_capacity(count + 1);
+    let p1 = b.ins().iadd_imm_s(p, 1);
+    next.push(p1.into());
+    for r in 0..rows {
+        let av = b.ins().load(types::F32, mem(), a_col, (r * row_bytes) as i32);
+        let av = if ty.is_vector() { b.ins().splat(ty, av) } else { av };
+        for v in 0..vectors {
+            let acc = accs[(r * vectors + v) as usize];
+            next.push(b.ins().fma(av, bv[v as usize], acc).into());
+        }
+    }
+    b.ins().jump(head, &next);
+
+    b.switch_to_block(done);
+    let c_row = b.ins().imul_imm_s(i, n * 4);
+    let c_row = b.ins().iadd(c, c_row);
+    for r in 0..rows {
+        for v in 0..vectors {
+            let off = (r * n + j + 4 * v) * 4;
+            b.ins()
+                .store(mem(), accs[(r * vectors + v) as usize], c_row, off as i32);
+        }
+    }
+}
