@@ -123,6 +123,7 @@ pub fn read_spec(path: &std::path::Path) -> Result<String, LoadError> {
         )
     })
 }
+pub mod aot;
 pub mod bench;
 pub mod engine;
 pub mod jit;

@@ -115,6 +115,26 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
+    /// Compile trained weights into an object file, a C header and a standalone executable.
+    Build {
+        /// The spec the weights were trained from.
+        spec: PathBuf,
+        /// The weights (weights.safetensors of a run).
+        #[arg(long)]
+        weights: PathBuf,
+        /// Output path without extension: writes NAME, NAME.o and NAME.h.
+        #[arg(short = 'o', long = "output", value_name = "NAME")]
+        output: PathBuf,
+        /// What to write, comma-separated: exe, obj, header.
+        #[arg(long, value_delimiter = ',', default_value = "exe,obj,header")]
+        emit: Vec<EmitKind>,
+        /// The most rows one call of NAME_predict accepts.
+        #[arg(long, default_value_t = 65_536)]
+        batch_max: usize,
+        /// Override any spec value, as KEY=VALUE (as when training).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+    },
     /// Predict classes for rows of features (CSV, IDX or NPY; `-` reads CSV from stdin).
     Predict {
         /// The spec the weights were trained from.
@@ -157,6 +177,13 @@ enum FormatArg {
 enum PredictFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum EmitKind {
+    Exe,
+    Obj,
+    Header,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -237,6 +264,14 @@ fn main() -> ExitCode {
             repeats,
             report,
         } => exit(bench(&spec, batch, samples, repeats, report.as_deref(), backend)),
+        Command::Build {
+            spec,
+            weights,
+            output,
+            emit,
+            batch_max,
+            sets,
+        } => exit(build(&spec, &sets, &weights, &output, &emit, batch_max)),
         Command::Predict {
             spec,
             weights,
@@ -464,6 +499,27 @@ fn eval(
             serde_json::to_string_pretty(&json).expect("serializes").as_bytes(),
         )
         .map_err(|e| fail(UserError::new(format!("cannot write `{}`: {e}", path.display())).hint("check the path")))?;
+    }
+    Ok(())
+}
+
+fn build(
+    spec: &Path,
+    sets: &[String],
+    weights: &Path,
+    output: &Path,
+    emit: &[EmitKind],
+    batch_max: usize,
+) -> Result<(), ExitCode> {
+    let run = load(spec, sets)?;
+    let emit = netc::aot::Emit {
+        exe: emit.contains(&EmitKind::Exe),
+        obj: emit.contains(&EmitKind::Obj),
+        header: emit.contains(&EmitKind::Header),
+    };
+    let written = netc::aot::build(&run, weights, output, emit, batch_max).map_err(fail)?;
+    for path in written {
+        println!("wrote {}", path.display());
     }
     Ok(())
 }

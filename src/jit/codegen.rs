@@ -235,7 +235,7 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
     let mut sig = module.make_signature();
     sig.params.push(AbiParam::new(ptr));
     sig.params.push(AbiParam::new(types::I64));
-    let id = module.declare_function(name, Linkage::Export, &sig).map_err(Box::new)?;
+    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
     let mut ctx = module.make_context();
     ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
     let mut fctx = FunctionBuilderContext::new();
@@ -385,7 +385,7 @@ pub fn define_update<M: Module>(
         sig.params.push(AbiParam::new(ptr));
     }
     sig.params.push(AbiParam::new(types::I64));
-    let id = module.declare_function(name, Linkage::Export, &sig).map_err(Box::new)?;
+    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
     let mut ctx = module.make_context();
     ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
     let mut fctx = FunctionBuilderContext::new();
@@ -547,9 +547,8 @@ pub fn define_update<M: Module>(
 pub type MatmulFn = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64);
 
 /// Declares and defines a matrix product for fixed `k` and `n` and any `m`. Register tiles:
-/// 4 rows x 8 columns (eight f32x4 accumulators); single rows (batch 1, the row tail) take 32
-/// columns at a time so that eight accumulators still hide the add latency; then 4-column and
-/// scalar edge tiles. Products and sums are fused (`fma`).
+/// 4 rows x 8 columns (eight f32x4 accumulators); single rows (batch 1, the row tail) take 16
+/// columns at a time; then 4-column and scalar edge tiles. Products and sums are fused (`fma`).
 pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) -> Result<FuncId, Box<ModuleError>> {
     let ptr = module.target_config().pointer_type();
     let mut sig = module.make_signature();
@@ -557,7 +556,7 @@ pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) 
         sig.params.push(AbiParam::new(ptr));
     }
     sig.params.push(AbiParam::new(types::I64));
-    let id = module.declare_function(name, Linkage::Export, &sig).map_err(Box::new)?;
+    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
     let mut ctx = module.make_context();
     ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
     let mut fctx = FunctionBuilderContext::new();
@@ -574,7 +573,10 @@ pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) 
 
         // Emits: for each row block (`rows` rows from `i`), the tiles across all columns.
         let emit_row_block = |b: &mut FunctionBuilder, rows: i64, i: Value| {
-            let widest = if rows == 1 { 8 } else { 2 };
+            // Measured on the mlp workload at batch 1 (benches/aot_latency.sh): 16-column
+            // single-row tiles 22.8 us, 32 columns 28.6 us (more live vectors than the 16
+            // registers), 8 columns 37.3 us (too few independent accumulators).
+            let widest = if rows == 1 { 4 } else { 2 };
             let mut j = 0;
             for vectors in [widest, 1] {
                 while j + 4 * vectors <= n {
@@ -653,47 +655,61 @@ fn emit_tile(
     let head = b.create_block();
     let body = b.create_block();
     let done = b.create_block();
-    b.append_block_param(head, types::I64);
+    let ptr_ty = types::I64;
+    // Loop state: the current row of B, the current column of A, and the accumulators.
+    b.append_block_param(head, ptr_ty);
+    b.append_block_param(head, ptr_ty);
     let count = (rows * vectors) as usize;
     for _ in 0..count {
         b.append_block_param(head, ty);
     }
-    // Row pointers of A and the column offset into B.
     let row_bytes = k * 4;
     let a_base = b.ins().imul_imm_s(i, row_bytes);
     let a_base = b.ins().iadd(a, a_base);
-    let mut args: Vec<cranelift_codegen::ir::BlockArg> = vec![b.ins().iconst(types::I64, 0).into()];
+    // The k loop is unrolled by two; the second step's offsets are load immediates, so a step
+    // costs only its loads and fused multiply-adds. An odd k ends with one more step.
+    let unrolled = k - k % 2;
+    let b_end = b.ins().iadd_imm_s(bm, unrolled * n * 4);
+    let mut args: Vec<cranelift_codegen::ir::BlockArg> = vec![bm.into(), a_base.into()];
     args.extend((0..count).map(|_| cranelift_codegen::ir::BlockArg::from(zero)));
     b.ins().jump(head, &args);
 
     b.switch_to_block(head);
     let params = b.block_params(head).to_vec();
-    let p = params[0];
-    let accs = &params[1..];
-    let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, p, k);
-    b.ins().brif(more, body, &[], done, &[]);
+    let (bp, ap) = (params[0], params[1]);
+    let accs: Vec<Value> = params[2..].to_vec();
+    let more = b.ins().icmp(IntCC::UnsignedLessThan, bp, b_end);
+    let tail = b.create_block();
+    b.ins().brif(more, body, &[], tail, &[]);
+
+    // One k step reading B's row at `bp + b_off` and A's column at `ap + a_off`.
+    let step = |b: &mut FunctionBuilder, b_off: i64, a_off: i64, accs: &[Value]| -> Vec<Value> {
+        let bv: Vec<Value> = (0..vectors)
+            .map(|v| b.ins().load(ty, mem(), bp, (b_off + (j + 4 * v) * 4) as i32))
+            .collect();
+        let mut out = Vec::with_capacity(accs.len());
+        for r in 0..rows {
+            let av = b.ins().load(types::F32, mem(), ap, (a_off + r * row_bytes) as i32);
+            let av = if ty.is_vector() { b.ins().splat(ty, av) } else { av };
+            for v in 0..vectors {
+                out.push(b.ins().fma(av, bv[v as usize], accs[(r * vectors + v) as usize]));
+            }
+        }
+        out
+    };
 
     b.switch_to_block(body);
-    // B[p, j..]: one or two vectors (or a scalar).
-    let b_row = b.ins().imul_imm_s(p, n * 4);
-    let b_row = b.ins().iadd(bm, b_row);
-    let bv: Vec<Value> = (0..vectors)
-        .map(|v| b.ins().load(ty, mem(), b_row, ((j + 4 * v) * 4) as i32))
-        .collect();
-    let p4 = b.ins().imul_imm_s(p, 4);
-    let a_col = b.ins().iadd(a_base, p4);
-    let mut next: Vec<cranelift_codegen::ir::BlockArg> = Vec::with_capacity(count + 1);
-    let p1 = b.ins().iadd_imm_s(p, 1);
-    next.push(p1.into());
-    for r in 0..rows {
-        let av = b.ins().load(types::F32, mem(), a_col, (r * row_bytes) as i32);
-        let av = if ty.is_vector() { b.ins().splat(ty, av) } else { av };
-        for v in 0..vectors {
-            let acc = accs[(r * vectors + v) as usize];
-            next.push(b.ins().fma(av, bv[v as usize], acc).into());
-        }
-    }
+    let once = step(b, 0, 0, &accs);
+    let twice = step(b, n * 4, 4, &once);
+    let next_b = b.ins().iadd_imm_s(bp, 2 * n * 4);
+    let next_a = b.ins().iadd_imm_s(ap, 8);
+    let mut next: Vec<cranelift_codegen::ir::BlockArg> = vec![next_b.into(), next_a.into()];
+    next.extend(twice.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
     b.ins().jump(head, &next);
+
+    b.switch_to_block(tail);
+    let accs: Vec<Value> = if k % 2 == 1 { step(b, 0, 0, &accs) } else { accs };
+    b.ins().jump(done, &[]);
 
     b.switch_to_block(done);
     let c_row = b.ins().imul_imm_s(i, n * 4);
@@ -705,4 +721,137 @@ fn emit_tile(
                 .store(mem(), accs[(r * vectors + v) as usize], c_row, off as i32);
         }
     }
+}
+
+/// Declares and defines an in-place row softmax over `n` columns: `(x, rows)`.
+pub fn define_softmax<M: Module>(module: &mut M, name: &str, n: usize) -> Result<FuncId, Box<ModuleError>> {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(ptr));
+    sig.params.push(AbiParam::new(types::I64));
+    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
+    let mut ctx = module.make_context();
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let x = b.block_params(entry)[0];
+        let rows = b.block_params(entry)[1];
+        let n = n as i64;
+        let row_head = b.create_block();
+        let row_body = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(row_head, types::I64);
+        let zero = b.ins().iconst(types::I64, 0);
+        b.ins().jump(row_head, &[zero.into()]);
+        b.switch_to_block(row_head);
+        let r = b.block_params(row_head)[0];
+        let more = b.ins().icmp(IntCC::SignedLessThan, r, rows);
+        b.ins().brif(more, row_body, &[], exit, &[]);
+        b.switch_to_block(row_body);
+        let off = b.ins().imul_imm_s(r, n * 4);
+        let p = b.ins().iadd(x, off);
+        // The row is at most a few thousand wide; straight-line code keeps it simple.
+        let values: Vec<Value> = (0..n)
+            .map(|j| b.ins().load(types::F32, mem(), p, (j * 4) as i32))
+            .collect();
+        let mut m = values[0];
+        for &v in &values[1..] {
+            let gt = b.ins().fcmp(FloatCC::GreaterThan, v, m);
+            m = b.ins().select(gt, v, m);
+        }
+        let mut e = Emitter {
+            b: &mut b,
+            ty: types::F32,
+        };
+        let mut exps = Vec::with_capacity(values.len());
+        let mut sum = e.konst(0.0);
+        for &v in &values {
+            let d = e.b.ins().fsub(v, m);
+            let ex = e.exp(d);
+            sum = e.b.ins().fadd(sum, ex);
+            exps.push(ex);
+        }
+        for (j, ex) in exps.into_iter().enumerate() {
+            let q = e.b.ins().fdiv(ex, sum);
+            e.b.ins().store(mem(), q, p, (j * 4) as i32);
+        }
+        let r1 = b.ins().iadd_imm_s(r, 1);
+        b.ins().jump(row_head, &[r1.into()]);
+        b.switch_to_block(exit);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    module.define_function(id, &mut ctx).map_err(Box::new)?;
+    module.clear_context(&mut ctx);
+    Ok(id)
+}
+
+/// Declares and defines maxout over `units` inputs in groups of `pieces`: `(x, out, rows)`.
+pub fn define_maxout<M: Module>(
+    module: &mut M,
+    name: &str,
+    units: usize,
+    pieces: usize,
+) -> Result<FuncId, Box<ModuleError>> {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    sig.params.push(AbiParam::new(ptr));
+    sig.params.push(AbiParam::new(ptr));
+    sig.params.push(AbiParam::new(types::I64));
+    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
+    let mut ctx = module.make_context();
+    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    {
+        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let (x, out, rows) = (
+            b.block_params(entry)[0],
+            b.block_params(entry)[1],
+            b.block_params(entry)[2],
+        );
+        let outs = (units / pieces) as i64;
+        let row_head = b.create_block();
+        let row_body = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(row_head, types::I64);
+        let zero = b.ins().iconst(types::I64, 0);
+        b.ins().jump(row_head, &[zero.into()]);
+        b.switch_to_block(row_head);
+        let r = b.block_params(row_head)[0];
+        let more = b.ins().icmp(IntCC::SignedLessThan, r, rows);
+        b.ins().brif(more, row_body, &[], exit, &[]);
+        b.switch_to_block(row_body);
+        let xo = b.ins().imul_imm_s(r, units as i64 * 4);
+        let xp = b.ins().iadd(x, xo);
+        let oo = b.ins().imul_imm_s(r, outs * 4);
+        let op = b.ins().iadd(out, oo);
+        for j in 0..outs {
+            let base = j * pieces as i64;
+            let mut best = b.ins().load(types::F32, mem(), xp, (base * 4) as i32);
+            for k in 1..pieces as i64 {
+                let v = b.ins().load(types::F32, mem(), xp, ((base + k) * 4) as i32);
+                // `>` (first winner on ties), as the interpreter.
+                let gt = b.ins().fcmp(FloatCC::GreaterThan, v, best);
+                best = b.ins().select(gt, v, best);
+            }
+            b.ins().store(mem(), best, op, (j * 4) as i32);
+        }
+        let r1 = b.ins().iadd_imm_s(r, 1);
+        b.ins().jump(row_head, &[r1.into()]);
+        b.switch_to_block(exit);
+        b.ins().return_(&[]);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    module.define_function(id, &mut ctx).map_err(Box::new)?;
+    module.clear_context(&mut ctx);
+    Ok(id)
 }

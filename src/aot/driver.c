@@ -1,0 +1,289 @@
+/* The driver of executables built by `netc build`: reads rows (CSV on stdin or from a file,
+ * IDX or NPY files), calls the compiled model and prints one line per row in the format of
+ * `netc predict`: the class, then the class probabilities (or a JSON array with --format json).
+ * netc prepends the MODEL_* macros and includes the model's header before this file. */
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ROWS_PER_CALL 256
+
+static const char *program_name = MODEL_PROGRAM;
+static int json = 0;
+static int first_json_row = 1;
+
+static void die(const char *message, const char *detail) {
+    fprintf(stderr, "error: %s%s%s\n", message, detail ? ": " : "", detail ? detail : "");
+    exit(1);
+}
+
+static void usage(FILE *to) {
+    fprintf(to,
+            "usage: %s [--format text|json] [FILE]\n\n"
+            "Runs the model `%s` (spec hash %s) on rows of %d numbers and prints, per row, the\n"
+            "predicted class and then the %s, like `netc predict`.\n\n"
+            "FILE is a CSV file (one row per line, %d comma-separated numbers, no label column),\n"
+            "an IDX file (.idx or -ubyte) or an NPY file (.npy) holding rows of %d values;\n"
+            "without FILE, CSV rows are read from standard input. Give raw features: the\n"
+            "normalization used in training is compiled into the model.\n",
+            program_name, MODEL_NAME(), MODEL_HASH(), MODEL_INPUT_WIDTH,
+            MODEL_PROBABILITIES ? "class probabilities" : "output values", MODEL_INPUT_WIDTH,
+            MODEL_INPUT_WIDTH);
+}
+
+/* Rows waiting to be predicted. */
+static float batch[ROWS_PER_CALL * MODEL_INPUT_WIDTH];
+static float outputs[ROWS_PER_CALL * MODEL_OUTPUT_WIDTH];
+static size_t pending = 0;
+static size_t total_rows = 0;
+
+static void print_row(const float *out) {
+    float probabilities[MODEL_OUTPUT_WIDTH + 1];
+    int count = MODEL_OUTPUT_WIDTH, best = 0;
+    if (MODEL_OUTPUT_WIDTH == 1) {
+        probabilities[0] = 1.0f - out[0];
+        probabilities[1] = out[0];
+        count = 2;
+        best = out[0] >= 0.5f;
+    } else {
+        for (int i = 0; i < MODEL_OUTPUT_WIDTH; i++) {
+            probabilities[i] = out[i];
+            if (out[i] > out[best]) best = i;
+        }
+    }
+    if (json) {
+        printf("%s{\"class\":%d,\"probabilities\":[", first_json_row ? "" : ",", best);
+        for (int i = 0; i < count; i++) printf("%s%.9g", i ? "," : "", probabilities[i]);
+        printf("]}");
+        first_json_row = 0;
+    } else {
+        printf("%d", best);
+        for (int i = 0; i < count; i++) printf(" %.6f", probabilities[i]);
+        printf("\n");
+    }
+}
+
+static void flush_batch(void) {
+    if (pending == 0) return;
+    int code = MODEL_PREDICT(batch, pending, outputs);
+    if (code != 0) {
+        fprintf(stderr, "error: the model returned error code %d\n", code);
+        exit(1);
+    }
+    for (size_t r = 0; r < pending; r++) print_row(outputs + r * MODEL_OUTPUT_WIDTH);
+    pending = 0;
+}
+
+static float *next_row(void) {
+    if (pending == ROWS_PER_CALL) flush_batch();
+    total_rows++;
+    return batch + (pending++) * MODEL_INPUT_WIDTH;
+}
+
+static void read_csv(FILE *in, const char *name) {
+    char *line = NULL;
+    size_t capacity = 0;
+    ssize_t length;
+    size_t line_number = 0;
+    while ((length = getline(&line, &capacity, in)) != -1) {
+        line_number++;
+        char *p = line;
+        while (*p && isspace((unsigned char)*p)) p++;
+        if (*p == '\0') continue;
+        float *row = next_row();
+        int column = 0;
+        for (;;) {
+            while (*p == ' ' || *p == '\t') p++;
+            char *end;
+            errno = 0;
+            float value = strtof(p, &end);
+            if (end == p || errno == ERANGE) {
+                char cell[64];
+                size_t n = strcspn(p, ",\r\n");
+                if (n > sizeof cell - 1) n = sizeof cell - 1;
+                memcpy(cell, p, n);
+                cell[n] = '\0';
+                fprintf(stderr, "error: %s, row %zu, column %d: `%s` is not a number\n", name, line_number, column + 1, cell);
+                exit(1);
+            }
+            if (column >= MODEL_INPUT_WIDTH) {
+                fprintf(stderr, "error: %s, row %zu: more than %d values; the model takes %d per row (remove any label column)\n",
+                        name, line_number, MODEL_INPUT_WIDTH, MODEL_INPUT_WIDTH);
+                exit(1);
+            }
+            row[column++] = value;
+            p = end;
+            while (*p == ' ' || *p == '\t') p++;
+            if (*p == ',') {
+                p++;
+                continue;
+            }
+            if (*p == '\r' || *p == '\n' || *p == '\0') break;
+            fprintf(stderr, "error: %s, row %zu, column %d: unexpected `%c` after a number\n", name, line_number, column, *p);
+            exit(1);
+        }
+        if (column != MODEL_INPUT_WIDTH) {
+            fprintf(stderr, "error: %s, row %zu: %d values, but the model takes %d per row\n", name, line_number, column,
+                    MODEL_INPUT_WIDTH);
+            exit(1);
+        }
+    }
+    free(line);
+}
+
+static void read_exact(FILE *in, void *buffer, size_t bytes, const char *name, size_t row) {
+    if (fread(buffer, 1, bytes, in) != bytes) {
+        fprintf(stderr, "error: %s: truncated at row %zu\n", name, row + 1);
+        exit(1);
+    }
+}
+
+static double element(const unsigned char *p, int kind, int big_endian) {
+    unsigned char b[8];
+    int size = kind == 1 ? 1 : kind == 2 ? 2 : (kind == 4 || kind == 5) ? 4 : 8;
+    for (int i = 0; i < size; i++) b[i] = big_endian ? p[size - 1 - i] : p[i];
+    switch (kind) {
+    case 0: return (double)p[0];
+    case 1: return (double)(int8_t)p[0];
+    case 2: { int16_t v; memcpy(&v, b, 2); return v; }
+    case 4: { int32_t v; memcpy(&v, b, 4); return v; }
+    case 5: { float v; memcpy(&v, b, 4); return v; }
+    case 8: { int64_t v; memcpy(&v, b, 8); return (double)v; }
+    default: { double v; memcpy(&v, b, 8); return v; }
+    }
+}
+
+static int element_size(int kind) { return kind <= 1 ? 1 : kind == 2 ? 2 : (kind == 4 || kind == 5) ? 4 : 8; }
+
+static void read_elements(FILE *in, const char *name, size_t rows, size_t width, int kind, int big_endian) {
+    if (width != MODEL_INPUT_WIDTH) {
+        fprintf(stderr, "error: %s holds rows of %zu values, but the model takes %d\n", name, width, MODEL_INPUT_WIDTH);
+        exit(1);
+    }
+    size_t row_bytes = width * (size_t)element_size(kind);
+    unsigned char *raw = malloc(row_bytes);
+    if (!raw) die("out of memory", NULL);
+    for (size_t r = 0; r < rows; r++) {
+        read_exact(in, raw, row_bytes, name, r);
+        float *row = next_row();
+        for (size_t i = 0; i < width; i++) row[i] = (float)element(raw + i * element_size(kind), kind, big_endian);
+    }
+    free(raw);
+}
+
+static void read_idx(FILE *in, const char *name) {
+    unsigned char head[4];
+    if (fread(head, 1, 4, in) != 4 || head[0] != 0 || head[1] != 0) die("not an IDX file (wrong magic number)", name);
+    int kind;
+    switch (head[2]) {
+    case 0x08: kind = 0; break;
+    case 0x09: kind = 1; break;
+    case 0x0B: kind = 2; break;
+    case 0x0C: kind = 4; break;
+    case 0x0D: kind = 5; break;
+    case 0x0E: kind = 9; break;
+    default: die("unknown IDX element type", name); return;
+    }
+    int dims = head[3];
+    if (dims < 1 || dims > 8) die("IDX files with 1 to 8 dimensions only", name);
+    size_t shape[8], width = 1;
+    for (int i = 0; i < dims; i++) {
+        unsigned char d[4];
+        if (fread(d, 1, 4, in) != 4) die("truncated IDX header", name);
+        shape[i] = ((size_t)d[0] << 24) | ((size_t)d[1] << 16) | ((size_t)d[2] << 8) | d[3];
+        if (i > 0) width *= shape[i];
+    }
+    read_elements(in, name, shape[0], width, kind, 1);
+}
+
+static void read_npy(FILE *in, const char *name) {
+    unsigned char magic[10];
+    if (fread(magic, 1, 10, in) != 10 || memcmp(magic, "\x93NUMPY", 6) != 0) die("not an NPY file (wrong magic)", name);
+    size_t header_length = magic[8] | ((size_t)magic[9] << 8);
+    if (magic[6] >= 2) {
+        unsigned char more[2];
+        if (fread(more, 1, 2, in) != 2) die("truncated NPY header", name);
+        header_length |= ((size_t)more[0] << 16) | ((size_t)more[1] << 24);
+    }
+    if (header_length > 1 << 20) die("NPY header too long", name);
+    char *header = calloc(1, header_length + 1);
+    if (!header) die("out of memory", NULL);
+    if (fread(header, 1, header_length, in) != header_length) die("truncated NPY header", name);
+    const char *descr = strstr(header, "'descr'");
+    const char *shape = strstr(header, "'shape'");
+    if (!descr || !shape) die("NPY header without descr or shape", name);
+    if (strstr(header, "'fortran_order': True")) die("Fortran-ordered NPY arrays are not supported", name);
+    int kind;
+    if (strstr(descr, "<f4")) kind = 5;
+    else if (strstr(descr, "<f8")) kind = 9;
+    else if (strstr(descr, "|u1")) kind = 0;
+    else if (strstr(descr, "|i1")) kind = 1;
+    else if (strstr(descr, "<i4")) kind = 4;
+    else if (strstr(descr, "<i8")) kind = 8;
+    else { die("unsupported NPY dtype (use f4, f8, u1, i1, i4 or i8)", name); return; }
+    const char *open = strchr(shape, '(');
+    if (!open) die("unreadable NPY shape", name);
+    char *end;
+    size_t rows = strtoull(open + 1, &end, 10), width = 1;
+    while (*end == ' ') end++;
+    if (*end == ',') {
+        end++;
+        while (*end == ' ') end++;
+        if (*end != ')') width = strtoull(end, &end, 10);
+    }
+    free(header);
+    read_elements(in, name, rows, width, kind, 0);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+int main(int argc, char **argv) {
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
+            const char *f = argv[++i];
+            if (strcmp(f, "json") == 0) json = 1;
+            else if (strcmp(f, "text") == 0) json = 0;
+            else die("--format takes text or json", f);
+        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "error: unknown option %s\n", argv[i]);
+            usage(stderr);
+            return 2;
+        } else if (path) {
+            die("give at most one input file", argv[i]);
+        } else {
+            path = argv[i];
+        }
+    }
+    static char out_buffer[1 << 16];
+    setvbuf(stdout, out_buffer, _IOFBF, sizeof out_buffer);
+    if (json) printf("[");
+    if (!path || strcmp(path, "-") == 0) {
+        read_csv(stdin, "<stdin>");
+    } else {
+        if (ends_with(path, ".gz")) die("compressed input is not supported; decompress it first", path);
+        FILE *in = fopen(path, "rb");
+        if (!in) {
+            fprintf(stderr, "error: cannot open %s: %s\n", path, strerror(errno));
+            return 1;
+        }
+        if (ends_with(path, ".npy")) read_npy(in, path);
+        else if (ends_with(path, ".idx") || ends_with(path, "-ubyte")) read_idx(in, path);
+        else read_csv(in, path);
+        fclose(in);
+    }
+    if (total_rows == 0) die("no input rows", path ? path : "<stdin>");
+    flush_batch();
+    if (json) printf("]\n");
+    return fflush(stdout) == 0 ? 0 : 1;
+}
