@@ -75,6 +75,8 @@ pub struct BenchReport {
     pub samples: usize,
     /// Matrix-product GFLOP/s over the epoch (2 x multiply-adds, forward + 2 backward).
     pub gflops: f64,
+    /// Latency of one forward pass of one sample (evaluation mode), in microseconds.
+    pub latency_us: f64,
     /// Per-layer breakdown.
     pub layers: Vec<LayerTiming>,
 }
@@ -171,6 +173,25 @@ pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Resul
         }
         epoch_seconds = Some(best);
     }
+    // Batch-1 latency: the best of five runs of 2,000 forward passes.
+    let (x1, t1) = (
+        features.slice(ndarray::s![0..1, ..]).to_owned(),
+        crate::data::targets(&labels[..1], output_width),
+    );
+    let eval = Context {
+        training: false,
+        step: 0,
+        lr: 0.0,
+    };
+    let mut latency_us = f64::INFINITY;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        for _ in 0..2000 {
+            engine.set_batch(x1.view(), t1.view());
+            engine.forward(&eval);
+        }
+        latency_us = latency_us.min(t0.elapsed().as_secs_f64() / 2000.0 * 1e6);
+    }
     let step_ms = forward_ms + backward_ms;
     let full_batches = (samples / batch) * batch;
     let samples_per_second = match epoch_seconds {
@@ -190,6 +211,7 @@ pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Resul
         epoch_seconds,
         samples,
         gflops,
+        latency_us,
         layers,
     })
 }
@@ -206,6 +228,7 @@ pub fn render(report: &BenchReport) -> String {
             report.samples, e
         ));
     }
+    out.push_str(&format!("batch-1 forward latency: {:.1} us\n", report.latency_us));
     out.push_str(&format!(
         "{:.0} samples/s, {:.1} GFLOP/s in matrix products\n\n",
         report.samples_per_second, report.gflops

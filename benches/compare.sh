@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs the standard workloads (../shared/bench/WORKLOADS.md) on netc's JIT and interpreter and
+# on the peers (PyTorch, JAX; set up with ../shared/bench/peers/setup.sh), in one go, and prints
+# a markdown table of times and ratios. Each epoch figure is the best of three after a warm-up.
+# usage: benches/compare.sh [PEERS_PYTHON]   (default /tmp/netc-peers/bin/python)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${1:-/tmp/netc-peers/bin/python}
+peers=../shared/bench/peers
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+cargo build --locked --release -q
+for w in mlp deep wide; do
+  for b in jit interp; do
+    target/release/netc bench "benches/workloads/$w.net" --backend "$b" --report "$out/$w-$b.json" > /dev/null
+  done
+done
+bash benches/aot_latency.sh > "$out/aot.jsonl"
+if [ -x "$python" ]; then
+  for w in mlp deep wide infer1; do
+    "$python" "$peers/torch_mlp.py" "$w" >> "$out/peers.jsonl"
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=true "$python" "$peers/jax_mlp.py" "$w" >> "$out/peers.jsonl" 2>/dev/null
+  done
+else
+  echo "peers not found at $python: run $peers/setup.sh first" >&2
+  touch "$out/peers.jsonl"
+fi
+python3 - "$out" <<'PY'
+import json, sys, os
+d = sys.argv[1]
+def load(name):
+    return json.load(open(os.path.join(d, name)))
+peers = {}
+for line in open(os.path.join(d, "peers.jsonl")):
+    line = line.strip()
+    if line:
+        r = json.loads(line); peers[(r["peer"], r["workload"])] = r
+aot = [json.loads(l) for l in open(os.path.join(d, "aot.jsonl")) if l.strip()]
+gflop = {"mlp": 97, "deep": 90, "wide": 670}
+print("| workload | netc jit | netc interp | PyTorch | JAX | PyTorch / jit | JAX / jit | jit GFLOP/s |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for w in ["mlp", "deep", "wide"]:
+    j, i = load(f"{w}-jit.json"), load(f"{w}-interp.json")
+    t = peers.get(("pytorch", w), {}).get("epoch_s"); x = peers.get(("jax", w), {}).get("epoch_s")
+    je = j["epoch_seconds"]
+    fmt = lambda v: f"{v:.3f} s" if v else "-"
+    ratio = lambda v: f"{v / je:.2f}x" if v else "-"
+    print(f"| {w} epoch | {fmt(je)} | {fmt(i['epoch_seconds'])} | {fmt(t)} | {fmt(x)} | {ratio(t)} | {ratio(x)} | {gflop[w] / je:.0f} |")
+j = load("mlp-jit.json")
+t = peers.get(("pytorch", "infer1"), {}).get("us_per_sample"); x = peers.get(("jax", "infer1"), {}).get("us_per_sample")
+a = aot[0]["us_per_sample"]
+fmt = lambda v: f"{v:.1f} us" if v else "-"
+print(f"| infer1 latency | {fmt(j['latency_us'])} (AOT exe {a:.1f} us) | {fmt(load('mlp-interp.json')['latency_us'])} | {fmt(t)} | {fmt(x)} | {t / j['latency_us']:.2f}x | {x / j['latency_us']:.2f}x | |" if t and x else f"| infer1 | {fmt(j['latency_us'])} | | | | | | |")
+jc = peers.get(("jax", "mlp"), {}).get("compile_s")
+print(f"| compile (mlp spec to ready step) | {j['compile_ms']:.1f} ms | {load('mlp-interp.json')['compile_ms']:.1f} ms | - | {jc * 1000:.0f} ms | | {jc * 1000 / j['compile_ms']:.0f}x | |" if jc else "")
+print()
+print(f"AOT: batch-1 latency / JIT batch-1 latency = {a / j['latency_us']:.2f}; object {aot[1]['object_bytes']} bytes, executable {aot[1]['executable_bytes']} bytes")
+print(f"wide on the JIT: {gflop['wide'] / load('wide-jit.json')['epoch_seconds']:.0f} GFLOP/s of the ~440 GFLOP/s MKL reaches on 2 threads")
+PY
