@@ -2,6 +2,9 @@
 //! against the interpreter on random networks, the C API from C, malformed input, and
 //! reproducible bytes.
 
+mod common;
+use common::*;
+
 use ndarray::Array2;
 use netc::check::Limits;
 use netc::engine::Engine;
@@ -9,30 +12,7 @@ use netc::interp::{Context, Interpreter};
 use netc::rng::Rng;
 use netc::source::SourceMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
-fn netc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("netc runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netc-aot-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use std::process::{Command, Stdio};
 
 fn csv(rows: &Array2<f32>) -> String {
     rows.rows()

@@ -1,27 +1,9 @@
 //! End-to-end tests of the `netc` binary: exit codes, output formats, fmt.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
-fn netc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_netc"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NETC_MEMORY_LIMIT", "8G")
-        .output()
-        .expect("netc runs")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netc-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use std::path::Path;
 
 #[test]
 fn check_exit_codes() {

@@ -1,18 +1,14 @@
 //! Training through the library: determinism, resume equivalence, divergence.
 
+mod common;
+use common::*;
+
 use netc::data::DataDirs;
 use netc::source::SourceMap;
 use netc::train::{Outcome, Progress, Run, TrainOptions, train};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("netc-training-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
 
 fn run_of(dir: &Path, text: &str, sets: &[&str]) -> Run {
     let spec = dir.join("spec.net");

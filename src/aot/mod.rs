@@ -17,11 +17,9 @@ use crate::jit::codegen;
 use crate::jit::fuse::{Input, KOp, MapKernel};
 use crate::train::Run;
 use cranelift_codegen::ir::condcodes::IntCC;
-use cranelift_codegen::ir::{
-    AbiParam, Function, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, UserFuncName, Value, types,
-};
+use cranelift_codegen::ir::{InstBuilder, StackSlotData, StackSlotKind, Value, types};
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_frontend::FunctionBuilder;
 use cranelift_module::{DataDescription, DataId, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 use std::path::{Path, PathBuf};
@@ -292,157 +290,135 @@ pub fn compile_object(
     let ptr = module.target_config().pointer_type();
     // const char *NAME_model_name(void), NAME_spec_hash(void)
     for (suffix, text) in [("model_name", name_data), ("spec_hash", hash_data)] {
-        let mut sig = module.make_signature();
-        sig.returns.push(AbiParam::new(ptr));
-        let id = module
-            .declare_function(&format!("{symbol}_{suffix}"), Linkage::Export, &sig)
-            .map_err(|e| err(Box::new(e)))?;
-        let mut ctx = module.make_context();
-        ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
-        let mut fctx = FunctionBuilderContext::new();
-        {
-            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-            let entry = b.create_block();
-            b.switch_to_block(entry);
-            let gv = module.declare_data_in_func(text, b.func);
-            let addr = b.ins().symbol_value(ptr, gv);
-            b.ins().return_(&[addr]);
-            b.seal_all_blocks();
-            b.finalize(module.target_config());
-        }
-        module.define_function(id, &mut ctx).map_err(|e| err(Box::new(e)))?;
-        module.clear_context(&mut ctx);
+        codegen::define_function(
+            &mut module,
+            &format!("{symbol}_{suffix}"),
+            Linkage::Export,
+            &[],
+            &[ptr],
+            |b, _, module| {
+                let gv = module.declare_data_in_func(text, b.func);
+                let addr = b.ins().symbol_value(ptr, gv);
+                b.ins().return_(&[addr]);
+            },
+        )
+        .map_err(err)?;
     }
 
     // int NAME_predict(const float *inputs, size_t rows, float *outputs)
     let widest = model.layers.iter().map(|l| l.units).max().unwrap_or(1);
     let scratch_floats = CHUNK_ROWS * widest;
-    let mut sig = module.make_signature();
-    sig.params.push(AbiParam::new(ptr));
-    sig.params.push(AbiParam::new(types::I64));
-    sig.params.push(AbiParam::new(ptr));
-    sig.returns.push(AbiParam::new(types::I32));
-    let predict = module
-        .declare_function(&format!("{symbol}_predict"), Linkage::Export, &sig)
-        .map_err(|e| err(Box::new(e)))?;
-    let mut ctx = module.make_context();
-    ctx.func = Function::with_name_signature(UserFuncName::user(0, predict.as_u32()), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let (inputs, rows, outputs) = (
-            b.block_params(entry)[0],
-            b.block_params(entry)[1],
-            b.block_params(entry)[2],
-        );
-        let fail_null = b.create_block();
-        let fail_rows = b.create_block();
-        let checked = b.create_block();
-        let chunk_head = b.create_block();
-        let chunk_body = b.create_block();
-        let done = b.create_block();
-        b.append_block_param(chunk_head, types::I64);
-        let null_in = b.ins().icmp_imm_s(IntCC::Equal, inputs, 0);
-        let null_out = b.ins().icmp_imm_s(IntCC::Equal, outputs, 0);
-        let null = b.ins().bor(null_in, null_out);
-        b.ins().brif(null, fail_null, &[], checked, &[]);
-        b.switch_to_block(fail_null);
-        let code_null = b.ins().iconst(types::I32, ERROR_NULL as i64);
-        b.ins().return_(&[code_null]);
-        b.switch_to_block(checked);
-        let too_many = b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, rows, batch_max as i64);
-        let start = b.ins().iconst(types::I64, 0);
-        b.ins().brif(too_many, fail_rows, &[], chunk_head, &[start.into()]);
-        b.switch_to_block(fail_rows);
-        let code_rows = b.ins().iconst(types::I32, ERROR_ROWS as i64);
-        b.ins().return_(&[code_rows]);
+    let name = format!("{symbol}_predict");
+    codegen::define_function(
+        &mut module,
+        &name,
+        Linkage::Export,
+        &[ptr, types::I64, ptr],
+        &[types::I32],
+        |b, params, module| {
+            let (inputs, rows, outputs) = (params[0], params[1], params[2]);
+            let fail_null = b.create_block();
+            let fail_rows = b.create_block();
+            let checked = b.create_block();
+            let chunk_head = b.create_block();
+            let chunk_body = b.create_block();
+            let done = b.create_block();
+            b.append_block_param(chunk_head, types::I64);
+            let null_in = b.ins().icmp_imm_s(IntCC::Equal, inputs, 0);
+            let null_out = b.ins().icmp_imm_s(IntCC::Equal, outputs, 0);
+            let null = b.ins().bor(null_in, null_out);
+            b.ins().brif(null, fail_null, &[], checked, &[]);
+            b.switch_to_block(fail_null);
+            let code_null = b.ins().iconst(types::I32, ERROR_NULL as i64);
+            b.ins().return_(&[code_null]);
+            b.switch_to_block(checked);
+            let too_many = b.ins().icmp_imm_s(IntCC::UnsignedGreaterThan, rows, batch_max as i64);
+            let start = b.ins().iconst(types::I64, 0);
+            b.ins().brif(too_many, fail_rows, &[], chunk_head, &[start.into()]);
+            b.switch_to_block(fail_rows);
+            let code_rows = b.ins().iconst(types::I32, ERROR_ROWS as i64);
+            b.ins().return_(&[code_rows]);
 
-        let scratch = b.create_sized_stack_slot(StackSlotData::new(
-            StackSlotKind::ExplicitSlot,
-            (2 * scratch_floats * 4) as u32,
-            6,
-        ));
-        let args_slot = b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 4 * ptr.bytes(), 3));
+            let scratch = b.create_sized_stack_slot(StackSlotData::new(
+                StackSlotKind::ExplicitSlot,
+                (2 * scratch_floats * 4) as u32,
+                6,
+            ));
+            let args_slot =
+                b.create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 4 * ptr.bytes(), 3));
 
-        b.switch_to_block(chunk_head);
-        let c = b.block_params(chunk_head)[0];
-        let more = b.ins().icmp(IntCC::UnsignedLessThan, c, rows);
-        b.ins().brif(more, chunk_body, &[], done, &[]);
+            b.switch_to_block(chunk_head);
+            let c = b.block_params(chunk_head)[0];
+            let more = b.ins().icmp(IntCC::UnsignedLessThan, c, rows);
+            b.ins().brif(more, chunk_body, &[], done, &[]);
 
-        b.switch_to_block(chunk_body);
-        let left = b.ins().isub(rows, c);
-        let chunk = b.ins().iconst(types::I64, CHUNK_ROWS as i64);
-        let is_small = b.ins().icmp(IntCC::UnsignedLessThan, left, chunk);
-        let m = b.ins().select(is_small, left, chunk);
-        let in_off = b.ins().imul_imm_s(c, (model.input_width * 4) as i64);
-        let in_ptr = b.ins().iadd(inputs, in_off);
-        let out_off = b.ins().imul_imm_s(c, (model.output_width * 4) as i64);
-        let out_ptr = b.ins().iadd(outputs, out_off);
-        let buffers = [
-            b.ins().stack_addr(ptr, scratch, 0),
-            b.ins().stack_addr(ptr, scratch, (scratch_floats * 4) as i32),
-        ];
-        // Layer inputs come from the caller's rows or a scratch buffer; each layer's affine
-        // output goes to the scratch buffer that does not hold its input; a maxout's result
-        // then goes to the other one (its input is no longer needed).
-        let mut current = in_ptr;
-        let mut current_buffer: Option<usize> = None;
-        let count = code.len();
-        for (l, (layer, lc)) in model.layers.iter().zip(&code).enumerate() {
-            let last = l + 1 == count;
-            let maxout = matches!(layer.activation, InferenceActivation::Maxout(_));
-            let z_buffer = current_buffer.map_or(0, |i| 1 - i);
-            let z = if last && !maxout { out_ptr } else { buffers[z_buffer] };
-            let call = |b: &mut FunctionBuilder, module: &mut ObjectModule, f: FuncId, args: &[Value]| {
-                let fref = module.declare_func_in_func(f, b.func);
-                b.ins().call(fref, args);
-            };
-            let gv = module.declare_data_in_func(lc.weights, b.func);
-            let w = b.ins().symbol_value(ptr, gv);
-            call(&mut b, &mut module, lc.matmul, &[current, w, z, m]);
-            let gv = module.declare_data_in_func(lc.bias, b.func);
-            let bias = b.ins().symbol_value(ptr, gv);
-            let mut pointers = vec![z, bias];
-            if let Some(s) = lc.slope {
-                let gv = module.declare_data_in_func(s, b.func);
-                pointers.push(b.ins().symbol_value(ptr, gv));
-            }
-            pointers.push(z);
-            for (i, p) in pointers.iter().enumerate() {
-                b.ins().stack_store(ptr, *p, args_slot, (i as u32 * ptr.bytes()) as i32);
-            }
-            let args = b.ins().stack_addr(ptr, args_slot, 0);
-            call(&mut b, &mut module, lc.map, &[args, m]);
-            current = z;
-            current_buffer = Some(z_buffer);
-            match lc.post {
-                Some(post) if maxout => {
-                    let dst_buffer = 1 - z_buffer;
-                    let dst = if last { out_ptr } else { buffers[dst_buffer] };
-                    call(&mut b, &mut module, post, &[z, dst, m]);
-                    current = dst;
-                    current_buffer = Some(dst_buffer);
+            b.switch_to_block(chunk_body);
+            let left = b.ins().isub(rows, c);
+            let chunk = b.ins().iconst(types::I64, CHUNK_ROWS as i64);
+            let is_small = b.ins().icmp(IntCC::UnsignedLessThan, left, chunk);
+            let m = b.ins().select(is_small, left, chunk);
+            let in_off = b.ins().imul_imm_s(c, (model.input_width * 4) as i64);
+            let in_ptr = b.ins().iadd(inputs, in_off);
+            let out_off = b.ins().imul_imm_s(c, (model.output_width * 4) as i64);
+            let out_ptr = b.ins().iadd(outputs, out_off);
+            let buffers = [
+                b.ins().stack_addr(ptr, scratch, 0),
+                b.ins().stack_addr(ptr, scratch, (scratch_floats * 4) as i32),
+            ];
+            // Layer inputs come from the caller's rows or a scratch buffer; each layer's affine
+            // output goes to the scratch buffer that does not hold its input; a maxout's result
+            // then goes to the other one (its input is no longer needed).
+            let mut current = in_ptr;
+            let mut current_buffer: Option<usize> = None;
+            let count = code.len();
+            for (l, (layer, lc)) in model.layers.iter().zip(&code).enumerate() {
+                let last = l + 1 == count;
+                let maxout = matches!(layer.activation, InferenceActivation::Maxout(_));
+                let z_buffer = current_buffer.map_or(0, |i| 1 - i);
+                let z = if last && !maxout { out_ptr } else { buffers[z_buffer] };
+                let call = |b: &mut FunctionBuilder, module: &mut ObjectModule, f: FuncId, args: &[Value]| {
+                    let fref = module.declare_func_in_func(f, b.func);
+                    b.ins().call(fref, args);
+                };
+                let gv = module.declare_data_in_func(lc.weights, b.func);
+                let w = b.ins().symbol_value(ptr, gv);
+                call(b, module, lc.matmul, &[current, w, z, m]);
+                let gv = module.declare_data_in_func(lc.bias, b.func);
+                let bias = b.ins().symbol_value(ptr, gv);
+                let mut pointers = vec![z, bias];
+                if let Some(s) = lc.slope {
+                    let gv = module.declare_data_in_func(s, b.func);
+                    pointers.push(b.ins().symbol_value(ptr, gv));
                 }
-                Some(post) => call(&mut b, &mut module, post, &[z, m]),
-                None => {}
+                pointers.push(z);
+                for (i, p) in pointers.iter().enumerate() {
+                    b.ins().stack_store(ptr, *p, args_slot, (i as u32 * ptr.bytes()) as i32);
+                }
+                let args = b.ins().stack_addr(ptr, args_slot, 0);
+                call(b, module, lc.map, &[args, m]);
+                current = z;
+                current_buffer = Some(z_buffer);
+                match lc.post {
+                    Some(post) if maxout => {
+                        let dst_buffer = 1 - z_buffer;
+                        let dst = if last { out_ptr } else { buffers[dst_buffer] };
+                        call(b, module, post, &[z, dst, m]);
+                        current = dst;
+                        current_buffer = Some(dst_buffer);
+                    }
+                    Some(post) => call(b, module, post, &[z, m]),
+                    None => {}
+                }
             }
-        }
-        let _ = current;
-        let next = b.ins().iadd(c, m);
-        b.ins().jump(chunk_head, &[next.into()]);
-        b.switch_to_block(done);
-        let ok = b.ins().iconst(types::I32, OK as i64);
-        b.ins().return_(&[ok]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    module
-        .define_function(predict, &mut ctx)
-        .map_err(|e| err(Box::new(e)))?;
-    let _ = MemFlagsData::new();
+            let _ = current;
+            let next = b.ins().iadd(c, m);
+            b.ins().jump(chunk_head, &[next.into()]);
+            b.switch_to_block(done);
+            let ok = b.ins().iconst(types::I32, OK as i64);
+            b.ins().return_(&[ok]);
+        },
+    )
+    .map_err(err)?;
     module
         .finish()
         .emit()

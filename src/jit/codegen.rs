@@ -229,13 +229,21 @@ pub type MapFn = unsafe extern "C" fn(*const *mut f32, i64);
 /// A compiled update kernel: `(w, g, state0, state1, scalars, n)`.
 pub type UpdateFn = unsafe extern "C" fn(*mut f32, *const f32, *mut f32, *mut f32, *const f32, i64);
 
-/// Declares and defines a map kernel; returns its id.
-pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> Result<FuncId, Box<ModuleError>> {
-    let ptr = module.target_config().pointer_type();
+/// Declares and defines a function from its parameter and return types; `body` emits the code,
+/// given the builder (positioned in the entry block), the entry block's parameters and the
+/// module (to reference other functions and data). One place for Cranelift's boilerplate.
+pub fn define_function<M: Module>(
+    module: &mut M,
+    name: &str,
+    linkage: Linkage,
+    params: &[Type],
+    returns: &[Type],
+    body: impl FnOnce(&mut FunctionBuilder, &[Value], &mut M),
+) -> Result<FuncId, Box<ModuleError>> {
     let mut sig = module.make_signature();
-    sig.params.push(AbiParam::new(ptr));
-    sig.params.push(AbiParam::new(types::I64));
-    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
+    sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+    sig.returns.extend(returns.iter().map(|&t| AbiParam::new(t)));
+    let id = module.declare_function(name, linkage, &sig).map_err(Box::new)?;
     let mut ctx = module.make_context();
     ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
     let mut fctx = FunctionBuilderContext::new();
@@ -244,8 +252,21 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
-        let bufs = b.block_params(entry)[0];
-        let rows = b.block_params(entry)[1];
+        let params = b.block_params(entry).to_vec();
+        body(&mut b, &params, module);
+        b.seal_all_blocks();
+        b.finalize(module.target_config());
+    }
+    module.define_function(id, &mut ctx).map_err(Box::new)?;
+    module.clear_context(&mut ctx);
+    Ok(id)
+}
+
+/// Declares and defines a map kernel; returns its id.
+pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> Result<FuncId, Box<ModuleError>> {
+    let ptr = module.target_config().pointer_type();
+    define_function(module, name, Linkage::Local, &[ptr, types::I64], &[], |b, params, _| {
+        let (bufs, rows) = (params[0], params[1]);
         // Buffer pointers, in the order inputs, stores, column sums.
         let mut pointers = Vec::new();
         let count = kernel.inputs.len() + kernel.stores.len() + kernel.column_sums.len();
@@ -342,7 +363,7 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
         b.ins().brif(more, vec_body, &[], tail_head, &[c.into()]);
 
         b.switch_to_block(vec_body);
-        body(&mut b, types::F32X4, c, &pointers);
+        body(b, types::F32X4, c, &pointers);
         let c4 = b.ins().iadd_imm_s(c, 4);
         b.ins().jump(vec_head, &[c4.into()]);
 
@@ -352,7 +373,7 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
         b.ins().brif(more, tail_body, &[], row_next, &[]);
 
         b.switch_to_block(tail_body);
-        body(&mut b, types::F32, c, &pointers);
+        body(b, types::F32, c, &pointers);
         let c1 = b.ins().iadd_imm_s(c, 1);
         b.ins().jump(tail_head, &[c1.into()]);
 
@@ -362,12 +383,7 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
 
         b.switch_to_block(exit);
         b.ins().return_(&[]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    module.define_function(id, &mut ctx).map_err(Box::new)?;
-    module.clear_context(&mut ctx);
-    Ok(id)
+    })
 }
 
 /// Declares and defines the update kernel of one parameter tensor: the regularizer's gradient
@@ -380,167 +396,155 @@ pub fn define_update<M: Module>(
     l2: f64,
 ) -> Result<FuncId, Box<ModuleError>> {
     let ptr = module.target_config().pointer_type();
-    let mut sig = module.make_signature();
-    for _ in 0..5 {
-        sig.params.push(AbiParam::new(ptr));
-    }
-    sig.params.push(AbiParam::new(types::I64));
-    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
-    let mut ctx = module.make_context();
-    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let p = b.block_params(entry).to_vec();
-        let (w, g, s0, s1, scalars, n) = (p[0], p[1], p[2], p[3], p[4], p[5]);
-        let lr = b.ins().load(types::F32, mem(), scalars, 0);
-        let c1 = b.ins().load(types::F32, mem(), scalars, 4);
-        let c2 = b.ins().load(types::F32, mem(), scalars, 8);
-        let rem = b.ins().band_imm_s(n, 3);
-        let vector_end = b.ins().isub(n, rem);
+    define_function(
+        module,
+        name,
+        Linkage::Local,
+        &[ptr, ptr, ptr, ptr, ptr, types::I64],
+        &[],
+        |b, params, _| {
+            let (w, g, s0, s1, scalars, n) = (params[0], params[1], params[2], params[3], params[4], params[5]);
+            let lr = b.ins().load(types::F32, mem(), scalars, 0);
+            let c1 = b.ins().load(types::F32, mem(), scalars, 4);
+            let c2 = b.ins().load(types::F32, mem(), scalars, 8);
+            let rem = b.ins().band_imm_s(n, 3);
+            let vector_end = b.ins().isub(n, rem);
 
-        let vec_head = b.create_block();
-        let vec_body = b.create_block();
-        let tail_head = b.create_block();
-        let tail_body = b.create_block();
-        let exit = b.create_block();
-        b.append_block_param(vec_head, types::I64);
-        b.append_block_param(tail_head, types::I64);
-        let zero = b.ins().iconst(types::I64, 0);
-        b.ins().jump(vec_head, &[zero.into()]);
+            let vec_head = b.create_block();
+            let vec_body = b.create_block();
+            let tail_head = b.create_block();
+            let tail_body = b.create_block();
+            let exit = b.create_block();
+            b.append_block_param(vec_head, types::I64);
+            b.append_block_param(tail_head, types::I64);
+            let zero = b.ins().iconst(types::I64, 0);
+            b.ins().jump(vec_head, &[zero.into()]);
 
-        let body = |b: &mut FunctionBuilder, ty: Type, i: Value| {
-            let off = b.ins().imul_imm_s(i, 4);
-            let at = |b: &mut FunctionBuilder, base: Value| b.ins().iadd(base, off);
-            let (wa, ga, s0a, s1a) = (at(b, w), at(b, g), at(b, s0), at(b, s1));
-            let mut e = Emitter { b, ty };
-            let splat = |e: &mut Emitter, v: Value| if e.vector() { e.b.ins().splat(e.ty, v) } else { v };
-            let lr = splat(&mut e, lr);
-            let wv = e.b.ins().load(ty, mem(), wa, 0);
-            let mut gv = e.b.ins().load(ty, mem(), ga, 0);
-            if l1 > 0.0 {
-                // l1 * sign(w), sign(0) = 0.
-                let (one, minus, zero) = (e.konst(1.0), e.konst(-1.0), e.konst(0.0));
-                let neg = e.b.ins().fcmp(FloatCC::LessThan, wv, zero);
-                let s = e.choose(neg, minus, zero);
-                let pos = e.gt_zero(wv);
-                let s = e.choose(pos, one, s);
-                let k = e.konst(l1 as f32);
-                let t = e.b.ins().fmul(k, s);
-                gv = e.b.ins().fadd(gv, t);
-            }
-            if l2 > 0.0 {
-                let k = e.konst(l2 as f32);
-                let t = e.b.ins().fmul(k, wv);
-                gv = e.b.ins().fadd(gv, t);
-            }
-            let step = |e: &mut Emitter, g: Value| e.b.ins().fmul(lr, g);
-            match kind {
-                OptimizerKind::Sgd => {
-                    let d = step(&mut e, gv);
-                    let nw = e.b.ins().fsub(wv, d);
-                    e.b.ins().store(mem(), nw, wa, 0);
+            let body = |b: &mut FunctionBuilder, ty: Type, i: Value| {
+                let off = b.ins().imul_imm_s(i, 4);
+                let at = |b: &mut FunctionBuilder, base: Value| b.ins().iadd(base, off);
+                let (wa, ga, s0a, s1a) = (at(b, w), at(b, g), at(b, s0), at(b, s1));
+                let mut e = Emitter { b, ty };
+                let splat = |e: &mut Emitter, v: Value| if e.vector() { e.b.ins().splat(e.ty, v) } else { v };
+                let lr = splat(&mut e, lr);
+                let wv = e.b.ins().load(ty, mem(), wa, 0);
+                let mut gv = e.b.ins().load(ty, mem(), ga, 0);
+                if l1 > 0.0 {
+                    // l1 * sign(w), sign(0) = 0.
+                    let (one, minus, zero) = (e.konst(1.0), e.konst(-1.0), e.konst(0.0));
+                    let neg = e.b.ins().fcmp(FloatCC::LessThan, wv, zero);
+                    let s = e.choose(neg, minus, zero);
+                    let pos = e.gt_zero(wv);
+                    let s = e.choose(pos, one, s);
+                    let k = e.konst(l1 as f32);
+                    let t = e.b.ins().fmul(k, s);
+                    gv = e.b.ins().fadd(gv, t);
                 }
-                OptimizerKind::Momentum { lambda } | OptimizerKind::Nesterov { lambda } => {
-                    let lam = e.konst(lambda as f32);
-                    let v = e.b.ins().load(ty, mem(), s0a, 0);
-                    let lv = e.b.ins().fmul(lam, v);
-                    let d = step(&mut e, gv);
-                    let v = e.b.ins().fsub(lv, d);
-                    e.b.ins().store(mem(), v, s0a, 0);
-                    let nw = if matches!(kind, OptimizerKind::Nesterov { .. }) {
+                if l2 > 0.0 {
+                    let k = e.konst(l2 as f32);
+                    let t = e.b.ins().fmul(k, wv);
+                    gv = e.b.ins().fadd(gv, t);
+                }
+                let step = |e: &mut Emitter, g: Value| e.b.ins().fmul(lr, g);
+                match kind {
+                    OptimizerKind::Sgd => {
+                        let d = step(&mut e, gv);
+                        let nw = e.b.ins().fsub(wv, d);
+                        e.b.ins().store(mem(), nw, wa, 0);
+                    }
+                    OptimizerKind::Momentum { lambda } | OptimizerKind::Nesterov { lambda } => {
+                        let lam = e.konst(lambda as f32);
+                        let v = e.b.ins().load(ty, mem(), s0a, 0);
                         let lv = e.b.ins().fmul(lam, v);
-                        let t = e.b.ins().fsub(lv, d);
-                        e.b.ins().fadd(wv, t)
-                    } else {
-                        e.b.ins().fadd(wv, v)
-                    };
-                    e.b.ins().store(mem(), nw, wa, 0);
+                        let d = step(&mut e, gv);
+                        let v = e.b.ins().fsub(lv, d);
+                        e.b.ins().store(mem(), v, s0a, 0);
+                        let nw = if matches!(kind, OptimizerKind::Nesterov { .. }) {
+                            let lv = e.b.ins().fmul(lam, v);
+                            let t = e.b.ins().fsub(lv, d);
+                            e.b.ins().fadd(wv, t)
+                        } else {
+                            e.b.ins().fadd(wv, v)
+                        };
+                        e.b.ins().store(mem(), nw, wa, 0);
+                    }
+                    OptimizerKind::Adagrad { eps } | OptimizerKind::Rmsprop { eps, .. } => {
+                        let s = e.b.ins().load(ty, mem(), s0a, 0);
+                        // Same operation order as the interpreter, so results agree bit for bit.
+                        let s = match kind {
+                            OptimizerKind::Rmsprop { alpha, .. } => {
+                                let a = e.konst(alpha as f32);
+                                let oma = e.konst(1.0 - alpha as f32);
+                                let as_ = e.b.ins().fmul(a, s);
+                                let t = e.b.ins().fmul(oma, gv);
+                                let t = e.b.ins().fmul(t, gv);
+                                e.b.ins().fadd(as_, t)
+                            }
+                            _ => {
+                                let g2 = e.b.ins().fmul(gv, gv);
+                                e.b.ins().fadd(s, g2)
+                            }
+                        };
+                        e.b.ins().store(mem(), s, s0a, 0);
+                        let d = step(&mut e, gv);
+                        let root = e.b.ins().sqrt(s);
+                        let epsv = e.konst(eps as f32);
+                        let den = e.b.ins().fadd(root, epsv);
+                        let q = e.b.ins().fdiv(d, den);
+                        let nw = e.b.ins().fsub(wv, q);
+                        e.b.ins().store(mem(), nw, wa, 0);
+                    }
+                    OptimizerKind::Adam { beta1, beta2, eps } => {
+                        let (b1, omb1) = (e.konst(beta1 as f32), e.konst(1.0 - beta1 as f32));
+                        let (b2, omb2) = (e.konst(beta2 as f32), e.konst(1.0 - beta2 as f32));
+                        let m = e.b.ins().load(ty, mem(), s0a, 0);
+                        let v = e.b.ins().load(ty, mem(), s1a, 0);
+                        let bm = e.b.ins().fmul(b1, m);
+                        let t = e.b.ins().fmul(omb1, gv);
+                        let m = e.b.ins().fadd(bm, t);
+                        let bv = e.b.ins().fmul(b2, v);
+                        let g2 = e.b.ins().fmul(omb2, gv);
+                        let g2 = e.b.ins().fmul(g2, gv);
+                        let v = e.b.ins().fadd(bv, g2);
+                        e.b.ins().store(mem(), m, s0a, 0);
+                        e.b.ins().store(mem(), v, s1a, 0);
+                        let c1v = splat(&mut e, c1);
+                        let c2v = splat(&mut e, c2);
+                        let m_hat = e.b.ins().fdiv(m, c1v);
+                        let v_hat = e.b.ins().fdiv(v, c2v);
+                        let d = e.b.ins().fmul(lr, m_hat);
+                        let root = e.b.ins().sqrt(v_hat);
+                        let epsv = e.konst(eps as f32);
+                        let den = e.b.ins().fadd(root, epsv);
+                        let q = e.b.ins().fdiv(d, den);
+                        let nw = e.b.ins().fsub(wv, q);
+                        e.b.ins().store(mem(), nw, wa, 0);
+                    }
                 }
-                OptimizerKind::Adagrad { eps } | OptimizerKind::Rmsprop { eps, .. } => {
-                    let s = e.b.ins().load(ty, mem(), s0a, 0);
-                    // Same operation order as the interpreter, so results agree bit for bit.
-                    let s = match kind {
-                        OptimizerKind::Rmsprop { alpha, .. } => {
-                            let a = e.konst(alpha as f32);
-                            let oma = e.konst(1.0 - alpha as f32);
-                            let as_ = e.b.ins().fmul(a, s);
-                            let t = e.b.ins().fmul(oma, gv);
-                            let t = e.b.ins().fmul(t, gv);
-                            e.b.ins().fadd(as_, t)
-                        }
-                        _ => {
-                            let g2 = e.b.ins().fmul(gv, gv);
-                            e.b.ins().fadd(s, g2)
-                        }
-                    };
-                    e.b.ins().store(mem(), s, s0a, 0);
-                    let d = step(&mut e, gv);
-                    let root = e.b.ins().sqrt(s);
-                    let epsv = e.konst(eps as f32);
-                    let den = e.b.ins().fadd(root, epsv);
-                    let q = e.b.ins().fdiv(d, den);
-                    let nw = e.b.ins().fsub(wv, q);
-                    e.b.ins().store(mem(), nw, wa, 0);
-                }
-                OptimizerKind::Adam { beta1, beta2, eps } => {
-                    let (b1, omb1) = (e.konst(beta1 as f32), e.konst(1.0 - beta1 as f32));
-                    let (b2, omb2) = (e.konst(beta2 as f32), e.konst(1.0 - beta2 as f32));
-                    let m = e.b.ins().load(ty, mem(), s0a, 0);
-                    let v = e.b.ins().load(ty, mem(), s1a, 0);
-                    let bm = e.b.ins().fmul(b1, m);
-                    let t = e.b.ins().fmul(omb1, gv);
-                    let m = e.b.ins().fadd(bm, t);
-                    let bv = e.b.ins().fmul(b2, v);
-                    let g2 = e.b.ins().fmul(omb2, gv);
-                    let g2 = e.b.ins().fmul(g2, gv);
-                    let v = e.b.ins().fadd(bv, g2);
-                    e.b.ins().store(mem(), m, s0a, 0);
-                    e.b.ins().store(mem(), v, s1a, 0);
-                    let c1v = splat(&mut e, c1);
-                    let c2v = splat(&mut e, c2);
-                    let m_hat = e.b.ins().fdiv(m, c1v);
-                    let v_hat = e.b.ins().fdiv(v, c2v);
-                    let d = e.b.ins().fmul(lr, m_hat);
-                    let root = e.b.ins().sqrt(v_hat);
-                    let epsv = e.konst(eps as f32);
-                    let den = e.b.ins().fadd(root, epsv);
-                    let q = e.b.ins().fdiv(d, den);
-                    let nw = e.b.ins().fsub(wv, q);
-                    e.b.ins().store(mem(), nw, wa, 0);
-                }
-            }
-        };
+            };
 
-        b.switch_to_block(vec_head);
-        let i = b.block_params(vec_head)[0];
-        let more = b.ins().icmp(IntCC::SignedLessThan, i, vector_end);
-        b.ins().brif(more, vec_body, &[], tail_head, &[i.into()]);
-        b.switch_to_block(vec_body);
-        body(&mut b, types::F32X4, i);
-        let i4 = b.ins().iadd_imm_s(i, 4);
-        b.ins().jump(vec_head, &[i4.into()]);
+            b.switch_to_block(vec_head);
+            let i = b.block_params(vec_head)[0];
+            let more = b.ins().icmp(IntCC::SignedLessThan, i, vector_end);
+            b.ins().brif(more, vec_body, &[], tail_head, &[i.into()]);
+            b.switch_to_block(vec_body);
+            body(b, types::F32X4, i);
+            let i4 = b.ins().iadd_imm_s(i, 4);
+            b.ins().jump(vec_head, &[i4.into()]);
 
-        b.switch_to_block(tail_head);
-        let i = b.block_params(tail_head)[0];
-        let more = b.ins().icmp(IntCC::SignedLessThan, i, n);
-        b.ins().brif(more, tail_body, &[], exit, &[]);
-        b.switch_to_block(tail_body);
-        body(&mut b, types::F32, i);
-        let i1 = b.ins().iadd_imm_s(i, 1);
-        b.ins().jump(tail_head, &[i1.into()]);
+            b.switch_to_block(tail_head);
+            let i = b.block_params(tail_head)[0];
+            let more = b.ins().icmp(IntCC::SignedLessThan, i, n);
+            b.ins().brif(more, tail_body, &[], exit, &[]);
+            b.switch_to_block(tail_body);
+            body(b, types::F32, i);
+            let i1 = b.ins().iadd_imm_s(i, 1);
+            b.ins().jump(tail_head, &[i1.into()]);
 
-        b.switch_to_block(exit);
-        b.ins().return_(&[]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    module.define_function(id, &mut ctx).map_err(Box::new)?;
-    module.clear_context(&mut ctx);
-    Ok(id)
+            b.switch_to_block(exit);
+            b.ins().return_(&[]);
+        },
+    )
 }
 
 /// A compiled matrix product `(a, b, c, m)`: `c[m x n] = a[m x k] b[k x n]`, row-major.
@@ -551,80 +555,68 @@ pub type MatmulFn = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64);
 /// columns at a time; then 4-column and scalar edge tiles. Products and sums are fused (`fma`).
 pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) -> Result<FuncId, Box<ModuleError>> {
     let ptr = module.target_config().pointer_type();
-    let mut sig = module.make_signature();
-    for _ in 0..3 {
-        sig.params.push(AbiParam::new(ptr));
-    }
-    sig.params.push(AbiParam::new(types::I64));
-    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
-    let mut ctx = module.make_context();
-    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let p = b.block_params(entry).to_vec();
-        let (a, bm, c, m) = (p[0], p[1], p[2], p[3]);
-        let (k, n) = (k as i64, n as i64);
-        let rem = b.ins().band_imm_s(m, 3);
-        let m4 = b.ins().isub(m, rem);
+    define_function(
+        module,
+        name,
+        Linkage::Local,
+        &[ptr, ptr, ptr, types::I64],
+        &[],
+        |b, params, _| {
+            let (a, bm, c, m) = (params[0], params[1], params[2], params[3]);
+            let (k, n) = (k as i64, n as i64);
+            let rem = b.ins().band_imm_s(m, 3);
+            let m4 = b.ins().isub(m, rem);
 
-        // Emits: for each row block (`rows` rows from `i`), the tiles across all columns.
-        let emit_row_block = |b: &mut FunctionBuilder, rows: i64, i: Value| {
-            // Measured on the mlp workload at batch 1 (benches/aot_latency.sh): 16-column
-            // single-row tiles 22.8 us, 32 columns 28.6 us (more live vectors than the 16
-            // registers), 8 columns 37.3 us (too few independent accumulators).
-            let widest = if rows == 1 { 4 } else { 2 };
-            let mut j = 0;
-            for vectors in [widest, 1] {
-                while j + 4 * vectors <= n {
-                    emit_tile(b, a, bm, c, i, j, rows, Some(vectors), k, n);
-                    j += 4 * vectors;
+            // Emits: for each row block (`rows` rows from `i`), the tiles across all columns.
+            let emit_row_block = |b: &mut FunctionBuilder, rows: i64, i: Value| {
+                // Measured on the mlp workload at batch 1 (benches/aot_latency.sh): 16-column
+                // single-row tiles 22.8 us, 32 columns 28.6 us (more live vectors than the 16
+                // registers), 8 columns 37.3 us (too few independent accumulators).
+                let widest = if rows == 1 { 4 } else { 2 };
+                let mut j = 0;
+                for vectors in [widest, 1] {
+                    while j + 4 * vectors <= n {
+                        emit_tile(b, a, bm, c, i, j, rows, Some(vectors), k, n);
+                        j += 4 * vectors;
+                    }
                 }
-            }
-            while j < n {
-                emit_tile(b, a, bm, c, i, j, rows, None, k, n);
-                j += 1;
-            }
-        };
+                while j < n {
+                    emit_tile(b, a, bm, c, i, j, rows, None, k, n);
+                    j += 1;
+                }
+            };
 
-        // Blocks of 4 rows.
-        let head4 = b.create_block();
-        let body4 = b.create_block();
-        let head1 = b.create_block();
-        let body1 = b.create_block();
-        let exit = b.create_block();
-        b.append_block_param(head4, types::I64);
-        b.append_block_param(head1, types::I64);
-        let zero = b.ins().iconst(types::I64, 0);
-        b.ins().jump(head4, &[zero.into()]);
-        b.switch_to_block(head4);
-        let i = b.block_params(head4)[0];
-        let more = b.ins().icmp(IntCC::SignedLessThan, i, m4);
-        b.ins().brif(more, body4, &[], head1, &[i.into()]);
-        b.switch_to_block(body4);
-        emit_row_block(&mut b, 4, i);
-        let i4 = b.ins().iadd_imm_s(i, 4);
-        b.ins().jump(head4, &[i4.into()]);
-        // Remaining rows one by one.
-        b.switch_to_block(head1);
-        let i = b.block_params(head1)[0];
-        let more = b.ins().icmp(IntCC::SignedLessThan, i, m);
-        b.ins().brif(more, body1, &[], exit, &[]);
-        b.switch_to_block(body1);
-        emit_row_block(&mut b, 1, i);
-        let i1 = b.ins().iadd_imm_s(i, 1);
-        b.ins().jump(head1, &[i1.into()]);
-        b.switch_to_block(exit);
-        b.ins().return_(&[]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    module.define_function(id, &mut ctx).map_err(Box::new)?;
-    module.clear_context(&mut ctx);
-    Ok(id)
+            // Blocks of 4 rows.
+            let head4 = b.create_block();
+            let body4 = b.create_block();
+            let head1 = b.create_block();
+            let body1 = b.create_block();
+            let exit = b.create_block();
+            b.append_block_param(head4, types::I64);
+            b.append_block_param(head1, types::I64);
+            let zero = b.ins().iconst(types::I64, 0);
+            b.ins().jump(head4, &[zero.into()]);
+            b.switch_to_block(head4);
+            let i = b.block_params(head4)[0];
+            let more = b.ins().icmp(IntCC::SignedLessThan, i, m4);
+            b.ins().brif(more, body4, &[], head1, &[i.into()]);
+            b.switch_to_block(body4);
+            emit_row_block(b, 4, i);
+            let i4 = b.ins().iadd_imm_s(i, 4);
+            b.ins().jump(head4, &[i4.into()]);
+            // Remaining rows one by one.
+            b.switch_to_block(head1);
+            let i = b.block_params(head1)[0];
+            let more = b.ins().icmp(IntCC::SignedLessThan, i, m);
+            b.ins().brif(more, body1, &[], exit, &[]);
+            b.switch_to_block(body1);
+            emit_row_block(b, 1, i);
+            let i1 = b.ins().iadd_imm_s(i, 1);
+            b.ins().jump(head1, &[i1.into()]);
+            b.switch_to_block(exit);
+            b.ins().return_(&[]);
+        },
+    )
 }
 
 /// One register tile: `rows` x (`vectors` f32x4 columns, or one scalar column when `None`)
@@ -726,20 +718,8 @@ fn emit_tile(
 /// Declares and defines an in-place row softmax over `n` columns: `(x, rows)`.
 pub fn define_softmax<M: Module>(module: &mut M, name: &str, n: usize) -> Result<FuncId, Box<ModuleError>> {
     let ptr = module.target_config().pointer_type();
-    let mut sig = module.make_signature();
-    sig.params.push(AbiParam::new(ptr));
-    sig.params.push(AbiParam::new(types::I64));
-    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
-    let mut ctx = module.make_context();
-    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let x = b.block_params(entry)[0];
-        let rows = b.block_params(entry)[1];
+    define_function(module, name, Linkage::Local, &[ptr, types::I64], &[], |b, params, _| {
+        let (x, rows) = (params[0], params[1]);
         let n = n as i64;
         let row_head = b.create_block();
         let row_body = b.create_block();
@@ -764,7 +744,7 @@ pub fn define_softmax<M: Module>(module: &mut M, name: &str, n: usize) -> Result
             m = b.ins().select(gt, v, m);
         }
         let mut e = Emitter {
-            b: &mut b,
+            b: &mut *b,
             ty: types::F32,
         };
         let mut exps = Vec::with_capacity(values.len());
@@ -783,12 +763,7 @@ pub fn define_softmax<M: Module>(module: &mut M, name: &str, n: usize) -> Result
         b.ins().jump(row_head, &[r1.into()]);
         b.switch_to_block(exit);
         b.ins().return_(&[]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    module.define_function(id, &mut ctx).map_err(Box::new)?;
-    module.clear_context(&mut ctx);
-    Ok(id)
+    })
 }
 
 /// Declares and defines maxout over `units` inputs in groups of `pieces`: `(x, out, rows)`.
@@ -799,59 +774,45 @@ pub fn define_maxout<M: Module>(
     pieces: usize,
 ) -> Result<FuncId, Box<ModuleError>> {
     let ptr = module.target_config().pointer_type();
-    let mut sig = module.make_signature();
-    sig.params.push(AbiParam::new(ptr));
-    sig.params.push(AbiParam::new(ptr));
-    sig.params.push(AbiParam::new(types::I64));
-    let id = module.declare_function(name, Linkage::Local, &sig).map_err(Box::new)?;
-    let mut ctx = module.make_context();
-    ctx.func = Function::with_name_signature(UserFuncName::user(0, id.as_u32()), sig);
-    let mut fctx = FunctionBuilderContext::new();
-    {
-        let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
-        let entry = b.create_block();
-        b.append_block_params_for_function_params(entry);
-        b.switch_to_block(entry);
-        let (x, out, rows) = (
-            b.block_params(entry)[0],
-            b.block_params(entry)[1],
-            b.block_params(entry)[2],
-        );
-        let outs = (units / pieces) as i64;
-        let row_head = b.create_block();
-        let row_body = b.create_block();
-        let exit = b.create_block();
-        b.append_block_param(row_head, types::I64);
-        let zero = b.ins().iconst(types::I64, 0);
-        b.ins().jump(row_head, &[zero.into()]);
-        b.switch_to_block(row_head);
-        let r = b.block_params(row_head)[0];
-        let more = b.ins().icmp(IntCC::SignedLessThan, r, rows);
-        b.ins().brif(more, row_body, &[], exit, &[]);
-        b.switch_to_block(row_body);
-        let xo = b.ins().imul_imm_s(r, units as i64 * 4);
-        let xp = b.ins().iadd(x, xo);
-        let oo = b.ins().imul_imm_s(r, outs * 4);
-        let op = b.ins().iadd(out, oo);
-        for j in 0..outs {
-            let base = j * pieces as i64;
-            let mut best = b.ins().load(types::F32, mem(), xp, (base * 4) as i32);
-            for k in 1..pieces as i64 {
-                let v = b.ins().load(types::F32, mem(), xp, ((base + k) * 4) as i32);
-                // `>` (first winner on ties), as the interpreter.
-                let gt = b.ins().fcmp(FloatCC::GreaterThan, v, best);
-                best = b.ins().select(gt, v, best);
+    define_function(
+        module,
+        name,
+        Linkage::Local,
+        &[ptr, ptr, types::I64],
+        &[],
+        |b, params, _| {
+            let (x, out, rows) = (params[0], params[1], params[2]);
+            let outs = (units / pieces) as i64;
+            let row_head = b.create_block();
+            let row_body = b.create_block();
+            let exit = b.create_block();
+            b.append_block_param(row_head, types::I64);
+            let zero = b.ins().iconst(types::I64, 0);
+            b.ins().jump(row_head, &[zero.into()]);
+            b.switch_to_block(row_head);
+            let r = b.block_params(row_head)[0];
+            let more = b.ins().icmp(IntCC::SignedLessThan, r, rows);
+            b.ins().brif(more, row_body, &[], exit, &[]);
+            b.switch_to_block(row_body);
+            let xo = b.ins().imul_imm_s(r, units as i64 * 4);
+            let xp = b.ins().iadd(x, xo);
+            let oo = b.ins().imul_imm_s(r, outs * 4);
+            let op = b.ins().iadd(out, oo);
+            for j in 0..outs {
+                let base = j * pieces as i64;
+                let mut best = b.ins().load(types::F32, mem(), xp, (base * 4) as i32);
+                for k in 1..pieces as i64 {
+                    let v = b.ins().load(types::F32, mem(), xp, ((base + k) * 4) as i32);
+                    // `>` (first winner on ties), as the interpreter.
+                    let gt = b.ins().fcmp(FloatCC::GreaterThan, v, best);
+                    best = b.ins().select(gt, v, best);
+                }
+                b.ins().store(mem(), best, op, (j * 4) as i32);
             }
-            b.ins().store(mem(), best, op, (j * 4) as i32);
-        }
-        let r1 = b.ins().iadd_imm_s(r, 1);
-        b.ins().jump(row_head, &[r1.into()]);
-        b.switch_to_block(exit);
-        b.ins().return_(&[]);
-        b.seal_all_blocks();
-        b.finalize(module.target_config());
-    }
-    module.define_function(id, &mut ctx).map_err(Box::new)?;
-    module.clear_context(&mut ctx);
-    Ok(id)
+            let r1 = b.ins().iadd_imm_s(r, 1);
+            b.ins().jump(row_head, &[r1.into()]);
+            b.switch_to_block(exit);
+            b.ins().return_(&[]);
+        },
+    )
 }
