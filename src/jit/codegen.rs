@@ -229,6 +229,33 @@ pub type MapFn = unsafe extern "C" fn(*const *mut f32, i64);
 /// A compiled update kernel: `(w, g, state0, state1, scalars, n)`.
 pub type UpdateFn = unsafe extern "C" fn(*mut f32, *const f32, *mut f32, *mut f32, *const f32, i64);
 
+/// Emits `for (i = from; i + step <= to; i += step) body(i)` and returns the first `i` it did
+/// not run (where a tail loop starts). `body` must leave the block it ends in open.
+fn counted_loop(
+    b: &mut FunctionBuilder,
+    from: Value,
+    to: Value,
+    step: i64,
+    body: impl FnOnce(&mut FunctionBuilder, Value),
+) -> Value {
+    let head = b.create_block();
+    let inner = b.create_block();
+    let exit = b.create_block();
+    b.append_block_param(head, types::I64);
+    b.append_block_param(exit, types::I64);
+    b.ins().jump(head, &[from.into()]);
+    b.switch_to_block(head);
+    let i = b.block_params(head)[0];
+    let next = b.ins().iadd_imm_s(i, step);
+    let more = b.ins().icmp(IntCC::SignedLessThanOrEqual, next, to);
+    b.ins().brif(more, inner, &[], exit, &[i.into()]);
+    b.switch_to_block(inner);
+    body(b, i);
+    b.ins().jump(head, &[next.into()]);
+    b.switch_to_block(exit);
+    b.block_params(exit)[0]
+}
+
 /// Declares and defines a function from its parameter and return types; `body` emits the code,
 /// given the builder (positioned in the entry block), the entry block's parameters and the
 /// module (to reference other functions and data). One place for Cranelift's boilerplate.
@@ -280,32 +307,8 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
             Rows::Fixed(n) => b.ins().iconst(types::I64, n as i64),
         };
 
-        let row_head = b.create_block();
-        let row_body = b.create_block();
-        let vec_head = b.create_block();
-        let vec_body = b.create_block();
-        let tail_head = b.create_block();
-        let tail_body = b.create_block();
-        let row_next = b.create_block();
-        let exit = b.create_block();
-        b.append_block_param(row_head, types::I64);
-        b.append_block_param(vec_head, types::I64);
-        b.append_block_param(tail_head, types::I64);
-
-        let zero = b.ins().iconst(types::I64, 0);
-        b.ins().jump(row_head, &[zero.into()]);
-
-        b.switch_to_block(row_head);
-        let r = b.block_params(row_head)[0];
-        let more = b.ins().icmp(IntCC::SignedLessThan, r, rows);
-        b.ins().brif(more, row_body, &[], exit, &[]);
-
-        b.switch_to_block(row_body);
-        let row_offset = b.ins().imul_imm_s(r, cols * 4);
-        b.ins().jump(vec_head, &[zero.into()]);
-
         // One column body for a given type and column index.
-        let body = |b: &mut FunctionBuilder, ty: Type, c: Value, pointers: &[Value]| {
+        let body = |b: &mut FunctionBuilder, ty: Type, c: Value, row_offset: Value| {
             let col_offset = b.ins().imul_imm_s(c, 4);
             let full_offset = b.ins().iadd(row_offset, col_offset);
             let mut values: Vec<Value> = Vec::with_capacity(kernel.ops.len());
@@ -357,31 +360,14 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
             }
         };
 
-        b.switch_to_block(vec_head);
-        let c = b.block_params(vec_head)[0];
-        let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, c, vector_end);
-        b.ins().brif(more, vec_body, &[], tail_head, &[c.into()]);
-
-        b.switch_to_block(vec_body);
-        body(b, types::F32X4, c, &pointers);
-        let c4 = b.ins().iadd_imm_s(c, 4);
-        b.ins().jump(vec_head, &[c4.into()]);
-
-        b.switch_to_block(tail_head);
-        let c = b.block_params(tail_head)[0];
-        let more = b.ins().icmp_imm_s(IntCC::SignedLessThan, c, cols);
-        b.ins().brif(more, tail_body, &[], row_next, &[]);
-
-        b.switch_to_block(tail_body);
-        body(b, types::F32, c, &pointers);
-        let c1 = b.ins().iadd_imm_s(c, 1);
-        b.ins().jump(tail_head, &[c1.into()]);
-
-        b.switch_to_block(row_next);
-        let r1 = b.ins().iadd_imm_s(r, 1);
-        b.ins().jump(row_head, &[r1.into()]);
-
-        b.switch_to_block(exit);
+        let zero = b.ins().iconst(types::I64, 0);
+        let vector_end = b.ins().iconst(types::I64, vector_end);
+        let cols_end = b.ins().iconst(types::I64, cols);
+        counted_loop(b, zero, rows, 1, |b, r| {
+            let row_offset = b.ins().imul_imm_s(r, cols * 4);
+            let c = counted_loop(b, zero, vector_end, 4, |b, c| body(b, types::F32X4, c, row_offset));
+            counted_loop(b, c, cols_end, 1, |b, c| body(b, types::F32, c, row_offset));
+        });
         b.ins().return_(&[]);
     })
 }
@@ -407,18 +393,7 @@ pub fn define_update<M: Module>(
             let lr = b.ins().load(types::F32, mem(), scalars, 0);
             let c1 = b.ins().load(types::F32, mem(), scalars, 4);
             let c2 = b.ins().load(types::F32, mem(), scalars, 8);
-            let rem = b.ins().band_imm_s(n, 3);
-            let vector_end = b.ins().isub(n, rem);
-
-            let vec_head = b.create_block();
-            let vec_body = b.create_block();
-            let tail_head = b.create_block();
-            let tail_body = b.create_block();
-            let exit = b.create_block();
-            b.append_block_param(vec_head, types::I64);
-            b.append_block_param(tail_head, types::I64);
             let zero = b.ins().iconst(types::I64, 0);
-            b.ins().jump(vec_head, &[zero.into()]);
 
             let body = |b: &mut FunctionBuilder, ty: Type, i: Value| {
                 let off = b.ins().imul_imm_s(i, 4);
@@ -523,25 +498,8 @@ pub fn define_update<M: Module>(
                 }
             };
 
-            b.switch_to_block(vec_head);
-            let i = b.block_params(vec_head)[0];
-            let more = b.ins().icmp(IntCC::SignedLessThan, i, vector_end);
-            b.ins().brif(more, vec_body, &[], tail_head, &[i.into()]);
-            b.switch_to_block(vec_body);
-            body(b, types::F32X4, i);
-            let i4 = b.ins().iadd_imm_s(i, 4);
-            b.ins().jump(vec_head, &[i4.into()]);
-
-            b.switch_to_block(tail_head);
-            let i = b.block_params(tail_head)[0];
-            let more = b.ins().icmp(IntCC::SignedLessThan, i, n);
-            b.ins().brif(more, tail_body, &[], exit, &[]);
-            b.switch_to_block(tail_body);
-            body(b, types::F32, i);
-            let i1 = b.ins().iadd_imm_s(i, 1);
-            b.ins().jump(tail_head, &[i1.into()]);
-
-            b.switch_to_block(exit);
+            let i = counted_loop(b, zero, n, 4, |b, i| body(b, types::F32X4, i));
+            counted_loop(b, i, n, 1, |b, i| body(b, types::F32, i));
             b.ins().return_(&[]);
         },
     )
@@ -564,8 +522,6 @@ pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) 
         |b, params, _| {
             let (a, bm, c, m) = (params[0], params[1], params[2], params[3]);
             let (k, n) = (k as i64, n as i64);
-            let rem = b.ins().band_imm_s(m, 3);
-            let m4 = b.ins().isub(m, rem);
 
             // Emits: for each row block (`rows` rows from `i`), the tiles across all columns.
             let emit_row_block = |b: &mut FunctionBuilder, rows: i64, i: Value| {
@@ -586,34 +542,10 @@ pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) 
                 }
             };
 
-            // Blocks of 4 rows.
-            let head4 = b.create_block();
-            let body4 = b.create_block();
-            let head1 = b.create_block();
-            let body1 = b.create_block();
-            let exit = b.create_block();
-            b.append_block_param(head4, types::I64);
-            b.append_block_param(head1, types::I64);
+            // Blocks of 4 rows, then the remaining rows one by one.
             let zero = b.ins().iconst(types::I64, 0);
-            b.ins().jump(head4, &[zero.into()]);
-            b.switch_to_block(head4);
-            let i = b.block_params(head4)[0];
-            let more = b.ins().icmp(IntCC::SignedLessThan, i, m4);
-            b.ins().brif(more, body4, &[], head1, &[i.into()]);
-            b.switch_to_block(body4);
-            emit_row_block(b, 4, i);
-            let i4 = b.ins().iadd_imm_s(i, 4);
-            b.ins().jump(head4, &[i4.into()]);
-            // Remaining rows one by one.
-            b.switch_to_block(head1);
-            let i = b.block_params(head1)[0];
-            let more = b.ins().icmp(IntCC::SignedLessThan, i, m);
-            b.ins().brif(more, body1, &[], exit, &[]);
-            b.switch_to_block(body1);
-            emit_row_block(b, 1, i);
-            let i1 = b.ins().iadd_imm_s(i, 1);
-            b.ins().jump(head1, &[i1.into()]);
-            b.switch_to_block(exit);
+            let i = counted_loop(b, zero, m, 4, |b, i| emit_row_block(b, 4, i));
+            counted_loop(b, i, m, 1, |b, i| emit_row_block(b, 1, i));
             b.ins().return_(&[]);
         },
     )
@@ -721,47 +653,36 @@ pub fn define_softmax<M: Module>(module: &mut M, name: &str, n: usize) -> Result
     define_function(module, name, Linkage::Local, &[ptr, types::I64], &[], |b, params, _| {
         let (x, rows) = (params[0], params[1]);
         let n = n as i64;
-        let row_head = b.create_block();
-        let row_body = b.create_block();
-        let exit = b.create_block();
-        b.append_block_param(row_head, types::I64);
         let zero = b.ins().iconst(types::I64, 0);
-        b.ins().jump(row_head, &[zero.into()]);
-        b.switch_to_block(row_head);
-        let r = b.block_params(row_head)[0];
-        let more = b.ins().icmp(IntCC::SignedLessThan, r, rows);
-        b.ins().brif(more, row_body, &[], exit, &[]);
-        b.switch_to_block(row_body);
-        let off = b.ins().imul_imm_s(r, n * 4);
-        let p = b.ins().iadd(x, off);
-        // The row is at most a few thousand wide; straight-line code keeps it simple.
-        let values: Vec<Value> = (0..n)
-            .map(|j| b.ins().load(types::F32, mem(), p, (j * 4) as i32))
-            .collect();
-        let mut m = values[0];
-        for &v in &values[1..] {
-            let gt = b.ins().fcmp(FloatCC::GreaterThan, v, m);
-            m = b.ins().select(gt, v, m);
-        }
-        let mut e = Emitter {
-            b: &mut *b,
-            ty: types::F32,
-        };
-        let mut exps = Vec::with_capacity(values.len());
-        let mut sum = e.konst(0.0);
-        for &v in &values {
-            let d = e.b.ins().fsub(v, m);
-            let ex = e.exp(d);
-            sum = e.b.ins().fadd(sum, ex);
-            exps.push(ex);
-        }
-        for (j, ex) in exps.into_iter().enumerate() {
-            let q = e.b.ins().fdiv(ex, sum);
-            e.b.ins().store(mem(), q, p, (j * 4) as i32);
-        }
-        let r1 = b.ins().iadd_imm_s(r, 1);
-        b.ins().jump(row_head, &[r1.into()]);
-        b.switch_to_block(exit);
+        counted_loop(b, zero, rows, 1, |b, r| {
+            let off = b.ins().imul_imm_s(r, n * 4);
+            let p = b.ins().iadd(x, off);
+            // The row is at most a few thousand wide; straight-line code keeps it simple.
+            let values: Vec<Value> = (0..n)
+                .map(|j| b.ins().load(types::F32, mem(), p, (j * 4) as i32))
+                .collect();
+            let mut m = values[0];
+            for &v in &values[1..] {
+                let gt = b.ins().fcmp(FloatCC::GreaterThan, v, m);
+                m = b.ins().select(gt, v, m);
+            }
+            let mut e = Emitter {
+                b: &mut *b,
+                ty: types::F32,
+            };
+            let mut exps = Vec::with_capacity(values.len());
+            let mut sum = e.konst(0.0);
+            for &v in &values {
+                let d = e.b.ins().fsub(v, m);
+                let ex = e.exp(d);
+                sum = e.b.ins().fadd(sum, ex);
+                exps.push(ex);
+            }
+            for (j, ex) in exps.into_iter().enumerate() {
+                let q = e.b.ins().fdiv(ex, sum);
+                e.b.ins().store(mem(), q, p, (j * 4) as i32);
+            }
+        });
         b.ins().return_(&[]);
     })
 }
@@ -783,35 +704,24 @@ pub fn define_maxout<M: Module>(
         |b, params, _| {
             let (x, out, rows) = (params[0], params[1], params[2]);
             let outs = (units / pieces) as i64;
-            let row_head = b.create_block();
-            let row_body = b.create_block();
-            let exit = b.create_block();
-            b.append_block_param(row_head, types::I64);
             let zero = b.ins().iconst(types::I64, 0);
-            b.ins().jump(row_head, &[zero.into()]);
-            b.switch_to_block(row_head);
-            let r = b.block_params(row_head)[0];
-            let more = b.ins().icmp(IntCC::SignedLessThan, r, rows);
-            b.ins().brif(more, row_body, &[], exit, &[]);
-            b.switch_to_block(row_body);
-            let xo = b.ins().imul_imm_s(r, units as i64 * 4);
-            let xp = b.ins().iadd(x, xo);
-            let oo = b.ins().imul_imm_s(r, outs * 4);
-            let op = b.ins().iadd(out, oo);
-            for j in 0..outs {
-                let base = j * pieces as i64;
-                let mut best = b.ins().load(types::F32, mem(), xp, (base * 4) as i32);
-                for k in 1..pieces as i64 {
-                    let v = b.ins().load(types::F32, mem(), xp, ((base + k) * 4) as i32);
-                    // `>` (first winner on ties), as the interpreter.
-                    let gt = b.ins().fcmp(FloatCC::GreaterThan, v, best);
-                    best = b.ins().select(gt, v, best);
+            counted_loop(b, zero, rows, 1, |b, r| {
+                let xo = b.ins().imul_imm_s(r, units as i64 * 4);
+                let xp = b.ins().iadd(x, xo);
+                let oo = b.ins().imul_imm_s(r, outs * 4);
+                let op = b.ins().iadd(out, oo);
+                for j in 0..outs {
+                    let base = j * pieces as i64;
+                    let mut best = b.ins().load(types::F32, mem(), xp, (base * 4) as i32);
+                    for k in 1..pieces as i64 {
+                        let v = b.ins().load(types::F32, mem(), xp, ((base + k) * 4) as i32);
+                        // `>` (first winner on ties), as the interpreter.
+                        let gt = b.ins().fcmp(FloatCC::GreaterThan, v, best);
+                        best = b.ins().select(gt, v, best);
+                    }
+                    b.ins().store(mem(), best, op, (j * 4) as i32);
                 }
-                b.ins().store(mem(), best, op, (j * 4) as i32);
-            }
-            let r1 = b.ins().iadd_imm_s(r, 1);
-            b.ins().jump(row_head, &[r1.into()]);
-            b.switch_to_block(exit);
+            });
             b.ins().return_(&[]);
         },
     )
