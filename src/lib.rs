@@ -125,5 +125,6 @@ pub fn read_spec(path: &std::path::Path) -> Result<String, LoadError> {
 }
 pub mod aot;
 pub mod bench;
+pub mod diagnose;
 pub mod engine;
 pub mod jit;

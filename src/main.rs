@@ -75,6 +75,10 @@ enum Command {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        /// Record per-layer mean |gradient| and update/weight ratios per epoch (metrics.csv,
+        /// gradients.svg).
+        #[arg(long)]
+        grad_stats: bool,
     },
     /// Evaluate trained weights: loss, accuracy, per-class precision/recall, confusion matrix.
     Eval {
@@ -134,6 +138,14 @@ enum Command {
         /// Override any spec value, as KEY=VALUE (as when training).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
+    },
+    /// Apply the lecture's procedure to a finished run: poor training results or overfitting?
+    Diagnose {
+        /// A run directory written by `netc train`.
+        run_dir: PathBuf,
+        /// Output form.
+        #[arg(long, value_enum, default_value_t = PredictFormat::Text)]
+        format: PredictFormat,
     },
     /// Predict classes for rows of features (CSV, IDX or NPY; `-` reads CSV from stdin).
     Predict {
@@ -230,6 +242,7 @@ fn main() -> ExitCode {
             resume,
             backend,
             quiet,
+            grad_stats,
         } => {
             let mut sets = common.sets;
             if let Some(e) = epochs {
@@ -238,7 +251,17 @@ fn main() -> ExitCode {
             if let Some(s) = seed {
                 sets.push(format!("train.seed={s}"));
             }
-            train(&spec, &sets, common.data_dir, out, report, resume, quiet, backend)
+            train(
+                &spec,
+                &sets,
+                common.data_dir,
+                out,
+                report,
+                resume,
+                quiet,
+                backend,
+                grad_stats,
+            )
         }
         Command::Eval {
             spec,
@@ -272,6 +295,21 @@ fn main() -> ExitCode {
             batch_max,
             sets,
         } => exit(build(&spec, &sets, &weights, &output, &emit, batch_max)),
+        Command::Diagnose { run_dir, format } => match netc::diagnose::diagnose(&run_dir) {
+            Ok(findings) => {
+                if format == PredictFormat::Json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&findings).expect("findings serialize")
+                    );
+                } else {
+                    println!("diagnosis of {}:", run_dir.display());
+                    print!("{}", netc::diagnose::render(&findings));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Predict {
             spec,
             weights,
@@ -332,6 +370,7 @@ fn train(
     resume: Option<PathBuf>,
     quiet: bool,
     backend: Backend,
+    grad_stats: bool,
 ) -> ExitCode {
     let run = match load(spec, sets) {
         Ok(r) => r,
@@ -372,6 +411,7 @@ fn train(
         progress,
         interrupt,
         stop_after_steps: None,
+        grad_stats,
         backend: backend.into(),
     };
     match netc::train::train(&run, &options) {

@@ -97,3 +97,58 @@ pub fn curves_svg(
     }
     svg
 }
+
+/// Mean absolute weight gradient per layer by epoch, on a log scale: under sigmoid the layers
+/// near the input get gradients orders of magnitude smaller than those near the output.
+pub fn gradients_svg(model: &str, history: &[EpochRecord]) -> String {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 420)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let layers = history.first().map_or(0, |r| r.grad_stats.len());
+        let values = history
+            .iter()
+            .flat_map(|r| r.grad_stats.iter().map(|g| g.mean_abs_grad))
+            .filter(|v| *v > 0.0 && v.is_finite());
+        let (lo, hi) = values.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if lo.is_finite() {
+            (lo / 2.0, hi * 2.0)
+        } else {
+            (1e-8, 1.0)
+        };
+        let epochs = history.len().max(2) as f64;
+        if let Ok(mut chart) = ChartBuilder::on(&root)
+            .caption(
+                format!("{model}: mean |gradient| of each layer's weights"),
+                ("sans-serif", 16),
+            )
+            .margin(12)
+            .x_label_area_size(32)
+            .y_label_area_size(64)
+            .build_cartesian_2d(1.0..epochs, (lo..hi).log_scale())
+        {
+            let _ = chart.configure_mesh().x_desc("epoch").draw();
+            for l in 0..layers {
+                let color = Palette99::pick(l).to_rgba();
+                let points: Vec<(f64, f64)> = history
+                    .iter()
+                    .map(|r| (r.epoch as f64, r.grad_stats[l].mean_abs_grad.max(lo)))
+                    .collect();
+                let name = history[0].grad_stats[l].layer.clone();
+                let _ = chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map(|s| {
+                        s.label(name)
+                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color))
+                    });
+            }
+            let _ = chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw();
+        }
+        let _ = root.present();
+    }
+    svg
+}

@@ -83,6 +83,8 @@ pub struct TrainOptions {
     pub interrupt: Arc<AtomicBool>,
     /// Acts as an interrupt once this many steps have run in total (for tests).
     pub stop_after_steps: Option<u64>,
+    /// Record per-layer gradient statistics (`--grad-stats`).
+    pub grad_stats: bool,
     /// The execution backend.
     pub backend: Backend,
 }
@@ -104,6 +106,21 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Seconds the epoch's training steps took.
     pub seconds: f64,
+    /// Per-layer gradient statistics, with `--grad-stats`.
+    #[serde(default)]
+    pub grad_stats: Vec<LayerGradStats>,
+}
+
+/// How much one layer's weights were pushed in an epoch: the lecture's picture of vanishing
+/// gradients is small values near the input and large ones near the output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerGradStats {
+    /// The layer.
+    pub layer: String,
+    /// Mean over the epoch's steps of the mean absolute gradient of the layer's weights.
+    pub mean_abs_grad: f64,
+    /// Mean over the epoch's steps of |update| / |weights| (Euclidean norms).
+    pub update_ratio: f64,
 }
 
 /// The report of a finished run (`report.json`).
@@ -164,6 +181,9 @@ struct State {
     updates: u64,
     loss_sum: f64,
     correct: usize,
+    /// Per weight tensor: sums over this epoch's steps of mean |grad| and update ratio.
+    #[serde(default)]
+    grad_sums: Vec<(f64, f64)>,
     seen: usize,
     epoch_seconds: f64,
     history: Vec<EpochRecord>,
@@ -206,6 +226,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
         global_step: 0,
         updates: 0,
         loss_sum: 0.0,
+        grad_sums: Vec::new(),
         correct: 0,
         seen: 0,
         epoch_seconds: 0.0,
@@ -270,7 +291,29 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
                 return Err(divergence(engine.as_ref(), epoch, step, loss, lr, &out_dir, &state));
             }
             engine.backward(&ctx);
-            engine.update(&ctx);
+            if options.grad_stats {
+                let before = engine.params();
+                let weights: Vec<usize> = (0..before.len())
+                    .filter(|&p| engine.graph().params[p].kind == graph::ParamKind::Weight)
+                    .collect();
+                let grads: Vec<f64> = weights
+                    .iter()
+                    .map(|&p| {
+                        engine.gradient(p).iter().map(|g| g.abs() as f64).sum::<f64>() / before[p].len().max(1) as f64
+                    })
+                    .collect();
+                engine.update(&ctx);
+                let after = engine.params();
+                state.grad_sums.resize(weights.len(), (0.0, 0.0));
+                for (k, &p) in weights.iter().enumerate() {
+                    let norm = |a: &Array2<f32>| a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+                    let ratio = norm(&(&after[p] - &before[p])) / norm(&before[p]).max(1e-30);
+                    state.grad_sums[k].0 += grads[k];
+                    state.grad_sums[k].1 += ratio;
+                }
+            } else {
+                engine.update(&ctx);
+            }
             let out = engine.output();
             state.correct += out
                 .axis_iter(Axis(0))
@@ -325,6 +368,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
             val_accuracy: validation.as_ref().map(|v| v.accuracy),
             lr,
             seconds: state.epoch_seconds,
+            grad_stats: grad_stats_of(engine.graph(), &state.grad_sums, batches),
         };
         if options.progress != Progress::Quiet {
             println!("{}", epoch_line(&record, config.epochs));
@@ -363,6 +407,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
         state.epoch += 1;
         state.step_in_epoch = 0;
         state.loss_sum = 0.0;
+        state.grad_sums.clear();
         state.correct = 0;
         state.seen = 0;
         state.epoch_seconds = 0.0;
@@ -401,6 +446,12 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
     write_bytes(&out_dir.join("weights.safetensors"), &weights::encode(&tensors, meta))?;
     let svg = crate::plot::curves_svg(&run.program.model.name, &state.history, report.best_epoch, stop_epoch);
     write_text(&out_dir.join("curves.svg"), &svg)?;
+    if state.history.iter().any(|r| !r.grad_stats.is_empty()) {
+        write_text(
+            &out_dir.join("gradients.svg"),
+            &crate::plot::gradients_svg(&run.program.model.name, &state.history),
+        )?;
+    }
     let json = serde_json::to_string_pretty(&report).expect("reports serialize");
     write_text(&out_dir.join("report.json"), &json)?;
     if let Some(path) = &options.report {
@@ -564,12 +615,33 @@ fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), UserError> {
     })
 }
 
-fn write_metrics(out_dir: &Path, history: &[EpochRecord]) -> Result<(), UserError> {
-    let mut csv = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n");
+/// Per-layer means over an epoch of `steps` steps from the sums kept in the training state.
+fn grad_stats_of(graph: &Graph, sums: &[(f64, f64)], steps: usize) -> Vec<LayerGradStats> {
+    let weights = graph.params.iter().filter(|p| p.kind == graph::ParamKind::Weight);
+    weights
+        .zip(sums)
+        .map(|(p, &(g, r))| LayerGradStats {
+            layer: graph.layers[p.layer].name.clone(),
+            mean_abs_grad: g / steps.max(1) as f64,
+            update_ratio: r / steps.max(1) as f64,
+        })
+        .collect()
+}
+
+/// The header and rows of `metrics.csv`; with gradient statistics, two columns per layer.
+pub fn metrics_csv(history: &[EpochRecord]) -> String {
+    let mut csv = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds");
+    let layers: Vec<&str> = history
+        .first()
+        .map_or(Vec::new(), |r| r.grad_stats.iter().map(|g| g.layer.as_str()).collect());
+    for l in &layers {
+        csv.push_str(&format!(",grad_{l},update_ratio_{l}"));
+    }
+    csv.push('\n');
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
     for r in history {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{}",
             r.epoch,
             r.train_loss,
             r.train_accuracy,
@@ -578,8 +650,16 @@ fn write_metrics(out_dir: &Path, history: &[EpochRecord]) -> Result<(), UserErro
             r.lr,
             r.seconds
         ));
+        for g in &r.grad_stats {
+            csv.push_str(&format!(",{},{}", g.mean_abs_grad, g.update_ratio));
+        }
+        csv.push('\n');
     }
-    write_text(&out_dir.join("metrics.csv"), &csv)
+    csv
+}
+
+fn write_metrics(out_dir: &Path, history: &[EpochRecord]) -> Result<(), UserError> {
+    write_text(&out_dir.join("metrics.csv"), &metrics_csv(history))
 }
 
 fn save_checkpoint(

@@ -36,6 +36,7 @@ fn options_on(dir: &Path, out: &str, backend: netc::train::Backend) -> TrainOpti
         progress: Progress::Quiet,
         interrupt: Arc::new(AtomicBool::new(false)),
         stop_after_steps: None,
+        grad_stats: false,
         backend,
     }
 }
