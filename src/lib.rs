@@ -128,3 +128,4 @@ pub mod bench;
 pub mod diagnose;
 pub mod engine;
 pub mod jit;
+pub mod sweep;

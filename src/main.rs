@@ -139,6 +139,28 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Train every combination of --vary values and tabulate train/validation/test results.
+    Sweep {
+        /// The spec.
+        spec: PathBuf,
+        /// A path as in --set and its values: KEY=V1,V2,... (repeatable; all combinations run).
+        #[arg(long = "vary", value_name = "KEY=V1,V2", required = true)]
+        varies: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+        /// Directory for the runs and the sweep's table and plot (default runs/sweep-<model>-<time>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Also write the results here (.json or .csv; anything else gets CSV).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Override the number of epochs of every run.
+        #[arg(long)]
+        epochs: Option<u64>,
+        /// The execution backend.
+        #[arg(long, value_enum, default_value_t = Backend::Jit)]
+        backend: Backend,
+    },
     /// Apply the lecture's procedure to a finished run: poor training results or overfitting?
     Diagnose {
         /// A run directory written by `netc train`.
@@ -295,6 +317,15 @@ fn main() -> ExitCode {
             batch_max,
             sets,
         } => exit(build(&spec, &sets, &weights, &output, &emit, batch_max)),
+        Command::Sweep {
+            spec,
+            varies,
+            common,
+            out,
+            report,
+            epochs,
+            backend,
+        } => exit(sweep(&spec, &varies, common, out, report.as_deref(), epochs, backend)),
         Command::Diagnose { run_dir, format } => match netc::diagnose::diagnose(&run_dir) {
             Ok(findings) => {
                 if format == PredictFormat::Json {
@@ -561,6 +592,135 @@ fn build(
     for path in written {
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn sweep(
+    spec: &Path,
+    varies: &[String],
+    common: Common,
+    out: Option<PathBuf>,
+    report: Option<&Path>,
+    epochs: Option<u64>,
+    backend: Backend,
+) -> Result<(), ExitCode> {
+    let varies: Vec<netc::sweep::Vary> = varies
+        .iter()
+        .map(|v| netc::sweep::parse_vary(v))
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    let mut base = common.sets.clone();
+    if let Some(e) = epochs {
+        base.push(format!("train.epochs={e}"));
+    }
+    // Check every combination before training any.
+    let combinations = netc::sweep::combinations(&varies);
+    let mut runs = Vec::new();
+    for settings in &combinations {
+        let sets: Vec<String> = base.iter().cloned().chain(settings.iter().cloned()).collect();
+        let mut sources = SourceMap::new();
+        match netc::load_spec(spec, &sets, &mut sources) {
+            Ok((run, _)) => runs.push(run),
+            Err(LoadError::User(e)) => return Err(fail(e)),
+            Err(LoadError::Diagnostics(d)) => {
+                diag::emit_human(&sources, &d);
+                return Err(fail(
+                    UserError::new(format!(
+                        "the combination {} is not a valid spec; nothing was trained",
+                        settings.join(" ")
+                    ))
+                    .hint("fix the --vary values"),
+                ));
+            }
+        }
+    }
+    let model = runs
+        .first()
+        .map_or("model".to_string(), |r| r.program.model.name.clone());
+    let out = out.unwrap_or_else(|| {
+        let d = netc::train::default_run_dir(&model);
+        d.with_file_name(format!(
+            "sweep-{}",
+            d.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ))
+    });
+    let mut rows = Vec::new();
+    for (i, (run, settings)) in runs.iter().zip(&combinations).enumerate() {
+        let name: String = settings
+            .iter()
+            .map(|s| s.rsplit('.').next().unwrap_or(s).replace(['(', ')', ' ', ','], "_"))
+            .collect::<Vec<_>>()
+            .join("-");
+        let dir = out.join(format!("{:02}-{name}", i + 1));
+        eprintln!("[{}/{}] {}", i + 1, runs.len(), settings.join(" "));
+        let options = TrainOptions {
+            data_dirs: DataDirs {
+                flag: common.data_dir.clone(),
+            },
+            spec_dir: spec_dir(spec),
+            out: Some(dir.clone()),
+            resume: None,
+            report: None,
+            progress: Progress::Quiet,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            stop_after_steps: None,
+            grad_stats: false,
+            backend: backend.into(),
+        };
+        match netc::train::train(run, &options).map_err(fail)? {
+            Outcome::Finished { report, .. } => rows.push(netc::sweep::SweepRow {
+                settings: settings.clone(),
+                train_accuracy: report.train.accuracy,
+                train_loss: report.train.loss,
+                validation_accuracy: report.validation.map(|f| f.accuracy),
+                validation_loss: report.validation.map(|f| f.loss),
+                test_accuracy: report.test.map(|f| f.accuracy),
+                test_loss: report.test.map(|f| f.loss),
+                epochs_run: report.epochs_run,
+                run_dir: dir.display().to_string(),
+            }),
+            Outcome::Interrupted { .. } => return Err(ExitCode::from(130)),
+        }
+    }
+    let table = netc::sweep::markdown(&varies, &rows);
+    print!("{table}");
+    let write = |path: &Path, text: &str| {
+        netc::fsutil::write_atomic(path, text.as_bytes())
+            .map_err(|e| fail(UserError::new(format!("cannot write `{}`: {e}", path.display())).hint("check the path")))
+    };
+    let json = serde_json::to_string_pretty(&rows).expect("rows serialize");
+    let csv = netc::sweep::csv(&varies, &rows);
+    write(&out.join("sweep.md"), &table)?;
+    write(&out.join("sweep.json"), &json)?;
+    write(&out.join("sweep.csv"), &csv)?;
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.settings
+                .iter()
+                .map(|s| s.split_once('=').map_or(s.as_str(), |(_, v)| v))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let series = [
+        ("train", rows.iter().map(|r| Some(r.train_accuracy)).collect()),
+        ("validation", rows.iter().map(|r| r.validation_accuracy).collect()),
+        ("test", rows.iter().map(|r| r.test_accuracy).collect()),
+    ];
+    let title = format!(
+        "{model}: {}",
+        varies.iter().map(|v| v.key.as_str()).collect::<Vec<_>>().join(" x ")
+    );
+    write(&out.join("sweep.svg"), &netc::plot::sweep_svg(&title, &labels, &series))?;
+    if let Some(path) = report {
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        write(path, if is_json { &json } else { &csv })?;
+    }
+    eprintln!("sweep results: {}", out.display());
     Ok(())
 }
 

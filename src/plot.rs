@@ -152,3 +152,50 @@ pub fn gradients_svg(model: &str, history: &[EpochRecord]) -> String {
     }
     svg
 }
+
+/// Accuracy of every combination of a sweep: train, validation and test, by combination.
+pub fn sweep_svg(title: &str, labels: &[String], series: &[(&str, Vec<Option<f64>>)]) -> String {
+    let mut svg = String::new();
+    {
+        let width = (160 + 70 * labels.len()).clamp(640, 1600) as u32;
+        let root = SVGBackend::with_string(&mut svg, (width, 440)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        let n = labels.len().max(1);
+        if let Ok(mut chart) = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(60)
+            .y_label_area_size(48)
+            .build_cartesian_2d(-0.5..(n as f64 - 0.5), 0.0..100.0)
+        {
+            let _ = chart
+                .configure_mesh()
+                .x_labels(n)
+                .x_label_formatter(&|x| labels.get(x.round().max(0.0) as usize).cloned().unwrap_or_default())
+                .y_desc("accuracy (%)")
+                .draw();
+            for (k, (name, values)) in series.iter().enumerate() {
+                let color = Palette99::pick(k).to_rgba();
+                let points: Vec<(f64, f64)> = values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.map(|v| (i as f64, v * 100.0)))
+                    .collect();
+                let _ = chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                    .map(|s| {
+                        s.label(*name)
+                            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color))
+                    });
+                let _ = chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())));
+            }
+            let _ = chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw();
+        }
+        let _ = root.present();
+    }
+    svg
+}

@@ -1,4 +1,4 @@
-//! `netc diagnose` on real runs: poor training with vanishing gradients, overfitting, healthy.
+//! The lecture's tools: `netc diagnose` on real runs (poor training, overfitting, healthy) and `netc sweep`.
 
 mod common;
 use common::*;
@@ -87,5 +87,58 @@ fn the_lectures_procedure() {
     let o = netc(&["diagnose", s(&dir.join("nothing"))]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("metrics.csv"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_sweep_trains_every_combination() {
+    let dir = temp_dir("sweep");
+    let report = dir.join("r.csv");
+    let o = netc(&[
+        "sweep",
+        "examples/digits.net",
+        "--vary",
+        "model.h1.width=8,64",
+        "--vary",
+        "train.optimizer.schedule=constant,step(5, 0.5)",
+        "--epochs",
+        "3",
+        "--out",
+        s(&dir.join("out")),
+        "--report",
+        s(&report),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let table = text(&o.stdout);
+    assert_eq!(table.lines().count(), 2 + 4, "{table}");
+    assert!(table.contains("| 64 | step(5, 0.5) |"), "{table}");
+    let csv = std::fs::read_to_string(&report).expect("report");
+    assert!(
+        csv.starts_with("model.h1.width,train.optimizer.schedule,train_accuracy"),
+        "{csv}"
+    );
+    assert!(csv.contains("\"step(5, 0.5)\""), "{csv}");
+    for f in ["sweep.md", "sweep.json", "sweep.csv", "sweep.svg"] {
+        assert!(dir.join("out").join(f).is_file(), "{f}");
+    }
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/sweep.json")).expect("json")).expect("valid");
+    assert_eq!(rows.len(), 4);
+    assert_ne!(
+        rows[0]["train_loss"], rows[2]["train_loss"],
+        "the width changes the result"
+    );
+    // An invalid value is refused before anything trains.
+    let o = netc(&[
+        "sweep",
+        "examples/digits.net",
+        "--vary",
+        "train.optimizer=adam,sgdd",
+        "--out",
+        s(&dir.join("bad")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("did you mean `sgd`?"));
+    assert!(!dir.join("bad").exists(), "nothing was trained");
     let _ = std::fs::remove_dir_all(&dir);
 }
