@@ -3,6 +3,20 @@
 use crate::train::EpochRecord;
 use plotters::prelude::*;
 
+use plotters::coord::types::RangedCoordf64;
+
+type LinearChart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws a line with a legend entry.
+fn labelled_line(chart: &mut LinearChart, points: Vec<(f64, f64)>, color: RGBAColor, width: u32, label: String) {
+    let _ = chart
+        .draw_series(LineSeries::new(points, color.stroke_width(width)))
+        .map(|s| {
+            s.label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color))
+        });
+}
+
 /// Two panels (loss, accuracy) with train and validation curves; the kept epoch is marked and,
 /// when early stopping ended the run, so is the stopping epoch.
 pub fn curves_svg(
@@ -53,39 +67,17 @@ pub fn curves_svg(
                 continue;
             };
             let _ = chart.configure_mesh().x_desc("epoch").draw();
-            let _ = chart
-                .draw_series(LineSeries::new(train, BLUE.stroke_width(2)))
-                .map(|s| {
-                    s.label("train")
-                        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE))
-                });
+            labelled_line(&mut chart, train, BLUE.into(), 2, "train".to_string());
             if !val.is_empty() {
-                let _ = chart.draw_series(LineSeries::new(val, RED.stroke_width(2))).map(|s| {
-                    s.label("validation")
-                        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED))
-                });
+                labelled_line(&mut chart, val, RED.into(), 2, "validation".to_string());
             }
             if let Some(best) = best_epoch {
-                let _ = chart
-                    .draw_series(LineSeries::new(
-                        vec![(best as f64, lo), (best as f64, hi)],
-                        GREEN.stroke_width(1),
-                    ))
-                    .map(|s| {
-                        s.label(format!("best epoch {best}"))
-                            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], GREEN))
-                    });
+                let points = vec![(best as f64, lo), (best as f64, hi)];
+                labelled_line(&mut chart, points, GREEN.into(), 1, format!("best epoch {best}"));
             }
             if let Some(stop) = stop_epoch {
-                let _ = chart
-                    .draw_series(LineSeries::new(
-                        vec![(stop as f64, lo), (stop as f64, hi)],
-                        BLACK.stroke_width(1),
-                    ))
-                    .map(|s| {
-                        s.label(format!("early stop at {stop}"))
-                            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK))
-                    });
+                let points = vec![(stop as f64, lo), (stop as f64, hi)];
+                labelled_line(&mut chart, points, BLACK.into(), 1, format!("early stop at {stop}"));
             }
             let _ = chart
                 .configure_series_labels()
@@ -127,7 +119,11 @@ pub fn gradients_svg(model: &str, history: &[EpochRecord]) -> String {
             .y_label_area_size(64)
             .build_cartesian_2d(1.0..epochs, (lo..hi).log_scale())
         {
-            let _ = chart.configure_mesh().x_desc("epoch").draw();
+            let _ = chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_label_formatter(&|v| format!("{v:.0e}"))
+                .draw();
             for l in 0..layers {
                 let color = Palette99::pick(l).to_rgba();
                 let points: Vec<(f64, f64)> = history
