@@ -171,7 +171,10 @@ pub fn sweep_svg(title: &str, labels: &[String], series: &[(&str, Vec<Option<f64
                 .y_desc("accuracy (%)")
                 .draw();
             for (k, (name, values)) in series.iter().enumerate() {
-                let color = Palette99::pick(k).to_rgba();
+                let color = [BLUE, RED, GREEN]
+                    .get(k)
+                    .copied()
+                    .map_or(Palette99::pick(k).to_rgba(), |c| c.to_rgba());
                 let points: Vec<(f64, f64)> = values
                     .iter()
                     .enumerate()
