@@ -17,6 +17,15 @@ fn labelled_line(chart: &mut LinearChart, points: Vec<(f64, f64)>, color: RGBACo
         });
 }
 
+/// The legend box every netc plot uses.
+fn draw_legend<'a, CT: plotters::coord::CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>) {
+    let _ = chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw();
+}
+
 /// Two panels (loss, accuracy) with train and validation curves; the kept epoch is marked and,
 /// when early stopping ended the run, so is the stopping epoch.
 pub fn curves_svg(
@@ -79,11 +88,7 @@ pub fn curves_svg(
                 let points = vec![(stop as f64, lo), (stop as f64, hi)];
                 labelled_line(&mut chart, points, BLACK.into(), 1, format!("early stop at {stop}"));
             }
-            let _ = chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .draw();
+            draw_legend(&mut chart);
         }
         let _ = root.present();
     }
@@ -138,11 +143,7 @@ pub fn gradients_svg(model: &str, history: &[EpochRecord]) -> String {
                             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color))
                     });
             }
-            let _ = chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .draw();
+            draw_legend(&mut chart);
         }
         let _ = root.present();
     }
@@ -188,11 +189,7 @@ pub fn sweep_svg(title: &str, labels: &[String], series: &[(&str, Vec<Option<f64
                     });
                 let _ = chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled())));
             }
-            let _ = chart
-                .configure_series_labels()
-                .border_style(BLACK)
-                .background_style(WHITE.mix(0.8))
-                .draw();
+            draw_legend(&mut chart);
         }
         let _ = root.present();
     }

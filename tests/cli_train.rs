@@ -196,31 +196,27 @@ fn set_overrides_are_checked_like_the_file() {
 #[test]
 fn bad_data_files_name_the_place() {
     let dir = temp_dir("bad-data");
-    std::fs::write(dir.join("bad.csv"), "1,2,0\n3,oops,1\n").expect("write");
-    std::fs::write(
-        dir.join("spec.net"),
-        "model m {\n  input 2\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"bad.csv\"\n}\n",
-    )
-    .expect("write");
-    let o = netc(&["train", s(&dir.join("spec.net")), "--out", s(&dir.join("run"))]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("bad.csv`, row 2, column 2: `oops` is not a number"),
-        "{}",
-        text(&o.stderr)
+    // Trains a two-feature spec on `rows` and expects an error containing `message`.
+    let refused = |file: &str, rows: &str, message: &str| {
+        std::fs::write(dir.join(file), rows).expect("write");
+        let spec = dir.join(format!("{file}.net"));
+        let text_spec = format!(
+            "model m {{\n  input 2\n  dense 2 softmax\n  loss cross_entropy\n}}\ntrain {{\n  data \"{file}\"\n}}\n"
+        );
+        std::fs::write(&spec, text_spec).expect("write");
+        let o = netc(&["train", s(&spec), "--out", s(&dir.join("run"))]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(text(&o.stderr).contains(message), "{}", text(&o.stderr));
+    };
+    refused(
+        "bad.csv",
+        "1,2,0\n3,oops,1\n",
+        "bad.csv`, row 2, column 2: `oops` is not a number",
     );
-    std::fs::write(dir.join("labels.csv"), "1,2,0\n3,4,7\n").expect("write");
-    std::fs::write(
-        dir.join("spec2.net"),
-        "model m {\n  input 2\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"labels.csv\"\n}\n",
-    )
-    .expect("write");
-    let o = netc(&["train", s(&dir.join("spec2.net")), "--out", s(&dir.join("run"))]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        text(&o.stderr).contains("has label 7, but the output layer has 2 units"),
-        "{}",
-        text(&o.stderr)
+    refused(
+        "labels.csv",
+        "1,2,0\n3,4,7\n",
+        "has label 7, but the output layer has 2 units",
     );
     // MNIST that is not there: the error says where netc looked.
     let o = netc(&["train", "examples/mnist_mlp.net", "--data-dir", s(&dir.join("nowhere"))]);
