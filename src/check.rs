@@ -52,6 +52,29 @@ pub fn check(program: &Program, spans: &Spans, limits: &Limits) -> Vec<Diagnosti
     let model = &program.model;
     let layers: Vec<(Handle<Layer>, &Layer)> = model.layers.iter().collect();
 
+    for &(h, layer) in &layers {
+        if let LayerKind::Maxout {
+            pieces: 1,
+            fixed_zero: true,
+            ..
+        } = layer.kind
+        {
+            let s = spans.layer(h);
+            out.push(
+                Diagnostic::error(
+                    Code::FixedZeroOnePiece,
+                    s.get("fixed_zero"),
+                    format!("maxout `{}` fixes its only piece at zero", layer.name),
+                )
+                .with_label("this would leave no piece with weights")
+                .with_secondary(s.get("pieces"), "one piece per group")
+                .with_note(
+                    "`fixed_zero` makes the last piece of each group the constant 0; the other pieces are learned",
+                )
+                .with_hint("use `pieces 2 fixed_zero` (exactly relu) or more pieces"),
+            );
+        }
+    }
     // Shapes: maxout grouping.
     for &(h, layer) in &layers {
         if let LayerKind::Maxout { units, pieces, .. } = layer.kind
@@ -254,7 +277,7 @@ pub fn memory_estimate(program: &Program) -> u128 {
     for layer in model.layers.values() {
         parameters += layer.parameter_count(width);
         activations += match layer.kind {
-            LayerKind::Maxout { units, .. } => units as u128,
+            LayerKind::Maxout { .. } => layer.learned_units() as u128,
             _ => layer.output_width(width) as u128,
         };
         width = layer.output_width(width);
@@ -512,7 +535,9 @@ pub fn summary(program: &Program) -> String {
         width = layer.output_width(width);
         let kind = match &layer.kind {
             LayerKind::Dense { activation, .. } => format!("dense {}", activation.name()),
-            LayerKind::Maxout { pieces, .. } => format!("maxout x{pieces}"),
+            LayerKind::Maxout { pieces, fixed_zero, .. } => {
+                format!("maxout x{pieces}{}", if *fixed_zero { " (one fixed at 0)" } else { "" })
+            }
             LayerKind::Dropout { rate, .. } => format!("dropout {rate}"),
         };
         rows.push([layer.name.clone(), kind, width.to_string(), params.to_string()]);

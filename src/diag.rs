@@ -69,6 +69,7 @@ codes! {
     NestingTooDeep = "E0023": "blocks nested too deeply",
     BadOverride = "E0024": "invalid --set override",
     DataShape = "E0025": "model does not fit the data set's shape",
+    FixedZeroOnePiece = "E0026": "maxout `fixed_zero` with a single piece",
     DeepSaturatingStack = "W0001": "deep sigmoid or tanh stack (vanishing gradients)",
     DropoutBeforeOutput = "W0002": "dropout right before the output layer",
     NoValidation = "W0003": "dropout, regularization or early stopping without validation data",

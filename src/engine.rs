@@ -40,6 +40,9 @@ pub trait Engine {
     /// and in the backward and update pieces (indexed like `graph().layers`; time outside any
     /// layer, such as the loss, counts to the last layer).
     fn profile_step(&mut self, ctx: &Context) -> (Vec<f64>, Vec<f64>);
+    /// Starts over: parameters initialized from `seed` (as a new engine would be), optimizer
+    /// state zeroed, no updates. Compiled code is kept.
+    fn reset(&mut self, seed: u64);
     /// Trains on the current batch: forward, backward, update; returns the loss.
     fn train_step(&mut self, ctx: &Context) -> f64 {
         let loss = self.forward(ctx);
@@ -50,6 +53,9 @@ pub trait Engine {
 }
 
 impl Engine for Interpreter<f32> {
+    fn reset(&mut self, seed: u64) {
+        *self = Interpreter::new(self.graph.clone(), seed);
+    }
     fn graph(&self) -> &Graph {
         &self.graph
     }

@@ -698,13 +698,29 @@ pub fn build(program: &Program) -> Graph {
                 }
             }
             LayerKind::Maxout {
-                units,
                 pieces,
                 init,
                 bias,
+                fixed_zero,
+                ..
             } => {
-                let z = affine(&mut b, x, *units, *init, *bias);
-                b.add(Op::Maxout { x: z, pieces: *pieces })
+                let z = affine(&mut b, x, layer.learned_units(), *init, *bias);
+                // With one piece of each group fixed at zero, max(z_1..z_{k-1}, 0) is relu of the
+                // maxout of the learned pieces (of z itself when one piece is learned).
+                let learned = if *fixed_zero { pieces - 1 } else { *pieces };
+                let m = if learned > 1 {
+                    b.add(Op::Maxout { x: z, pieces: learned })
+                } else {
+                    z
+                };
+                if *fixed_zero {
+                    b.add(Op::Unary {
+                        func: Unary::Relu,
+                        x: m,
+                    })
+                } else {
+                    m
+                }
             }
             LayerKind::Dropout { rate, mode } => {
                 let mask = b.add(Op::DropoutMask {

@@ -93,6 +93,10 @@ enum Command {
         /// Also write the figures (JSON) here.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Also average the outputs over N sampled dropout masks per row and compare them with
+        /// the weight-scaled network (dropout as an implicit ensemble).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        dropout_samples: Option<u32>,
         #[command(flatten)]
         common: Common,
         /// The execution backend.
@@ -290,14 +294,15 @@ fn main() -> ExitCode {
             weights,
             split,
             report,
+            dropout_samples,
             common,
             backend,
         } => exit(eval(
             &spec,
-            &common.sets,
-            common.data_dir,
+            common,
             &weights,
             split,
+            dropout_samples.map(|n| n as usize),
             report.as_deref(),
             backend,
         )),
@@ -493,18 +498,32 @@ fn trained(
 
 fn eval(
     spec: &Path,
-    sets: &[String],
-    data_dir: Option<PathBuf>,
+    common: Common,
     weights: &Path,
     split: Split,
+    dropout_samples: Option<usize>,
     report: Option<&Path>,
     backend: Backend,
 ) -> Result<(), ExitCode> {
-    let run = load(spec, sets)?;
+    let run = load(spec, &common.sets)?;
+    if dropout_samples.is_some()
+        && !run
+            .program
+            .model
+            .layers
+            .values()
+            .any(|l| matches!(l.kind, netc::ir::LayerKind::Dropout { .. }))
+    {
+        return Err(fail(
+            UserError::new(format!("`{}` has no dropout layer to sample masks of", spec.display())).hint(
+                "--dropout-samples compares dropout's weight scaling with averaging sampled masks; drop the flag",
+            ),
+        ));
+    }
     let (mut engine, normalization) = trained(&run, weights, backend)?;
     let splits = netc::data::load_with(
         &run.program.train.data,
-        &DataDirs { flag: data_dir },
+        &DataDirs { flag: common.data_dir },
         &spec_dir(spec),
         Some(&normalization),
     )
@@ -556,6 +575,19 @@ fn eval(
         "\nconfusion matrix (rows: true class, columns: predicted)\n{}",
         confusion.render()
     );
+    let ensemble = dropout_samples.map(|n| netc::metrics::dropout_ensemble(engine.as_mut(), data, n));
+    if let Some(e) = &ensemble {
+        println!(
+            "\ndropout as an ensemble ({} sampled masks per row)\n  weight-scaled network: accuracy {:.2}%\n  average of the masks:  accuracy {:.2}%\n  same class on {:.2}% of rows\n  |average - scaled|: mean {:.3e}, largest {:.3e} (mean |output| {:.3e})",
+            e.samples,
+            e.scaled_accuracy * 100.0,
+            e.ensemble_accuracy * 100.0,
+            e.agreement * 100.0,
+            e.mean_abs_difference,
+            e.max_abs_difference,
+            e.mean_abs_output
+        );
+    }
     if let Some(path) = report {
         let json = serde_json::json!({
             "split": name,
@@ -564,6 +596,7 @@ fn eval(
             "accuracy": evaluation.accuracy,
             "per_class": per_class,
             "confusion": confusion.counts,
+            "dropout_ensemble": ensemble,
         });
         netc::fsutil::write_atomic(
             path,
@@ -648,6 +681,7 @@ fn sweep(
         ))
     });
     let mut rows = Vec::new();
+    let mut engines = netc::train::Engines::default();
     for (i, (run, settings)) in runs.iter().zip(&combinations).enumerate() {
         let name: String = settings
             .iter()
@@ -670,7 +704,7 @@ fn sweep(
             grad_stats: false,
             backend: backend.into(),
         };
-        match netc::train::train(run, &options).map_err(fail)? {
+        match netc::train::train_with(run, &options, &mut engines).map_err(fail)? {
             Outcome::Finished { report, .. } => rows.push(netc::sweep::SweepRow {
                 settings: settings.clone(),
                 train_accuracy: report.train.accuracy,
@@ -685,6 +719,17 @@ fn sweep(
             Outcome::Interrupted { .. } => return Err(ExitCode::from(130)),
         }
     }
+    eprintln!(
+        "{} runs, {} compiled network{}{}",
+        rows.len(),
+        engines.built,
+        if engines.built == 1 { "" } else { "s" },
+        if engines.reused > 0 {
+            " (the other runs reused their kernels: only training settings differed)"
+        } else {
+            ""
+        }
+    );
     let table = netc::sweep::markdown(&varies, &rows);
     print!("{table}");
     let write = |path: &Path, text: &str| {

@@ -82,6 +82,80 @@ pub fn outputs(engine: &mut dyn Engine, features: &Array2<f32>) -> Array2<f32> {
     out
 }
 
+/// Dropout's test-time rule (weights scaled by 1-p, or inverted dropout) against the ensemble it
+/// stands for: the outputs averaged over sampled dropout masks.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct DropoutEnsemble {
+    /// Masks sampled per row.
+    pub samples: usize,
+    /// Accuracy of the weight-scaled network.
+    pub scaled_accuracy: f64,
+    /// Accuracy of the averaged outputs.
+    pub ensemble_accuracy: f64,
+    /// Mean over rows and outputs of |ensemble - scaled|.
+    pub mean_abs_difference: f64,
+    /// Largest |ensemble - scaled|.
+    pub max_abs_difference: f64,
+    /// Mean |scaled output|: the scale the differences are measured against.
+    pub mean_abs_output: f64,
+    /// Fraction of rows where both predict the same class.
+    pub agreement: f64,
+}
+
+/// Averages the outputs of `samples` sampled dropout masks per row and compares them with the
+/// evaluation-mode outputs. Masks are drawn from the engine's seed at steps no training run
+/// reaches, so the figures are deterministic.
+pub fn dropout_ensemble(engine: &mut dyn Engine, data: &Dataset, samples: usize) -> DropoutEnsemble {
+    let scaled = outputs(engine, &data.features);
+    let width = engine.graph().output_width;
+    let mut mean = Array2::<f64>::zeros(scaled.dim());
+    for (chunk, start) in (0..data.len()).step_by(EVAL_CHUNK).enumerate() {
+        let end = (start + EVAL_CHUNK).min(data.len());
+        let x = data.features.slice(ndarray::s![start..end, ..]);
+        let t = Array2::zeros((end - start, width));
+        engine.set_batch(x, t.view());
+        let mut sum = mean.slice_mut(ndarray::s![start..end, ..]);
+        for sample in 0..samples {
+            let ctx = Context {
+                training: true,
+                step: (1 << 48) + (chunk * samples + sample) as u64,
+                lr: 0.0,
+            };
+            engine.forward(&ctx);
+            sum.zip_mut_with(&engine.output(), |m, &o| *m += f64::from(o));
+        }
+    }
+    mean /= samples.max(1) as f64;
+    let n = data.len().max(1) as f64;
+    let accuracy =
+        |predictions: &[usize]| predictions.iter().zip(&data.labels).filter(|(p, l)| p == l).count() as f64 / n;
+    let scaled_classes: Vec<usize> = scaled.axis_iter(Axis(0)).map(predicted_class).collect();
+    let mean_f32 = mean.mapv(|v| v as f32);
+    let ensemble_classes: Vec<usize> = mean_f32.axis_iter(Axis(0)).map(predicted_class).collect();
+    let (mut sum_diff, mut max_diff, mut sum_abs) = (0.0f64, 0.0f64, 0.0f64);
+    for (&m, &s) in mean.iter().zip(&scaled) {
+        let d = (m - f64::from(s)).abs();
+        sum_diff += d;
+        max_diff = max_diff.max(d);
+        sum_abs += f64::from(s).abs();
+    }
+    let values = scaled.len().max(1) as f64;
+    DropoutEnsemble {
+        samples,
+        scaled_accuracy: accuracy(&scaled_classes),
+        ensemble_accuracy: accuracy(&ensemble_classes),
+        mean_abs_difference: sum_diff / values,
+        max_abs_difference: max_diff,
+        mean_abs_output: sum_abs / values,
+        agreement: scaled_classes
+            .iter()
+            .zip(&ensemble_classes)
+            .filter(|(a, b)| a == b)
+            .count() as f64
+            / n,
+    }
+}
+
 /// Loss and accuracy of the model on a data set, in evaluation mode (no dropout).
 pub fn evaluate(engine: &mut dyn Engine, data: &Dataset) -> Evaluation {
     let width = engine.graph().output_width;

@@ -200,6 +200,51 @@ const CHECKPOINT: &str = "checkpoint.safetensors";
 
 /// Trains a spec. Errors are about the user's input (data, resume directory) or divergence.
 pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
+    train_with(run, options, &mut Engines::default())
+}
+
+/// Compiled engines kept between runs (`netc sweep`): a run whose network differs from an
+/// earlier one only in training settings (learning rate, schedule, batch, epochs, seed, data)
+/// reuses that run's compiled kernels, reset to fresh parameters.
+#[derive(Default)]
+pub struct Engines {
+    cached: Vec<(String, Box<dyn Engine>)>,
+    /// Engines built (compiled, for the JIT).
+    pub built: usize,
+    /// Runs that reused a built engine.
+    pub reused: usize,
+}
+
+impl Engines {
+    /// What decides whether compiled code fits: everything in the graph but the learning rate
+    /// and its schedule (which reach the kernels as arguments at each step).
+    fn key(backend: Backend, graph: &Graph) -> String {
+        let mut g = graph.clone();
+        g.lr = 0.0;
+        g.schedule = crate::ir::Schedule::Constant;
+        format!("{backend:?} {g:?}")
+    }
+
+    fn take(&mut self, backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, UserError> {
+        let key = Engines::key(backend, &graph);
+        if let Some(i) = self.cached.iter().position(|(k, _)| *k == key) {
+            let (_, mut engine) = self.cached.swap_remove(i);
+            engine.reset(seed);
+            self.reused += 1;
+            return Ok(engine);
+        }
+        self.built += 1;
+        make_engine(backend, graph, seed)
+    }
+
+    fn keep(&mut self, backend: Backend, engine: Box<dyn Engine>) {
+        let key = Engines::key(backend, engine.graph());
+        self.cached.push((key, engine));
+    }
+}
+
+/// [`train`], taking its engine from (and returning it to) `engines`.
+pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> Result<Outcome, UserError> {
     let started = Instant::now();
     let program = &run.program;
     let config = &program.train;
@@ -217,7 +262,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
             .hint("pass a writable directory with --out")
     })?;
 
-    let mut engine: Box<dyn Engine> = make_engine(options.backend, graph, config.seed)?;
+    let mut engine: Box<dyn Engine> = engines.take(options.backend, graph, config.seed)?;
     let mut best_params: Option<Vec<Array2<f32>>> = None;
     let mut state = State {
         spec_hash: run.spec_hash(),
@@ -341,6 +386,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
                 }
                 save_checkpoint(&out_dir, engine.as_ref(), &state, best_params.as_deref())?;
                 write_metrics(&out_dir, &state.history)?;
+                engines.keep(options.backend, engine);
                 return Ok(Outcome::Interrupted {
                     out_dir,
                     epoch: epoch + 1,
@@ -457,6 +503,7 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
     if let Some(path) = &options.report {
         write_text(path, &json)?;
     }
+    engines.keep(options.backend, engine);
     Ok(Outcome::Finished {
         out_dir,
         report,

@@ -260,6 +260,7 @@ fn compiled_models_match_the_interpreter() {
         "input 9\n  dense 5 tanh\n  dense 6 elu(0.5)\n  dense 4 leaky_relu(0.1)\n  dense 1 sigmoid\n  loss binary_cross_entropy",
         "input 4\n  dense 33 sigmoid\n  dense 3 linear\n  loss mse",
         "input 6\n  dense 8 relu\n  maxout 10 pieces 2\n  loss mse",
+        "input 4\n  maxout 9 pieces 3 fixed_zero\n  maxout 6 pieces 2 fixed_zero\n  dense 2 softmax\n  loss cross_entropy",
         "input 2\n  dense 3 softmax\n  dense 5 softmax\n  loss mse",
     ];
     let dir = temp_dir("random");

@@ -129,6 +129,11 @@ fn maxout_passes_gradient_through_the_winner() {
         "mse",
         "",
     );
+    check(
+        "  input 3\n  maxout 9 pieces 3 fixed_zero init normal(1.0)\n  dense 2 linear",
+        "mse",
+        "",
+    );
 }
 
 #[test]

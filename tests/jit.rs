@@ -183,8 +183,11 @@ fn layer() -> impl Strategy<Value = String> {
             prop::option::of(prop::sample::select(vec!["l1 0.01", "l2 0.05", "l1 0.002 l2 0.01"]))
         )
             .prop_map(|(w, a, r)| format!("dense {w} {a} init normal(0.5) {}", r.unwrap_or(""))),
-        (prop::sample::select(vec![1usize, 2, 3]), width.clone())
-            .prop_map(|(p, w)| format!("maxout {} pieces {p}", p * w)),
+        (prop::sample::select(vec![1usize, 2, 3]), width.clone(), prop::bool::ANY).prop_map(|(p, w, z)| format!(
+            "maxout {} pieces {p}{}",
+            p * w,
+            if z && p > 1 { " fixed_zero" } else { "" }
+        )),
         (
             prop::sample::select(vec!["0.1", "0.5"]),
             prop::sample::select(vec!["inverted", "scale_at_test"])

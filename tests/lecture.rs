@@ -13,6 +13,20 @@ fn diagnose(dir: &std::path::Path) -> Vec<serde_json::Value> {
         .clone()
 }
 
+/// A weights file's tensors, by name (the header also holds a hash of the spec text and its
+/// overrides, which differs between equivalent specs).
+fn tensors(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).expect("weights");
+    let file = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let mut tensors: Vec<(String, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    tensors.sort();
+    tensors
+}
+
 fn kinds(findings: &[serde_json::Value]) -> Vec<String> {
     findings
         .iter()
@@ -109,6 +123,12 @@ fn a_sweep_trains_every_combination() {
         s(&report),
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
+    // The schedule is a training setting: two networks compiled, each reused once.
+    assert!(
+        text(&o.stderr).contains("4 runs, 2 compiled networks"),
+        "{}",
+        text(&o.stderr)
+    );
     let table = text(&o.stdout);
     assert_eq!(table.lines().count(), 2 + 4, "{table}");
     assert!(table.contains("| 64 | step(5, 0.5) |"), "{table}");
@@ -128,6 +148,27 @@ fn a_sweep_trains_every_combination() {
         rows[0]["train_loss"], rows[2]["train_loss"],
         "the width changes the result"
     );
+    // A run on reused kernels trains exactly like a run on its own.
+    let alone = dir.join("alone");
+    let o = netc(&[
+        "train",
+        "examples/digits.net",
+        "-q",
+        "--epochs",
+        "3",
+        "--set",
+        "model.h1.width=64",
+        "--set",
+        "train.optimizer.schedule=step(5, 0.5)",
+        "--out",
+        s(&alone),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let reused = std::path::PathBuf::from(rows[3]["run_dir"].as_str().expect("run_dir"));
+    assert!(
+        tensors(&reused.join("weights.safetensors")) == tensors(&alone.join("weights.safetensors")),
+        "the run on reused kernels differs"
+    );
     // An invalid value is refused before anything trains.
     let o = netc(&[
         "sweep",
@@ -140,5 +181,122 @@ fn a_sweep_trains_every_combination() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o.stderr).contains("did you mean `sgd`?"));
     assert!(!dir.join("bad").exists(), "nothing was trained");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Relu is maxout with two pieces, one fixed at zero: the same spec written either way trains to
+/// the same bytes (same parameters, same initial values, same gradients), on both backends.
+#[test]
+fn maxout_with_a_zero_piece_is_relu() {
+    let dir = temp_dir("maxout-relu");
+    let spec = |hidden: &str| {
+        format!(
+            "model m {{\n  input 64\n  {hidden}\n  dropout 0.2\n  dense out: 10 softmax\n  loss cross_entropy\n}}\n\ntrain {{\n  data digits validation 15%\n  optimizer adam lr 1e-3\n  batch 32 epochs 2 seed 4\n}}\n"
+        )
+    };
+    std::fs::write(dir.join("relu.net"), spec("dense h: 48 relu")).expect("write");
+    std::fs::write(dir.join("maxout.net"), spec("maxout h: 96 pieces 2 fixed_zero")).expect("write");
+    std::fs::write(dir.join("free.net"), spec("maxout h: 96 pieces 2")).expect("write");
+    let weights = |name: &str, backend: &str| {
+        let out = dir.join(format!("{name}-{backend}"));
+        let o = netc(&[
+            "train",
+            s(&dir.join(format!("{name}.net"))),
+            "-q",
+            "--backend",
+            backend,
+            "--out",
+            s(&out),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        tensors(&out.join("weights.safetensors"))
+    };
+    for backend in ["interp", "jit"] {
+        let relu = weights("relu", backend);
+        assert!(
+            relu == weights("maxout", backend),
+            "{backend}: fixed_zero maxout differs from relu"
+        );
+        assert!(
+            relu != weights("free", backend),
+            "{backend}: a free second piece learns something else"
+        );
+    }
+    // The summary says which piece is fixed.
+    let o = netc(&["check", "--summary", s(&dir.join("maxout.net"))]);
+    assert!(
+        text(&o.stdout).contains("maxout x2 (one fixed at 0)"),
+        "{}",
+        text(&o.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Dropout as an implicit ensemble: for a linear network the weight-scaled output is the average
+/// over masks, so sampled averages converge to it (error ~ 1/sqrt(N)); for a nonlinear network
+/// they converge to something else.
+#[test]
+fn dropout_weight_scaling_against_sampled_masks() {
+    let dir = temp_dir("ensemble");
+    let spec = |act: &str, out: &str, loss: &str| {
+        format!(
+            "model m {{\n  input 64\n  dropout 0.2 scale_at_test\n  dense 64 {act}\n  dropout 0.5\n  dense 32 {act}\n  dense 10 {out}\n  loss {loss}\n}}\n\ntrain {{\n  data digits validation 15%\n  optimizer adam lr 1e-3\n  batch 32 epochs 5 seed 2\n}}\n"
+        )
+    };
+    let difference = |name: &str, samples: &str| {
+        let report = dir.join(format!("{name}-{samples}.json"));
+        let o = netc(&[
+            "eval",
+            s(&dir.join(format!("{name}.net"))),
+            "--weights",
+            s(&dir.join(name).join("weights.safetensors")),
+            "--dropout-samples",
+            samples,
+            "--report",
+            s(&report),
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("dropout as an ensemble"));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).expect("report")).expect("JSON");
+        v["dropout_ensemble"]["mean_abs_difference"]
+            .as_f64()
+            .expect("difference")
+    };
+    for (name, act, out, loss) in [
+        ("linear", "linear", "linear", "mse"),
+        ("relu", "relu", "softmax", "cross_entropy"),
+    ] {
+        let path = dir.join(format!("{name}.net"));
+        std::fs::write(&path, spec(act, out, loss)).expect("write");
+        let o = netc(&["train", s(&path), "-q", "--out", s(&dir.join(name))]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+    let (few, many) = (difference("linear", "10"), difference("linear", "1000"));
+    assert!(many < few / 5.0, "linear: {few} with 10 masks, {many} with 1000");
+    let (few, many) = (difference("relu", "10"), difference("relu", "1000"));
+    assert!(
+        many > few / 3.0,
+        "relu: {few} with 10 masks, {many} with 1000: no floor"
+    );
+    // No dropout layer: nothing to sample.
+    let plain = dir.join("plain.net");
+    std::fs::write(
+        &plain,
+        spec("relu", "softmax", "cross_entropy")
+            .replace("  dropout 0.2 scale_at_test\n", "")
+            .replace("  dropout 0.5\n", ""),
+    )
+    .expect("write");
+    let o = netc(&[
+        "eval",
+        s(&plain),
+        "--weights",
+        s(&dir.join("relu/weights.safetensors")),
+        "--dropout-samples",
+        "10",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("no dropout layer"), "{}", text(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }

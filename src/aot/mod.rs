@@ -110,6 +110,29 @@ pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &
                 let tensors = take(if is_prelu { 3 } else { 2 });
                 let mut weights: Vec<f32> = tensors[0].iter().map(|w| w * pending_scale).collect();
                 let mut bias: Vec<f32> = tensors[1].iter().copied().collect();
+                if let LayerKind::Maxout {
+                    pieces,
+                    fixed_zero: true,
+                    ..
+                } = layer.kind
+                {
+                    // The fixed pieces become explicit zero columns (last in each group): at
+                    // inference max(z_1..z_{k-1}, 0) is then the ordinary maxout.
+                    let learned = layer.learned_units();
+                    let column = |c: usize| c / (pieces - 1) * pieces + c % (pieces - 1);
+                    let mut full = vec![0.0f32; width * units];
+                    for i in 0..width {
+                        for c in 0..learned {
+                            full[i * units + column(c)] = weights[i * learned + c];
+                        }
+                    }
+                    let mut full_bias = vec![0.0f32; units];
+                    for c in 0..learned {
+                        full_bias[column(c)] = bias[c];
+                    }
+                    weights = full;
+                    bias = full_bias;
+                }
                 pending_scale = 1.0;
                 if layers.is_empty() {
                     // x' = (x - shift) * scale:  W' = diag(scale) W,  b' = b - (shift * scale) W.

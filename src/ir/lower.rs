@@ -1500,6 +1500,7 @@ impl<'t> Lowerer<'t> {
                     pieces: m.int("pieces").unwrap_or(2) as usize,
                     init: init(&m, None),
                     bias: m.float("bias").unwrap_or(0.0),
+                    fixed_zero: m.flags.contains("fixed_zero"),
                 }
             }
             "dropout" => {

@@ -72,6 +72,9 @@ pub enum LayerKind {
         init: Init,
         /// Initial value of every bias.
         bias: f64,
+        /// The last piece of every group is the constant 0 (no weights): with two pieces this is
+        /// exactly relu.
+        fixed_zero: bool,
     },
     /// Drops each unit with probability `rate` while training.
     Dropout {
@@ -103,7 +106,22 @@ impl Layer {
                 };
                 (input as u128 + 1) * *width as u128 + slope as u128
             }
-            LayerKind::Maxout { units, .. } => (input as u128 + 1) * *units as u128,
+            LayerKind::Maxout { .. } => (input as u128 + 1) * self.learned_units() as u128,
+            LayerKind::Dropout { .. } => 0,
+        }
+    }
+
+    /// Linear units with weights: a maxout's fixed-zero pieces have none.
+    pub fn learned_units(&self) -> usize {
+        match self.kind {
+            LayerKind::Dense { width, .. } => width,
+            LayerKind::Maxout {
+                units,
+                pieces,
+                fixed_zero: true,
+                ..
+            } => units / pieces.max(1) * (pieces.max(1) - 1),
+            LayerKind::Maxout { units, .. } => units,
             LayerKind::Dropout { .. } => 0,
         }
     }

@@ -469,7 +469,7 @@ pub const SCHEMAS: &[Schema] = &[
             REGULARIZATION_OPTIONS[0],
             REGULARIZATION_OPTIONS[1],
         ],
-        flags: &[],
+        flags: &["fixed_zero"],
         label: true,
         block: false,
         example: "maxout m1: 512 pieces 2",

@@ -653,6 +653,18 @@ impl Engine for Jit {
     fn set_updates(&mut self, updates: u64) {
         self.updates = updates;
     }
+    fn reset(&mut self, seed: u64) {
+        let init = crate::interp::Interpreter::<f32>::new(self.graph.clone(), seed);
+        self.set_params(&init.params);
+        for slots in &mut self.state {
+            for slot in slots {
+                slot.fill(0.0);
+            }
+        }
+        self.updates = 0;
+        self.seed = seed;
+        self.loss = f64::NAN;
+    }
     fn profile_step(&mut self, ctx: &Context) -> (Vec<f64>, Vec<f64>) {
         let layers = self.graph.layers.len();
         let last = layers.saturating_sub(1);
