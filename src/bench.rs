@@ -11,7 +11,7 @@ use crate::interp::Context;
 use crate::rng::Rng;
 use crate::source::SourceMap;
 use crate::train::{Backend, make_engine};
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -156,10 +156,9 @@ pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Resul
                 if rows.len() < batch {
                     break;
                 }
-                let x = features.select(Axis(0), rows);
                 let ls: Vec<usize> = rows.iter().map(|&r| labels[r]).collect();
                 let t = crate::data::targets(&ls, output_width);
-                engine.set_batch(x.view(), t.view());
+                engine.set_batch_rows(features.view(), rows, t.view());
                 engine.train_step(&Context {
                     training: true,
                     step: step as u64,

@@ -40,6 +40,11 @@ pub trait Engine {
     /// and in the backward and update pieces (indexed like `graph().layers`; time outside any
     /// layer, such as the loss, counts to the last layer).
     fn profile_step(&mut self, ctx: &Context) -> (Vec<f64>, Vec<f64>);
+    /// Like [`Engine::set_batch`] with rows `rows` of `features` gathered as the batch
+    /// (training's shuffled batches), without an intermediate copy where the engine can.
+    fn set_batch_rows(&mut self, features: ArrayView2<f32>, rows: &[usize], targets: ArrayView2<f32>) {
+        self.set_batch(features.select(ndarray::Axis(0), rows).view(), targets);
+    }
     /// Starts over: parameters initialized from `seed` (as a new engine would be), optimizer
     /// state zeroed, no updates. Compiled code is kept.
     fn reset(&mut self, seed: u64);

@@ -322,10 +322,9 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
         while state.step_in_epoch < batches {
             let step = state.step_in_epoch;
             let rows = &order[step * batch..((step + 1) * batch).min(n)];
-            let x = splits.train.features.select(Axis(0), rows);
             let labels: Vec<usize> = rows.iter().map(|&r| splits.train.labels[r]).collect();
             let t = data::targets(&labels, width);
-            engine.set_batch(x.view(), t.view());
+            engine.set_batch_rows(splits.train.features.view(), rows, t.view());
             let ctx = Context {
                 training: true,
                 step: state.global_step,

@@ -164,6 +164,17 @@ fn a_fixed_mlp_matches() {
     differential(text, 7, 3, 1).expect("matches");
 }
 
+/// Products big enough to be split across both cores (half of the output rows each, or of the
+/// columns for a few rows), and a large parameter updated in two halves, against the interpreter.
+#[test]
+fn products_split_across_cores_match() {
+    let text = "model m {\n  input 300\n  dense h: 260 tanh\n  dense 10 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\" validation 10%\n  optimizer momentum lr 0.05\n}\n";
+    differential(text, 130, 2, 3).expect("matches");
+    // A few rows: the weights are read in place (no packing), split by columns.
+    differential(text, 1, 2, 3).expect("matches");
+    differential(text, 3, 2, 3).expect("matches");
+}
+
 fn layer() -> impl Strategy<Value = String> {
     let width = prop::sample::select(vec![1usize, 2, 3, 4, 5, 8, 17, 31]);
     let act = prop::sample::select(vec![

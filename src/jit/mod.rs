@@ -9,6 +9,8 @@
 pub mod codegen;
 pub mod fuse;
 pub mod native;
+mod pair;
+mod thin;
 
 use crate::engine::Engine;
 use crate::error::UserError;
@@ -65,7 +67,7 @@ impl Drop for FlushDenormals {
 }
 
 /// Multiply-adds above which a matrix product may use both cores.
-const PARALLEL_MACS: usize = 1 << 21;
+const PARALLEL_MACS: usize = 1 << 19;
 
 /// The arguments of one update kernel call.
 #[derive(Clone, Copy)]
@@ -116,7 +118,11 @@ const PARALLEL_UPDATE: usize = 1 << 16;
 /// products cost more in thread hand-off than they save (measured with `netc bench` on the
 /// standard workloads: deep's products, with 64 rows or a 64-long inner dimension, ran about
 /// 10% faster alone; mlp's 128-row ones about 10% faster split).
-const PARALLEL_ROWS: usize = 128;
+const PARALLEL_ROWS: usize = 64;
+
+/// Multiply-adds above which a product with fewer rows than [`PARALLEL_ROWS`] is split by
+/// columns across both cores.
+const PARALLEL_THIN_MACS: usize = 1 << 15;
 
 /// The JIT engine.
 pub struct Jit {
@@ -137,6 +143,8 @@ pub struct Jit {
     seed: u64,
     loss: f64,
     threads: usize,
+    /// The second core's helper thread (absent on one core).
+    pair: Option<pair::Pair>,
     /// Milliseconds spent fusing and compiling.
     pub compile_ms: f64,
 }
@@ -232,9 +240,13 @@ impl Jit {
             seed,
             loss: f64::NAN,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(2),
+            pair: None,
             compile_ms: 0.0,
             graph,
         };
+        if jit.threads > 1 {
+            jit.pair = pair::Pair::new();
+        }
         jit.allocate(1);
         // Same initial parameters as the interpreter (the same counter-based streams).
         let init = crate::interp::Interpreter::<f32>::new(jit.graph.clone(), seed);
@@ -362,10 +374,10 @@ impl Jit {
                     };
                     // Elements are independent, so a large tensor is updated in two halves at
                     // once; the results are identical to one pass.
-                    if self.threads > 1 && n >= PARALLEL_UPDATE {
+                    if let Some(pair) = self.pair.as_ref().filter(|_| n >= PARALLEL_UPDATE) {
                         let half = (n / 2) & !3;
                         // SAFETY: the two ranges split 0..n without overlap.
-                        rayon::join(|| unsafe { args.run(0, half) }, || unsafe { args.run(half, n) });
+                        pair.join(|| unsafe { args.run(0, half) }, &|| unsafe { args.run(half, n) });
                     } else {
                         // SAFETY: 0..n is the parameter's whole range.
                         unsafe { args.run(0, n) };
@@ -393,40 +405,82 @@ impl Jit {
         } else {
             (cb, cb as isize, 1)
         };
-        let parallelism = if self.threads > 1 && m * n * k >= PARALLEL_MACS && m.min(k) >= PARALLEL_ROWS {
-            gemm::Parallelism::Rayon(self.threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        let lhs = self.buffers[a.index()].as_ptr();
-        let rhs = self.buffers[b.index()].as_ptr();
-        let dst = self.buffers[out.index()].as_mut_ptr();
+        let lhs = self.buffers[a.index()].as_ptr() as usize;
+        let rhs = self.buffers[b.index()].as_ptr() as usize;
+        let dst = self.buffers[out.index()].as_mut_ptr() as usize;
         debug_assert!(self.buffers[out.index()].len() >= m * n);
-        // SAFETY: `lhs` holds `ra x ca`, `rhs` holds `rb x cb` and `dst` holds `m x n`
-        // row-major floats (buffers sized for `capacity >= rows`); the strides above address
-        // only those elements; `dst` is a different node's buffer than `lhs` and `rhs`.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst,
-                1,
-                n as isize,
-                false,
-                lhs,
-                lhs_cs,
-                lhs_rs,
-                rhs,
-                rhs_cs,
-                rhs_rs,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            );
+        // One single-threaded product for output rows `r0..r0 + rows` and columns
+        // `c0..c0 + cols`.
+        let product = |r0: usize, rows: usize, c0: usize, cols: usize| {
+            // SAFETY: `lhs` holds `ra x ca`, `rhs` holds `rb x cb` and `dst` holds `m x n`
+            // row-major floats (buffers sized for `capacity >= rows`); the strides above address
+            // only those elements, here output rows `r0..r0 + rows <= m` and the matching rows of
+            // the left operand, and columns `c0..c0 + cols <= n` of the output with the matching
+            // columns of the right operand; `dst` is a different node's buffer than `lhs` and `rhs`.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    cols,
+                    k,
+                    (dst as *mut f32).add(r0 * n + c0),
+                    1,
+                    n as isize,
+                    false,
+                    (lhs as *const f32).offset(r0 as isize * lhs_rs),
+                    lhs_cs,
+                    lhs_rs,
+                    (rhs as *const f32).offset(c0 as isize * rhs_cs),
+                    rhs_cs,
+                    rhs_rs,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        };
+        match &self.pair {
+            Some(pair) if m * n * k >= PARALLEL_MACS && m >= PARALLEL_ROWS => {
+                // Each core computes half of the output rows (a multiple of 16: whole
+                // micro-kernel tiles), every element summed in the same order as on one core.
+                let half = (m / 2).div_ceil(16) * 16;
+                pair.join(|| product(0, half, 0, n), &|| product(half, m - half, 0, n));
+            }
+            _ if m <= thin::MAX_ROWS && rhs_cs == 1 => {
+                // A few rows against a large matrix (batch-1 inference): read the weights in
+                // place instead of packing them. Split by columns when large, so each core reads
+                // only its half of the weights, which then stays in that core's cache.
+                let columns = |c0: usize, c1: usize| {
+                    // SAFETY: as for `product`: `lhs` addresses rows `< m` and columns `< k`,
+                    // `rhs` is `k x n` with row stride `rhs_rs`, `dst` is `m x n`; the two
+                    // halves write disjoint columns.
+                    unsafe {
+                        thin::product(
+                            m,
+                            k,
+                            lhs as *const f32,
+                            lhs_rs,
+                            lhs_cs,
+                            rhs as *const f32,
+                            rhs_rs as usize,
+                            dst as *mut f32,
+                            n,
+                            c0,
+                            c1,
+                        )
+                    }
+                };
+                match &self.pair {
+                    Some(pair) if m * n * k >= PARALLEL_THIN_MACS && n >= 128 => {
+                        let half = (n / 2).div_ceil(16) * 16;
+                        pair.join(|| columns(0, half), &|| columns(half, n));
+                    }
+                    _ => columns(0, n),
+                }
+            }
+            _ => product(0, m, 0, n),
         }
     }
 
@@ -547,6 +601,14 @@ impl Jit {
     }
 }
 
+/// Copies a matrix into the front of a buffer, row-major.
+fn copy_into(buffer: &mut [f32], src: ArrayView2<f32>) {
+    match src.as_slice() {
+        Some(src) => buffer[..src.len()].copy_from_slice(src),
+        None => buffer.iter_mut().zip(src.iter()).for_each(|(d, &s)| *d = s),
+    }
+}
+
 impl Engine for Jit {
     fn graph(&self) -> &Graph {
         &self.graph
@@ -562,11 +624,24 @@ impl Engine for Jit {
         self.rows = rows;
         let (input, target) = (self.graph.input, self.graph.targets);
         for (dst, src) in [(input, x), (target, targets)] {
-            let buf = &mut self.buffers[dst.index()];
-            for (d, &s) in buf.iter_mut().zip(src.iter()) {
-                *d = s;
+            copy_into(&mut self.buffers[dst.index()], src);
+        }
+    }
+    fn set_batch_rows(&mut self, features: ArrayView2<f32>, rows: &[usize], targets: ArrayView2<f32>) {
+        if rows.len() > self.capacity {
+            self.allocate(rows.len());
+        }
+        self.rows = rows.len();
+        let cols = features.ncols();
+        let input = &mut self.buffers[self.graph.input.index()];
+        for (dst, &r) in input.chunks_exact_mut(cols).zip(rows) {
+            let src = features.row(r);
+            match src.as_slice() {
+                Some(src) => dst.copy_from_slice(src),
+                None => dst.iter_mut().zip(src.iter()).for_each(|(d, &s)| *d = s),
             }
         }
+        copy_into(&mut self.buffers[self.graph.targets.index()], targets);
     }
     fn forward(&mut self, ctx: &Context) -> f64 {
         let steps = std::mem::take(&mut self.plan.forward);
