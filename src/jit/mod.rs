@@ -453,24 +453,21 @@ impl Jit {
                 // place instead of packing them. Split by columns when large, so each core reads
                 // only its half of the weights, which then stays in that core's cache.
                 let columns = |c0: usize, c1: usize| {
-                    // SAFETY: as for `product`: `lhs` addresses rows `< m` and columns `< k`,
-                    // `rhs` is `k x n` with row stride `rhs_rs`, `dst` is `m x n`; the two
+                    let product = thin::Product {
+                        m,
+                        k,
+                        n,
+                        a: lhs as *const f32,
+                        a_rs: lhs_rs,
+                        a_cs: lhs_cs,
+                        b: rhs as *const f32,
+                        b_rs: rhs_rs as usize,
+                        out: dst as *mut f32,
+                    };
+                    // SAFETY: as for `product` above: `lhs` addresses rows `< m` and columns
+                    // `< k`, `rhs` is `k x n` with row stride `rhs_rs`, `dst` is `m x n`; the two
                     // halves write disjoint columns.
-                    unsafe {
-                        thin::product(
-                            m,
-                            k,
-                            lhs as *const f32,
-                            lhs_rs,
-                            lhs_cs,
-                            rhs as *const f32,
-                            rhs_rs as usize,
-                            dst as *mut f32,
-                            n,
-                            c0,
-                            c1,
-                        )
-                    }
+                    unsafe { product.columns(c0, c1) }
                 };
                 match &self.pair {
                     Some(pair) if m * n * k >= PARALLEL_THIN_MACS && n >= 128 => {

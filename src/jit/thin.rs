@@ -5,113 +5,99 @@
 //! weights are read in place, one row at a time, into accumulators for 64 output columns that
 //! stay in registers; with AVX-512 where the CPU has it.
 
-/// Rows up to which [`product`] is used instead of `gemm`.
+/// Rows up to which [`Product`] is used instead of `gemm`.
 pub const MAX_ROWS: usize = 4;
 
 /// Columns accumulated in registers at once.
 const CHUNK: usize = 128;
 
-/// `out[r, c0..c1] = sum_i a[r, i] * b[i, c0..c1]` for `r < m`, `i < k`.
-///
-/// # Safety
-/// `a` addresses `a[r * a_rs + i * a_cs]` for `r < m`, `i < k`; `b` holds row-major rows of
-/// stride `b_rs` with columns `c0..c1` present for `i < k`; `out` holds rows of stride `n` with
-/// columns `c0..c1` for `r < m`, and does not overlap `a` or `b`. Other threads may write other
-/// columns of `out` at the same time.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn product(
-    m: usize,
-    k: usize,
-    a: *const f32,
-    a_rs: isize,
-    a_cs: isize,
-    b: *const f32,
-    b_rs: usize,
-    out: *mut f32,
-    n: usize,
-    c0: usize,
-    c1: usize,
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX-512F; the caller's contract is passed on.
-        return unsafe { product_avx512(m, k, a, a_rs, a_cs, b, b_rs, out, n, c0, c1) };
-    }
-    // SAFETY: the caller's contract is passed on.
-    unsafe { product_body::<false>(m, k, a, a_rs, a_cs, b, b_rs, out, n, c0, c1) }
+/// `out[r, c] = sum_i a[r, i] * b[i, c]` for `r < m`, `i < k`, `c < n`.
+#[derive(Clone, Copy)]
+pub struct Product {
+    /// Rows.
+    pub m: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Output columns (and the row stride of `out`).
+    pub n: usize,
+    /// The left operand: element `(r, i)` at `a[r * a_rs + i * a_cs]`.
+    pub a: *const f32,
+    /// Row stride of `a`.
+    pub a_rs: isize,
+    /// Column stride of `a`.
+    pub a_cs: isize,
+    /// The right operand, row-major with row stride `b_rs`.
+    pub b: *const f32,
+    /// Row stride of `b`.
+    pub b_rs: usize,
+    /// The output, row-major `m x n`.
+    pub out: *mut f32,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn product_avx512(
-    m: usize,
-    k: usize,
-    a: *const f32,
-    a_rs: isize,
-    a_cs: isize,
-    b: *const f32,
-    b_rs: usize,
-    out: *mut f32,
-    n: usize,
-    c0: usize,
-    c1: usize,
-) {
-    // SAFETY: the caller's contract is passed on.
-    unsafe { product_body::<true>(m, k, a, a_rs, a_cs, b, b_rs, out, n, c0, c1) }
+impl Product {
+    /// Computes output columns `c0..c1`.
+    ///
+    /// # Safety
+    /// `a` addresses `(r, i)` for `r < m`, `i < k`; `b` holds columns `c0..c1` of rows `i < k`;
+    /// `out` holds columns `c0..c1` of rows `r < m` and does not overlap `a` or `b`. Other
+    /// threads may write other columns of `out` at the same time.
+    pub unsafe fn columns(&self, c0: usize, c1: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX-512F and FMA; the caller's contract is passed on.
+            return unsafe { self.columns_avx512(c0, c1) };
+        }
+        // SAFETY: the caller's contract is passed on.
+        unsafe { self.columns_with::<false>(c0, c1) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn columns_avx512(&self, c0: usize, c1: usize) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { self.columns_with::<true>(c0, c1) }
+    }
+
+    #[inline(always)]
+    unsafe fn columns_with<const FMA: bool>(&self, c0: usize, c1: usize) {
+        for r in 0..self.m {
+            let mut c = c0;
+            while c < c1 {
+                let width = CHUNK.min(c1 - c);
+                let mut acc = [0.0f32; CHUNK];
+                for i in 0..self.k {
+                    // SAFETY: `r < m`, `i < k` and `c + width <= c1` are inside the caller's
+                    // ranges.
+                    let (x, row) = unsafe {
+                        (
+                            *self.a.offset(r as isize * self.a_rs + i as isize * self.a_cs),
+                            std::slice::from_raw_parts(self.b.add(i * self.b_rs + c), width),
+                        )
+                    };
+                    if width == CHUNK {
+                        let row: &[f32; CHUNK] = row.try_into().expect("a full chunk");
+                        for j in 0..CHUNK {
+                            acc[j] = multiply_add::<FMA>(x, row[j], acc[j]);
+                        }
+                    } else {
+                        for (s, &w) in acc.iter_mut().zip(row) {
+                            *s = multiply_add::<FMA>(x, w, *s);
+                        }
+                    }
+                }
+                // SAFETY: row `r`, columns `c..c + width` of `out`, inside the caller's range.
+                let dst = unsafe { std::slice::from_raw_parts_mut(self.out.add(r * self.n + c), width) };
+                dst.copy_from_slice(&acc[..width]);
+                c += width;
+            }
+        }
+    }
 }
 
 /// `s + x * w`, fused where the CPU has FMA (a call to a software `fmaf` otherwise).
 #[inline(always)]
 fn multiply_add<const FMA: bool>(x: f32, w: f32, s: f32) -> f32 {
     if FMA { x.mul_add(w, s) } else { s + x * w }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn product_body<const FMA: bool>(
-    m: usize,
-    k: usize,
-    a: *const f32,
-    a_rs: isize,
-    a_cs: isize,
-    b: *const f32,
-    b_rs: usize,
-    out: *mut f32,
-    n: usize,
-    c0: usize,
-    c1: usize,
-) {
-    for r in 0..m {
-        let mut c = c0;
-        while c < c1 {
-            let width = CHUNK.min(c1 - c);
-            let mut acc = [0.0f32; CHUNK];
-            for i in 0..k {
-                // SAFETY: `r < m`, `i < k` and `c + width <= c1` are inside the caller's ranges.
-                let (x, row) = unsafe {
-                    (
-                        *a.offset(r as isize * a_rs + i as isize * a_cs),
-                        std::slice::from_raw_parts(b.add(i * b_rs + c), width),
-                    )
-                };
-                if width == CHUNK {
-                    let row: &[f32; CHUNK] = row.try_into().expect("a full chunk");
-                    for j in 0..CHUNK {
-                        acc[j] = multiply_add::<FMA>(x, row[j], acc[j]);
-                    }
-                } else {
-                    for (s, &w) in acc.iter_mut().zip(row) {
-                        *s = multiply_add::<FMA>(x, w, *s);
-                    }
-                }
-            }
-            // SAFETY: row `r`, columns `c..c + width` of `out`, inside the caller's range.
-            let dst = unsafe { std::slice::from_raw_parts_mut(out.add(r * n + c), width) };
-            dst.copy_from_slice(&acc[..width]);
-            c += width;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -124,35 +110,22 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 31) % 11) as f32 * 0.25 - 1.0).collect();
         let mut out = vec![f32::NAN; m * n];
+        let product = Product {
+            m,
+            k,
+            n,
+            a: a.as_ptr(),
+            a_rs: k as isize,
+            a_cs: 1,
+            b: b.as_ptr(),
+            b_rs: n,
+            out: out.as_mut_ptr(),
+        };
         // Two column ranges, as two threads would compute them.
-        // SAFETY: the slices hold exactly the addressed ranges.
+        // SAFETY: the vectors hold exactly the addressed ranges.
         unsafe {
-            product(
-                m,
-                k,
-                a.as_ptr(),
-                k as isize,
-                1,
-                b.as_ptr(),
-                n,
-                out.as_mut_ptr(),
-                n,
-                0,
-                80,
-            );
-            product(
-                m,
-                k,
-                a.as_ptr(),
-                k as isize,
-                1,
-                b.as_ptr(),
-                n,
-                out.as_mut_ptr(),
-                n,
-                80,
-                n,
-            );
+            product.columns(0, 80);
+            product.columns(80, n);
         }
         for r in 0..m {
             for c in 0..n {
