@@ -120,8 +120,8 @@ const PARALLEL_UPDATE: usize = 1 << 16;
 /// 10% faster alone; mlp's 128-row ones about 10% faster split).
 const PARALLEL_ROWS: usize = 64;
 
-/// Multiply-adds above which a product with fewer rows than [`PARALLEL_ROWS`] is split by
-/// columns across both cores.
+/// Multiply-adds from which a product with at most [`thin::MAX_ROWS`] rows is summed as two
+/// halves of its inner dimension (one per core when there are two).
 const PARALLEL_THIN_MACS: usize = 1 << 15;
 
 /// The JIT engine.
@@ -145,6 +145,8 @@ pub struct Jit {
     threads: usize,
     /// The second core's helper thread (absent on one core).
     pair: Option<pair::Pair>,
+    /// The second half of a thin product (see `thin`).
+    scratch: Vec<f32>,
     /// Milliseconds spent fusing and compiling.
     pub compile_ms: f64,
 }
@@ -241,6 +243,7 @@ impl Jit {
             loss: f64::NAN,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(2),
             pair: None,
+            scratch: Vec::new(),
             compile_ms: 0.0,
             graph,
         };
@@ -450,31 +453,47 @@ impl Jit {
             }
             _ if m <= thin::MAX_ROWS && rhs_cs == 1 => {
                 // A few rows against a large matrix (batch-1 inference): read the weights in
-                // place instead of packing them. Split by columns when large, so each core reads
-                // only its half of the weights, which then stays in that core's cache.
-                let columns = |c0: usize, c1: usize| {
-                    let product = thin::Product {
-                        m,
-                        k,
-                        n,
-                        a: lhs as *const f32,
-                        a_rs: lhs_rs,
-                        a_cs: lhs_cs,
-                        b: rhs as *const f32,
-                        b_rs: rhs_rs as usize,
-                        out: dst as *mut f32,
-                    };
-                    // SAFETY: as for `product` above: `lhs` addresses rows `< m` and columns
-                    // `< k`, `rhs` is `k x n` with row stride `rhs_rs`, `dst` is `m x n`; the two
-                    // halves write disjoint columns.
-                    unsafe { product.columns(c0, c1) }
+                // place instead of packing them. A large product is summed as two halves of the
+                // inner dimension (see `thin`), one per core when there are two, so each core
+                // reads a contiguous half of the weights, which then stays in its cache.
+                let product = thin::Product {
+                    m,
+                    n,
+                    a: lhs as *const f32,
+                    a_rs: lhs_rs,
+                    a_cs: lhs_cs,
+                    b: rhs as *const f32,
+                    b_rs: rhs_rs as usize,
                 };
-                match &self.pair {
-                    Some(pair) if m * n * k >= PARALLEL_THIN_MACS && n >= 128 => {
-                        let half = (n / 2).div_ceil(16) * 16;
-                        pair.join(|| columns(0, half), &|| columns(half, n));
+                if m * n * k >= PARALLEL_THIN_MACS && k >= 2 {
+                    let h = k / 2;
+                    if self.scratch.len() < m * n {
+                        self.scratch.resize(m * n, 0.0);
                     }
-                    _ => columns(0, n),
+                    let scratch = self.scratch.as_mut_ptr() as usize;
+                    // SAFETY: as for `product` above: `lhs` addresses rows `< m` and columns
+                    // `< k`, `rhs` is `k x n` with row stride `rhs_rs`; `dst` and `scratch` each
+                    // hold `m x n` floats, are distinct from the operands and from each other.
+                    let first = || unsafe { product.partial(0, h, dst as *mut f32) };
+                    let second = || unsafe { product.partial(h, k, scratch as *mut f32) };
+                    match &self.pair {
+                        Some(pair) => pair.join(first, &second),
+                        None => {
+                            first();
+                            second();
+                        }
+                    }
+                    // SAFETY: both hold `m x n` floats (above) and do not overlap.
+                    let (d, s) = unsafe {
+                        (
+                            std::slice::from_raw_parts_mut(dst as *mut f32, m * n),
+                            std::slice::from_raw_parts(scratch as *const f32, m * n),
+                        )
+                    };
+                    d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+                } else {
+                    // SAFETY: as above, for the whole inner dimension into `dst`.
+                    unsafe { product.partial(0, k, dst as *mut f32) };
                 }
             }
             _ => product(0, m, 0, n),
@@ -492,10 +511,11 @@ impl Jit {
                 ..
             } => {
                 let cols = self.graph.nodes[*logits].shape.cols;
-                let (z, t) = (self.slice(*logits).to_vec(), self.slice(*targets).to_vec());
+                // The outputs are taken out of `buffers` while the inputs are read in place.
                 let mut p = probabilities.map(|n| std::mem::take(&mut self.buffers[n.index()]));
                 let mut g = grad.map(|n| std::mem::take(&mut self.buffers[n.index()]));
-                self.loss = native::softmax_cross_entropy(&z, &t, rows, cols, p.as_deref_mut(), g.as_deref_mut());
+                let (z, t) = (self.slice(*logits), self.slice(*targets));
+                self.loss = native::softmax_cross_entropy(z, t, rows, cols, p.as_deref_mut(), g.as_deref_mut());
                 if let (Some(n), Some(b)) = (probabilities, p) {
                     self.buffers[n.index()] = b;
                 }
