@@ -464,6 +464,7 @@ pub fn apply_update<F: Float>(
     lr: f64,
     t: u64,
 ) {
+    let rate = lr;
     let lr: F = c(lr);
     match kind {
         OptimizerKind::Sgd => Zip::from(w).and(g).for_each(|w, &g| *w -= lr * g),
@@ -498,8 +499,11 @@ pub fn apply_update<F: Float>(
             });
         }
         OptimizerKind::Adam { beta1, beta2, eps } => {
-            let correction1: F = c(1.0 - beta1.powi(t as i32));
-            let correction2: F = c(1.0 - beta2.powi(t as i32));
+            // lr m^ / (sqrt(v^) + eps) with the bias corrections folded into two scalars,
+            // (lr / c1) m / (sqrt(v) / sqrt(c2) + eps): one division and one square root per
+            // element instead of three divisions (the JIT's update is bound by its divider).
+            let step: F = c(rate / (1.0 - beta1.powi(t as i32)));
+            let root2: F = c(1.0 / (1.0 - beta2.powi(t as i32)).sqrt());
             let (beta1, beta2, eps): (F, F, F) = (c(beta1), c(beta2), c(eps));
             let (m, v) = state.split_at_mut(1);
             Zip::from(w)
@@ -509,9 +513,7 @@ pub fn apply_update<F: Float>(
                 .for_each(|w, m, v, &g| {
                     *m = beta1 * *m + (F::one() - beta1) * g;
                     *v = beta2 * *v + (F::one() - beta2) * g * g;
-                    let m_hat = *m / correction1;
-                    let v_hat = *v / correction2;
-                    *w -= lr * m_hat / (v_hat.sqrt() + eps);
+                    *w -= step * *m / (v.sqrt() * root2 + eps);
                 });
         }
     }

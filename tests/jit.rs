@@ -164,15 +164,66 @@ fn a_fixed_mlp_matches() {
     differential(text, 7, 3, 1).expect("matches");
 }
 
+const SPLIT: &str = "model m {\n  input 300\n  dense h: 260 tanh\n  dropout 0.2\n  dense 10 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\" validation 10%\n  optimizer adam lr 0.01\n}\n";
+
 /// Products big enough to be split across both cores (half of the output rows each, or of the
-/// columns for a few rows), and a large parameter updated in two halves, against the interpreter.
+/// inner dimension for a few rows), elementwise kernels and their column sums split by rows, and
+/// a large parameter updated in two halves, against the interpreter.
 #[test]
 fn products_split_across_cores_match() {
-    let text = "model m {\n  input 300\n  dense h: 260 tanh\n  dense 10 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\" validation 10%\n  optimizer momentum lr 0.05\n}\n";
-    differential(text, 130, 2, 3).expect("matches");
-    // A few rows: the weights are read in place (no packing), split by columns.
-    differential(text, 1, 2, 3).expect("matches");
-    differential(text, 3, 2, 3).expect("matches");
+    differential(SPLIT, 130, 2, 3).expect("matches");
+    // A few rows: the weights are read in place (no packing), in two halves of the inner
+    // dimension.
+    differential(SPLIT, 1, 2, 3).expect("matches");
+    differential(SPLIT, 3, 2, 3).expect("matches");
+}
+
+/// One core or two: the same parameters, bit for bit, after training steps at batch sizes that
+/// split every kind of work, and the same batch-1 outputs.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let g = graph::build(&program(SPLIT));
+    let (iw, ow) = (g.input_width, g.output_width);
+    let mut engines: Vec<Jit> = [1, 2]
+        .map(|threads| Jit::with_threads(g.clone(), 5, threads).expect("compiles"))
+        .into();
+    let mut rng = Rng::new(5, 1);
+    for (step, batch) in [130usize, 64, 3, 1, 200].into_iter().enumerate() {
+        let x = Array2::from_shape_fn((batch, iw), |_| rng.normal() as f32);
+        let mut t = Array2::zeros((batch, ow));
+        for r in 0..batch {
+            t[[r, rng.below(ow)]] = 1.0;
+        }
+        let ctx = Context {
+            training: true,
+            step: step as u64,
+            lr: 0.01,
+        };
+        for jit in &mut engines {
+            jit.set_batch(x.view(), t.view());
+            jit.train_step(&ctx);
+        }
+        assert_eq!(
+            Engine::params(&engines[0]),
+            Engine::params(&engines[1]),
+            "after step {step} (batch {batch})"
+        );
+    }
+    let x = Array2::from_shape_fn((1, iw), |_| rng.normal() as f32);
+    let ctx = Context {
+        training: false,
+        step: 0,
+        lr: 0.0,
+    };
+    let outputs: Vec<Array2<f32>> = engines
+        .iter_mut()
+        .map(|jit| {
+            jit.set_batch(x.view(), Array2::zeros((1, ow)).view());
+            jit.forward(&ctx);
+            jit.output()
+        })
+        .collect();
+    assert_eq!(outputs[0], outputs[1]);
 }
 
 fn layer() -> impl Strategy<Value = String> {

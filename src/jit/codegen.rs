@@ -390,9 +390,10 @@ pub fn define_update<M: Module>(
         &[],
         |b, params, _| {
             let (w, g, s0, s1, scalars, n) = (params[0], params[1], params[2], params[3], params[4], params[5]);
+            // The learning rate (Adam: divided by the first bias correction) and, for Adam,
+            // one over the square root of the second.
             let lr = b.ins().load(types::F32, mem(), scalars, 0);
-            let c1 = b.ins().load(types::F32, mem(), scalars, 4);
-            let c2 = b.ins().load(types::F32, mem(), scalars, 8);
+            let root2 = b.ins().load(types::F32, mem(), scalars, 4);
             let zero = b.ins().iconst(types::I64, 0);
 
             let body = |b: &mut FunctionBuilder, ty: Type, i: Value| {
@@ -483,12 +484,11 @@ pub fn define_update<M: Module>(
                         let v = e.b.ins().fadd(bv, g2);
                         e.b.ins().store(mem(), m, s0a, 0);
                         e.b.ins().store(mem(), v, s1a, 0);
-                        let c1v = splat(&mut e, c1);
-                        let c2v = splat(&mut e, c2);
-                        let m_hat = e.b.ins().fdiv(m, c1v);
-                        let v_hat = e.b.ins().fdiv(v, c2v);
-                        let d = e.b.ins().fmul(lr, m_hat);
-                        let root = e.b.ins().sqrt(v_hat);
+                        // Same operation order as the interpreter.
+                        let root2 = splat(&mut e, root2);
+                        let d = e.b.ins().fmul(lr, m);
+                        let root = e.b.ins().sqrt(v);
+                        let root = e.b.ins().fmul(root, root2);
                         let epsv = e.konst(eps as f32);
                         let den = e.b.ins().fadd(root, epsv);
                         let q = e.b.ins().fdiv(d, den);

@@ -94,7 +94,7 @@ impl UpdateArgs {
     /// `w`, `g` and the first `slots` state pointers must hold at least `end` floats, and no
     /// other call may touch `start..end` at the same time.
     unsafe fn run(&self, start: usize, end: usize) {
-        let _modes = FlushDenormals::new();
+        // Floating-point modes: set by `Jit::run` on the calling thread, for good on the helper.
         let at = |p: *mut f32, used: bool| if used { p.wrapping_add(start) } else { p };
         // SAFETY: per this function's contract; the kernel only touches the state slots its
         // optimizer has, so an unused (empty) slot pointer is never dereferenced.
@@ -108,6 +108,27 @@ impl UpdateArgs {
                 (end - start) as i64,
             )
         };
+    }
+}
+
+/// Elements from which a map kernel over at least [`PARALLEL_ROWS`] rows is split by rows.
+const PARALLEL_MAP: usize = 1 << 13;
+
+/// Where a product or kernel over `m` rows is split between the cores: whole 16-row tiles of
+/// the matrix-product micro-kernel first.
+fn split_rows(m: usize) -> usize {
+    (m / 2).div_ceil(16) * 16
+}
+
+/// Runs `first` on this thread and `second` on the helper, or both here, in order, without a
+/// helper.
+fn both(pair: Option<&pair::Pair>, first: impl FnOnce(), second: &(dyn Fn() + Sync)) {
+    match pair {
+        Some(pair) => pair.join(first, second),
+        None => {
+            first();
+            second();
+        }
     }
 }
 
@@ -147,6 +168,9 @@ pub struct Jit {
     pair: Option<pair::Pair>,
     /// The second half of a thin product (see `thin`).
     scratch: Vec<f32>,
+    /// Per map kernel: the second row half's buffer pointers, and its column sums.
+    map_args_second: Vec<Vec<*mut f32>>,
+    map_sums: Vec<Vec<f32>>,
     /// Milliseconds spent fusing and compiling.
     pub compile_ms: f64,
 }
@@ -175,6 +199,14 @@ fn host_module() -> Result<JITModule, UserError> {
 impl Jit {
     /// Fuses and compiles a graph, with parameters initialized as the interpreter's.
     pub fn new(graph: Graph, seed: u64) -> Result<Jit, UserError> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Jit::with_threads(graph, seed, threads)
+    }
+
+    /// Compiles `graph` to run on at most `threads` cores (one or two). Results are the same
+    /// for every thread count: work is only ever split where the split does not change the
+    /// order of any sum, or where it is summed in the same halves on one core.
+    pub fn with_threads(graph: Graph, seed: u64, threads: usize) -> Result<Jit, UserError> {
         let started = Instant::now();
         let plan = fuse::plan(&graph);
         let mut module = host_module()?;
@@ -241,14 +273,17 @@ impl Jit {
             updates: 0,
             seed,
             loss: f64::NAN,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(2),
+            threads: threads.clamp(1, 2),
             pair: None,
             scratch: Vec::new(),
+            map_args_second: Vec::new(),
+            map_sums: Vec::new(),
             compile_ms: 0.0,
             graph,
         };
         if jit.threads > 1 {
-            jit.pair = pair::Pair::new();
+            // The helper only ever runs kernels: its floating-point modes are set once, for good.
+            jit.pair = pair::Pair::new(|| std::mem::forget(FlushDenormals::new()));
         }
         jit.allocate(1);
         // Same initial parameters as the interpreter (the same counter-based streams).
@@ -306,6 +341,13 @@ impl Jit {
             }
             args.push(a);
         }
+        self.map_args_second = args.iter().map(|a| Vec::with_capacity(a.len())).collect();
+        self.map_sums = self
+            .plan
+            .maps
+            .iter()
+            .map(|m| vec![0.0; m.column_sums.len() * m.shape.cols])
+            .collect();
         self.map_args = args;
     }
 
@@ -330,15 +372,7 @@ impl Jit {
         let _modes = FlushDenormals::new();
         for step in steps {
             match step {
-                Step::Map(k) => {
-                    for &(_, n) in &self.plan.maps[*k].column_sums {
-                        self.buffers[n.index()].fill(0.0);
-                    }
-                    // SAFETY: the kernel reads and writes exactly the buffers whose pointers
-                    // `allocate` put in `map_args[k]`, each sized for `capacity >= rows` rows
-                    // of the kernel's column count, which was compiled into it.
-                    unsafe { (self.map_fns[*k])(self.map_args[*k].as_ptr(), self.rows as i64) };
-                }
+                Step::Map(k) => self.map(*k),
                 Step::Gemm {
                     a,
                     b,
@@ -349,13 +383,16 @@ impl Jit {
                 Step::Row(kernel) => self.row(kernel, ctx),
                 Step::Update { param, grad, .. } => {
                     let t = self.updates;
-                    let (c1, c2) = match self.graph.optimizer {
-                        OptimizerKind::Adam { beta1, beta2, .. } => {
-                            ((1.0 - beta1.powi(t as i32)) as f32, (1.0 - beta2.powi(t as i32)) as f32)
-                        }
-                        _ => (1.0, 1.0),
+                    // Adam's bias corrections folded into the step and the root, as the
+                    // interpreter does (`interp::apply_update`).
+                    let scalars = match self.graph.optimizer {
+                        OptimizerKind::Adam { beta1, beta2, .. } => [
+                            (ctx.lr / (1.0 - beta1.powi(t as i32))) as f32,
+                            (1.0 / (1.0 - beta2.powi(t as i32)).sqrt()) as f32,
+                            0.0,
+                        ],
+                        _ => [ctx.lr as f32, 0.0, 0.0],
                     };
-                    let scalars = [ctx.lr as f32, c1, c2];
                     let node = self.param_nodes[*param];
                     let n = self.buffers[node.index()].len();
                     let g = self.buffers[grad.index()].as_ptr();
@@ -376,17 +413,74 @@ impl Jit {
                         scalars,
                     };
                     // Elements are independent, so a large tensor is updated in two halves at
-                    // once; the results are identical to one pass.
+                    // once; the results are identical to one pass. The halves are the row halves
+                    // the gradient's product was split into, which each core has in its cache.
                     if let Some(pair) = self.pair.as_ref().filter(|_| n >= PARALLEL_UPDATE) {
-                        let half = (n / 2) & !3;
+                        let rows = self.graph.params[*param].rows;
+                        let half = if rows >= 2 {
+                            split_rows(rows).min(rows) * (n / rows)
+                        } else {
+                            (n / 2) & !3
+                        };
                         // SAFETY: the two ranges split 0..n without overlap.
-                        pair.join(|| unsafe { args.run(0, half) }, &|| unsafe { args.run(half, n) });
+                        both(Some(pair), || unsafe { args.run(0, half) }, &|| unsafe {
+                            args.run(half, n)
+                        });
                     } else {
                         // SAFETY: 0..n is the parameter's whole range.
                         unsafe { args.run(0, n) };
                     }
                 }
             }
+        }
+    }
+
+    /// Runs map kernel `k`. Over enough rows the two row halves that the preceding products
+    /// also split by (so each core reads the rows it wrote) run at once; column sums are then
+    /// summed per half and the halves added, on one core or two alike, so results do not depend
+    /// on the thread count.
+    fn map(&mut self, k: usize) {
+        let map = &self.plan.maps[k];
+        for &(_, n) in &map.column_sums {
+            self.buffers[n.index()].fill(0.0);
+        }
+        let (rows, cols) = (self.rows, map.shape.cols);
+        let kernel = self.map_fns[k];
+        if !matches!(map.shape.rows, Rows::Batch) || rows < PARALLEL_ROWS || rows * cols < PARALLEL_MAP {
+            // SAFETY: the kernel reads and writes exactly the buffers whose pointers `allocate`
+            // put in `map_args[k]`, each sized for `capacity >= rows` rows of the kernel's column
+            // count, which was compiled into it.
+            unsafe { kernel(self.map_args[k].as_ptr(), rows as i64) };
+            return;
+        }
+        let half = split_rows(rows);
+        // The second half's pointers: tensors of the kernel's shape start `half` rows on, rows
+        // broadcast over the kernel stay, column sums go to a zeroed scratch row each.
+        let sums = &mut self.map_sums[k];
+        sums.fill(0.0);
+        let second = &mut self.map_args_second[k];
+        second.clear();
+        second.extend(map.inputs.iter().zip(&self.map_args[k]).map(|(input, &p)| match input {
+            fuse::Input::Full(_) => p.wrapping_add(half * cols),
+            fuse::Input::Row(_) => p,
+        }));
+        let stores = &self.map_args[k][map.inputs.len()..map.inputs.len() + map.stores.len()];
+        second.extend(stores.iter().map(|&p| p.wrapping_add(half * cols)));
+        second.extend((0..map.column_sums.len()).map(|j| sums[j * cols..].as_mut_ptr()));
+        let (first_args, second_args) = (self.map_args[k].as_ptr() as usize, second.as_ptr() as usize);
+        // SAFETY: as above for rows `0..half`; the second call's pointers address rows
+        // `half..rows` of the same buffers (the first `rows - half` rows after the offset) and
+        // its own scratch column sums, so the two calls write disjoint memory.
+        both(
+            self.pair.as_ref(),
+            || unsafe { kernel(first_args as *const *mut f32, half as i64) },
+            &|| unsafe { kernel(second_args as *const *mut f32, (rows - half) as i64) },
+        );
+        for (j, &(_, n)) in map.column_sums.iter().enumerate() {
+            let sum = &mut self.buffers[n.index()][..cols];
+            sum.iter_mut()
+                .zip(&sums[j * cols..(j + 1) * cols])
+                .for_each(|(s, h)| *s += h);
         }
     }
 
@@ -448,8 +542,8 @@ impl Jit {
             Some(pair) if m * n * k >= PARALLEL_MACS && m >= PARALLEL_ROWS => {
                 // Each core computes half of the output rows (a multiple of 16: whole
                 // micro-kernel tiles), every element summed in the same order as on one core.
-                let half = (m / 2).div_ceil(16) * 16;
-                pair.join(|| product(0, half, 0, n), &|| product(half, m - half, 0, n));
+                let half = split_rows(m);
+                both(Some(pair), || product(0, half, 0, n), &|| product(half, m - half, 0, n));
             }
             _ if m <= thin::MAX_ROWS && rhs_cs == 1 => {
                 // A few rows against a large matrix (batch-1 inference): read the weights in
@@ -476,13 +570,7 @@ impl Jit {
                     // hold `m x n` floats, are distinct from the operands and from each other.
                     let first = || unsafe { product.partial(0, h, dst as *mut f32) };
                     let second = || unsafe { product.partial(h, k, scratch as *mut f32) };
-                    match &self.pair {
-                        Some(pair) => pair.join(first, &second),
-                        None => {
-                            first();
-                            second();
-                        }
-                    }
+                    both(self.pair.as_ref(), first, &second);
                     // SAFETY: both hold `m x n` floats (above) and do not overlap.
                     let (d, s) = unsafe {
                         (
@@ -650,13 +738,34 @@ impl Engine for Jit {
         }
         self.rows = rows.len();
         let cols = features.ncols();
-        let input = &mut self.buffers[self.graph.input.index()];
-        for (dst, &r) in input.chunks_exact_mut(cols).zip(rows) {
-            let src = features.row(r);
-            match src.as_slice() {
-                Some(src) => dst.copy_from_slice(src),
-                None => dst.iter_mut().zip(src.iter()).for_each(|(d, &s)| *d = s),
+        let gather = |dst: &mut [f32], rows: &[usize]| {
+            for (dst, &r) in dst.chunks_exact_mut(cols).zip(rows) {
+                let src = features.row(r);
+                match src.as_slice() {
+                    Some(src) => dst.copy_from_slice(src),
+                    None => dst.iter_mut().zip(src.iter()).for_each(|(d, &s)| *d = s),
+                }
             }
+        };
+        let input = &mut self.buffers[self.graph.input.index()][..rows.len() * cols];
+        // The rows come from anywhere in the data set (memory, not cache): both cores fetch,
+        // each the half of the batch its share of the first product reads.
+        match &self.pair {
+            Some(pair) if rows.len() >= PARALLEL_ROWS => {
+                let half = split_rows(rows.len());
+                let (first, second) = input.split_at_mut(half * cols);
+                let (at, len) = (second.as_mut_ptr() as usize, second.len());
+                // SAFETY: `at..at + len` is `second`, borrowed mutably for this call and
+                // touched by the helper alone.
+                let second = || {
+                    gather(
+                        unsafe { std::slice::from_raw_parts_mut(at as *mut f32, len) },
+                        &rows[half..],
+                    )
+                };
+                pair.join(|| gather(first, &rows[..half]), &second);
+            }
+            _ => gather(input, rows),
         }
         copy_into(&mut self.buffers[self.graph.targets.index()], targets);
     }

@@ -41,8 +41,9 @@ pub struct Pair {
 }
 
 impl Pair {
-    /// Starts the helper; `None` when the system refuses a thread (the caller then runs alone).
-    pub fn new() -> Option<Pair> {
+    /// Starts the helper, which first runs `setup` (thread-local settings such as floating-point
+    /// modes); `None` when the system refuses a thread (the caller then runs alone).
+    pub fn new(setup: fn()) -> Option<Pair> {
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(None),
             posted: AtomicU64::new(0),
@@ -53,7 +54,10 @@ impl Pair {
         let helper = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("netc-jit-helper".to_string())
-            .spawn(move || helper_loop(&helper))
+            .spawn(move || {
+                setup();
+                helper_loop(&helper)
+            })
             .ok()?;
         Some(Pair {
             shared,
@@ -163,7 +167,7 @@ mod tests {
 
     #[test]
     fn both_halves_run_every_time() {
-        let pair = Pair::new().expect("a thread");
+        let pair = Pair::new(|| {}).expect("a thread");
         let count = AtomicUsize::new(0);
         for i in 0..10_000 {
             let mut mine = 0;
