@@ -114,9 +114,9 @@ impl UpdateArgs {
 /// Elements from which a map kernel over at least [`PARALLEL_ROWS`] rows is split by rows.
 const PARALLEL_MAP: usize = 1 << 13;
 
-/// Where a product or kernel over `m` rows is split between the cores: whole 16-row tiles of
+/// Where work over `m` rows (or columns) is split between the cores: whole 16-wide tiles of
 /// the matrix-product micro-kernel first.
-fn split_rows(m: usize) -> usize {
+fn halfway(m: usize) -> usize {
     (m / 2).div_ceil(16) * 16
 }
 
@@ -412,13 +412,12 @@ impl Jit {
                         slots: self.state[*param].len(),
                         scalars,
                     };
-                    // Elements are independent, so a large tensor is updated in two halves at
-                    // once; the results are identical to one pass. The halves are the row halves
-                    // the gradient's product was split into, which each core has in its cache.
+                    // Elements are independent, so a large tensor is updated in two halves (of
+                    // its rows) at once; the results are identical to one pass.
                     if let Some(pair) = self.pair.as_ref().filter(|_| n >= PARALLEL_UPDATE) {
                         let rows = self.graph.params[*param].rows;
                         let half = if rows >= 2 {
-                            split_rows(rows).min(rows) * (n / rows)
+                            halfway(rows).min(rows) * (n / rows)
                         } else {
                             (n / 2) & !3
                         };
@@ -435,10 +434,9 @@ impl Jit {
         }
     }
 
-    /// Runs map kernel `k`. Over enough rows the two row halves that the preceding products
-    /// also split by (so each core reads the rows it wrote) run at once; column sums are then
-    /// summed per half and the halves added, on one core or two alike, so results do not depend
-    /// on the thread count.
+    /// Runs map kernel `k`. Over enough rows, its two row halves run at once; column sums are
+    /// then summed per half and the halves added, on one core or two alike, so results do not
+    /// depend on the thread count.
     fn map(&mut self, k: usize) {
         let map = &self.plan.maps[k];
         for &(_, n) in &map.column_sums {
@@ -453,7 +451,7 @@ impl Jit {
             unsafe { kernel(self.map_args[k].as_ptr(), rows as i64) };
             return;
         }
-        let half = split_rows(rows);
+        let half = halfway(rows);
         // The second half's pointers: tensors of the kernel's shape start `half` rows on, rows
         // broadcast over the kernel stay, column sums go to a zeroed scratch row each.
         let sums = &mut self.map_sums[k];
@@ -539,11 +537,14 @@ impl Jit {
             }
         };
         match &self.pair {
-            Some(pair) if m * n * k >= PARALLEL_MACS && m >= PARALLEL_ROWS => {
-                // Each core computes half of the output rows (a multiple of 16: whole
-                // micro-kernel tiles), every element summed in the same order as on one core.
-                let half = split_rows(m);
-                both(Some(pair), || product(0, half, 0, n), &|| product(half, m - half, 0, n));
+            Some(pair) if m * n * k >= PARALLEL_MACS && m >= PARALLEL_ROWS && n >= 32 => {
+                // Each core computes half of the output columns, every element summed in the
+                // same order as on one core. Each packs only its half of the right operand
+                // (usually the weights). Against halves of the rows, which pack all of it on both
+                // cores (steps of the two interleaved in one process): 7% less time per mlp
+                // step, 4% per wide step, 1.5% per deep step.
+                let half = halfway(n);
+                both(Some(pair), || product(0, m, 0, half), &|| product(0, m, half, n - half));
             }
             _ if m <= thin::MAX_ROWS && rhs_cs == 1 => {
                 // A few rows against a large matrix (batch-1 inference): read the weights in
@@ -748,11 +749,10 @@ impl Engine for Jit {
             }
         };
         let input = &mut self.buffers[self.graph.input.index()][..rows.len() * cols];
-        // The rows come from anywhere in the data set (memory, not cache): both cores fetch,
-        // each the half of the batch its share of the first product reads.
+        // The rows come from anywhere in the data set (memory, not cache): both cores fetch.
         match &self.pair {
             Some(pair) if rows.len() >= PARALLEL_ROWS => {
-                let half = split_rows(rows.len());
+                let half = halfway(rows.len());
                 let (first, second) = input.split_at_mut(half * cols);
                 let (at, len) = (second.as_mut_ptr() as usize, second.len());
                 // SAFETY: `at..at + len` is `second`, borrowed mutably for this call and
