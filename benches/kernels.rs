@@ -2,6 +2,11 @@
 //! (f32x4, Cranelift's widest vector on x86-64) against the `gemm` crate on one core. The JIT's
 //! choice of `gemm` for training rests on these figures; how the JIT splits products across two
 //! cores is measured end to end by `netc bench` (see docs/results.md).
+//!
+//! `machine`: the two ceilings the speed targets run into, on one core: fused multiply-adds from
+//! registers (AVX-512, no memory traffic: the FLOP/s no product can exceed) and reading a 400 KB
+//! array that stays in the L2 cache (a batch-1 forward pass reads each core's half of the
+//! weights, 535 KB for the mlp workload, at no more than this rate).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -60,5 +65,58 @@ fn matrix_products(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, matrix_products);
+#[cfg(target_arch = "x86_64")]
+mod ceilings {
+    use std::arch::x86_64::*;
+
+    /// `rounds` x 16 independent AVX-512 multiply-adds (2 x 16 x 16 FLOP each round).
+    #[target_feature(enable = "avx512f")]
+    pub fn multiply_adds(rounds: usize) -> f32 {
+        let mut acc = [_mm512_set1_ps(1.0); 16];
+        let (x, y) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+        for _ in 0..rounds {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, x, y);
+            }
+        }
+        acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+    }
+
+    /// Sums `v` with eight independent AVX-512 accumulators.
+    #[target_feature(enable = "avx512f")]
+    pub fn read(v: &[f32]) -> f32 {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        for chunk in v.chunks_exact(128) {
+            for (j, a) in acc.iter_mut().enumerate() {
+                // SAFETY: `chunk` holds 128 floats, so 16 from `16 * j` are inside it.
+                *a = _mm512_add_ps(*a, unsafe { _mm512_loadu_ps(chunk.as_ptr().add(16 * j)) });
+            }
+        }
+        acc.iter().map(|&a| _mm512_reduce_add_ps(a)).sum()
+    }
+}
+
+fn machine(c: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        let mut group = c.benchmark_group("machine");
+        group.sample_size(20);
+        let rounds = 100_000;
+        group.throughput(Throughput::Elements((rounds * 16 * 16 * 2) as u64));
+        // SAFETY: the CPU has AVX-512F (checked above).
+        group.bench_function("avx512 multiply-adds (FLOP)", |bench| {
+            bench.iter(|| unsafe { ceilings::multiply_adds(black_box(rounds)) })
+        });
+        let v = vec![1.0f32; 400 * 256];
+        group.throughput(Throughput::Bytes((v.len() * 4) as u64));
+        // SAFETY: as above.
+        group.bench_function("read 400 KB from L2", |bench| {
+            bench.iter(|| unsafe { ceilings::read(black_box(&v)) })
+        });
+        group.finish();
+    }
+    let _ = c;
+}
+
+criterion_group!(benches, matrix_products, machine);
 criterion_main!(benches);
