@@ -501,7 +501,8 @@ pub fn apply_update<F: Float>(
         OptimizerKind::Adam { beta1, beta2, eps } => {
             // lr m^ / (sqrt(v^) + eps) with the bias corrections folded into two scalars,
             // (lr / c1) m / (sqrt(v) / sqrt(c2) + eps): one division and one square root per
-            // element instead of three divisions (the JIT's update is bound by its divider).
+            // element instead of three divisions. The JIT's kernel does the same operations in
+            // the same order.
             let step: F = c(rate / (1.0 - beta1.powi(t as i32)));
             let root2: F = c(1.0 / (1.0 - beta2.powi(t as i32)).sqrt());
             let (beta1, beta2, eps): (F, F, F) = (c(beta1), c(beta2), c(eps));

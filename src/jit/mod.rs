@@ -135,10 +135,10 @@ fn both(pair: Option<&pair::Pair>, first: impl FnOnce(), second: &(dyn Fn() + Sy
 /// Parameters above which an update is split across both cores.
 const PARALLEL_UPDATE: usize = 1 << 16;
 
-/// Output rows and inner dimension below which a matrix product stays on one core: thin
-/// products cost more in thread hand-off than they save (measured with `netc bench` on the
-/// standard workloads: deep's products, with 64 rows or a 64-long inner dimension, ran about
-/// 10% faster alone; mlp's 128-row ones about 10% faster split).
+/// Rows (the batch) below which a matrix product, an elementwise kernel or a batch gather
+/// stays on one core: small pieces cost more in thread hand-off than they save. Splitting at 64
+/// rows pays with the helper thread's atomic hand-off (deep, batch 64: epochs of 1.31-1.37 s
+/// alone, 1.02-1.07 s split; docs/results.md); fewer rows were not measured.
 const PARALLEL_ROWS: usize = 64;
 
 /// Multiply-adds from which a product with at most [`thin::MAX_ROWS`] rows is summed as two
@@ -412,15 +412,10 @@ impl Jit {
                         slots: self.state[*param].len(),
                         scalars,
                     };
-                    // Elements are independent, so a large tensor is updated in two halves (of
-                    // its rows) at once; the results are identical to one pass.
+                    // Elements are independent, so a large tensor is updated in two halves at
+                    // once; the results are identical to one pass.
                     if let Some(pair) = self.pair.as_ref().filter(|_| n >= PARALLEL_UPDATE) {
-                        let rows = self.graph.params[*param].rows;
-                        let half = if rows >= 2 {
-                            halfway(rows).min(rows) * (n / rows)
-                        } else {
-                            (n / 2) & !3
-                        };
+                        let half = (n / 2) & !3;
                         // SAFETY: the two ranges split 0..n without overlap.
                         both(Some(pair), || unsafe { args.run(0, half) }, &|| unsafe {
                             args.run(half, n)
