@@ -29,7 +29,7 @@ fn matrix_products(c: &mut Criterion) {
         let b = vec![0.25f32; k * n];
         let mut out = vec![0.0f32; m * n];
         group.throughput(Throughput::Elements((2 * m * n * k) as u64));
-        let cranelift = netc::jit::CompiledMatmul::new(k, n).expect("compiles");
+        let cranelift = netc::back::jit::CompiledMatmul::new(k, n).expect("compiles");
         group.bench_function(format!("{name} cranelift"), |bench| {
             bench.iter(|| cranelift.run(black_box(&a), black_box(&b), &mut out))
         });

@@ -5,11 +5,11 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
+use netc::back::engine::Engine;
+use netc::back::interp::Context;
 use netc::check::Limits;
-use netc::engine::Engine;
-use netc::interp::Context;
-use netc::source::SourceMap;
-use netc::train::{Backend, make_engine};
+use netc::diag::source::SourceMap;
+use netc::run::train::{Backend, make_engine};
 
 fn engine(path: &str, backend: Backend) -> Box<dyn Engine> {
     let text = std::fs::read_to_string(path).expect("workload spec");

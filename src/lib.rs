@@ -5,17 +5,24 @@
 //! [`diag`] renders every stage's problems; [`fmt`] prints the canonical layout. See
 //! `ARCHITECTURE.md` for the code map and the invariants.
 
+pub mod back;
 pub mod check;
+pub mod data;
 pub mod diag;
-pub mod fmt;
+pub mod error;
+pub mod front;
 pub mod fsutil;
+pub mod graph;
 pub mod ir;
-pub mod source;
-pub mod syntax;
+pub mod passes;
+pub mod report;
+pub mod rng;
+pub mod run;
 
 use diag::Diagnostic;
-use ir::{Override, Program, Spans};
-use source::{FileId, SourceMap};
+use diag::source::{FileId, SourceMap};
+use front::lower::Override;
+use ir::{Program, Spans};
 
 /// A spec run through the front end.
 pub struct Compiled {
@@ -28,14 +35,14 @@ pub struct Compiled {
 /// Parses, lowers and checks one spec file of `sources`. Overrides (`--set`) replace values of
 /// the spec and are checked like the file itself.
 pub fn compile(sources: &SourceMap, file: FileId, overrides: &[Override], limits: &check::Limits) -> Compiled {
-    let (tree, syntax_errors) = syntax::parse(file, sources.text(file));
+    let (tree, syntax_errors) = front::syntax::parse(file, sources.text(file));
     if !syntax_errors.is_empty() {
         return Compiled {
             program: None,
             diagnostics: syntax_errors,
         };
     }
-    let (program, mut diagnostics) = ir::lower(&tree, overrides);
+    let (program, mut diagnostics) = front::lower::lower(&tree, overrides);
     if let Some((program, spans)) = &program {
         diagnostics.extend(check::check(program, spans, limits));
     }
@@ -46,16 +53,6 @@ pub fn compile(sources: &SourceMap, file: FileId, overrides: &[Override], limits
         diagnostics,
     }
 }
-pub mod autodiff;
-pub mod data;
-pub mod error;
-pub mod graph;
-pub mod interp;
-pub mod metrics;
-pub mod plot;
-pub mod rng;
-pub mod train;
-pub mod weights;
 
 /// Reads a spec file, applies `--set KEY=VALUE` overrides and checks it. On success returns the
 /// run and the warnings; on failure the diagnostics (or an unreadable-file error).
@@ -63,7 +60,7 @@ pub fn load_spec(
     path: &std::path::Path,
     sets: &[String],
     sources: &mut SourceMap,
-) -> Result<(train::Run, Vec<Diagnostic>), LoadError> {
+) -> Result<(run::train::Run, Vec<Diagnostic>), LoadError> {
     let text = read_spec(path)?;
     let file = sources.add(path.display().to_string(), text.clone());
     let mut overrides = Vec::new();
@@ -76,7 +73,7 @@ pub fn load_spec(
             ));
         };
         let id = sources.add(format!("--set {key}"), value.to_string());
-        match ir::lower::parse_override(key.trim(), id, value.trim()) {
+        match front::lower::parse_override(key.trim(), id, value.trim()) {
             Ok(o) => overrides.push(o),
             Err(d) => problems.push(*d),
         }
@@ -87,7 +84,7 @@ pub fn load_spec(
     let compiled = compile(sources, file, &overrides, &check::Limits::of_this_machine());
     match compiled.program {
         Some((program, _)) => Ok((
-            train::Run {
+            run::train::Run {
                 spec_text: text,
                 overrides: sets.to_vec(),
                 program,
@@ -123,9 +120,3 @@ pub fn read_spec(path: &std::path::Path) -> Result<String, LoadError> {
         )
     })
 }
-pub mod aot;
-pub mod bench;
-pub mod diagnose;
-pub mod engine;
-pub mod jit;
-pub mod sweep;

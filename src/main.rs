@@ -1,14 +1,15 @@
 //! The `netc` command line: parses flags and calls the library.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use netc::back::engine::Engine;
 use netc::check::Limits;
 use netc::data::DataDirs;
+use netc::diag::source::SourceMap;
 use netc::diag::{self, Diagnostic, Format};
-use netc::engine::Engine;
 use netc::error::UserError;
-use netc::source::SourceMap;
-use netc::train::{Outcome, Progress, TrainOptions};
-use netc::{LoadError, graph, metrics};
+use netc::report::metrics;
+use netc::run::train::{Outcome, Progress, TrainOptions};
+use netc::{LoadError, graph};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -239,11 +240,11 @@ enum Backend {
     Interp,
 }
 
-impl From<Backend> for netc::train::Backend {
+impl From<Backend> for netc::run::train::Backend {
     fn from(b: Backend) -> Self {
         match b {
-            Backend::Interp => netc::train::Backend::Interp,
-            Backend::Jit => netc::train::Backend::Jit,
+            Backend::Interp => netc::run::train::Backend::Interp,
+            Backend::Jit => netc::run::train::Backend::Jit,
         }
     }
 }
@@ -331,7 +332,7 @@ fn main() -> ExitCode {
             epochs,
             backend,
         } => exit(sweep(&spec, &varies, common, out, report.as_deref(), epochs, backend)),
-        Command::Diagnose { run_dir, format } => match netc::diagnose::diagnose(&run_dir) {
+        Command::Diagnose { run_dir, format } => match netc::run::diagnose::diagnose(&run_dir) {
             Ok(findings) => {
                 if format == PredictFormat::Json {
                     println!(
@@ -340,7 +341,7 @@ fn main() -> ExitCode {
                     );
                 } else {
                     println!("diagnosis of {}:", run_dir.display());
-                    print!("{}", netc::diagnose::render(&findings));
+                    print!("{}", netc::run::diagnose::render(&findings));
                 }
                 ExitCode::SUCCESS
             }
@@ -370,7 +371,7 @@ fn fail(e: UserError) -> ExitCode {
 }
 
 /// Loads and checks a spec; prints its warnings, or its errors and returns exit code 1.
-fn load(spec: &Path, sets: &[String]) -> Result<netc::train::Run, ExitCode> {
+fn load(spec: &Path, sets: &[String]) -> Result<netc::run::train::Run, ExitCode> {
     let mut sources = SourceMap::new();
     match netc::load_spec(spec, sets, &mut sources) {
         Ok((run, warnings)) => {
@@ -435,7 +436,7 @@ fn train(
             run.program.model.name,
             graph.parameter_count(),
             run.program.train.optimizer.kind.name(),
-            netc::train::Backend::from(backend).name()
+            netc::run::train::Backend::from(backend).name()
         );
     }
     let options = TrainOptions {
@@ -450,7 +451,7 @@ fn train(
         grad_stats,
         backend: backend.into(),
     };
-    match netc::train::train(&run, &options) {
+    match netc::run::train::train(&run, &options) {
         Ok(Outcome::Finished { out_dir, report, .. }) => {
             if !quiet {
                 let fig = |name: &str, f: Option<metrics::Figures>| match f {
@@ -485,13 +486,13 @@ fn train(
 
 /// A model with loaded weights, and the data normalization they were trained with.
 fn trained(
-    run: &netc::train::Run,
+    run: &netc::run::train::Run,
     weights: &Path,
     backend: Backend,
 ) -> Result<(Box<dyn Engine>, netc::data::Normalization), ExitCode> {
     let graph = graph::build(&run.program);
-    let (params, normalization) = netc::weights::load_model(&graph, weights).map_err(fail)?;
-    let mut engine = netc::train::make_engine(backend.into(), graph, run.program.train.seed).map_err(fail)?;
+    let (params, normalization) = netc::run::weights::load_model(&graph, weights).map_err(fail)?;
+    let mut engine = netc::run::train::make_engine(backend.into(), graph, run.program.train.seed).map_err(fail)?;
     engine.set_params(&params);
     Ok((engine, normalization))
 }
@@ -575,7 +576,7 @@ fn eval(
         "\nconfusion matrix (rows: true class, columns: predicted)\n{}",
         confusion.render()
     );
-    let ensemble = dropout_samples.map(|n| netc::metrics::dropout_ensemble(engine.as_mut(), data, n));
+    let ensemble = dropout_samples.map(|n| netc::report::metrics::dropout_ensemble(engine.as_mut(), data, n));
     if let Some(e) = &ensemble {
         println!(
             "\ndropout as an ensemble ({} sampled masks per row)\n  weight-scaled network: accuracy {:.2}%\n  average of the masks:  accuracy {:.2}%\n  same class on {:.2}% of rows\n  |average - scaled|: mean {:.3e}, largest {:.3e} (mean |output| {:.3e})",
@@ -616,12 +617,12 @@ fn build(
     batch_max: usize,
 ) -> Result<(), ExitCode> {
     let run = load(spec, sets)?;
-    let emit = netc::aot::Emit {
+    let emit = netc::back::aot::Emit {
         exe: emit.contains(&EmitKind::Exe),
         obj: emit.contains(&EmitKind::Obj),
         header: emit.contains(&EmitKind::Header),
     };
-    let written = netc::aot::build(&run, weights, output, emit, batch_max).map_err(fail)?;
+    let written = netc::back::aot::build(&run, weights, output, emit, batch_max).map_err(fail)?;
     for path in written {
         println!("wrote {}", path.display());
     }
@@ -638,9 +639,9 @@ fn sweep(
     epochs: Option<u64>,
     backend: Backend,
 ) -> Result<(), ExitCode> {
-    let varies: Vec<netc::sweep::Vary> = varies
+    let varies: Vec<netc::run::sweep::Vary> = varies
         .iter()
-        .map(|v| netc::sweep::parse_vary(v))
+        .map(|v| netc::run::sweep::parse_vary(v))
         .collect::<Result<_, _>>()
         .map_err(fail)?;
     let mut base = common.sets.clone();
@@ -648,7 +649,7 @@ fn sweep(
         base.push(format!("train.epochs={e}"));
     }
     // Check every combination before training any.
-    let combinations = netc::sweep::combinations(&varies);
+    let combinations = netc::run::sweep::combinations(&varies);
     let mut runs = Vec::new();
     for settings in &combinations {
         let sets: Vec<String> = base.iter().cloned().chain(settings.iter().cloned()).collect();
@@ -672,7 +673,7 @@ fn sweep(
         .first()
         .map_or("model".to_string(), |r| r.program.model.name.clone());
     let out = out.unwrap_or_else(|| {
-        let d = netc::train::default_run_dir(&model);
+        let d = netc::run::train::default_run_dir(&model);
         d.with_file_name(format!(
             "sweep-{}",
             d.file_name()
@@ -681,7 +682,7 @@ fn sweep(
         ))
     });
     let mut rows = Vec::new();
-    let mut engines = netc::train::Engines::default();
+    let mut engines = netc::run::train::Engines::default();
     for (i, (run, settings)) in runs.iter().zip(&combinations).enumerate() {
         let name: String = settings
             .iter()
@@ -704,8 +705,8 @@ fn sweep(
             grad_stats: false,
             backend: backend.into(),
         };
-        match netc::train::train_with(run, &options, &mut engines).map_err(fail)? {
-            Outcome::Finished { report, .. } => rows.push(netc::sweep::SweepRow {
+        match netc::run::train::train_with(run, &options, &mut engines).map_err(fail)? {
+            Outcome::Finished { report, .. } => rows.push(netc::run::sweep::SweepRow {
                 settings: settings.clone(),
                 train_accuracy: report.train.accuracy,
                 train_loss: report.train.loss,
@@ -730,14 +731,14 @@ fn sweep(
             ""
         }
     );
-    let table = netc::sweep::markdown(&varies, &rows);
+    let table = netc::run::sweep::markdown(&varies, &rows);
     print!("{table}");
     let write = |path: &Path, text: &str| {
         netc::fsutil::write_atomic(path, text.as_bytes())
             .map_err(|e| fail(UserError::new(format!("cannot write `{}`: {e}", path.display())).hint("check the path")))
     };
     let json = serde_json::to_string_pretty(&rows).expect("rows serialize");
-    let csv = netc::sweep::csv(&varies, &rows);
+    let csv = netc::run::sweep::csv(&varies, &rows);
     write(&out.join("sweep.md"), &table)?;
     write(&out.join("sweep.json"), &json)?;
     write(&out.join("sweep.csv"), &csv)?;
@@ -760,7 +761,10 @@ fn sweep(
         "{model}: {}",
         varies.iter().map(|v| v.key.as_str()).collect::<Vec<_>>().join(" x ")
     );
-    write(&out.join("sweep.svg"), &netc::plot::sweep_svg(&title, &labels, &series))?;
+    write(
+        &out.join("sweep.svg"),
+        &netc::report::plot::sweep_svg(&title, &labels, &series),
+    )?;
     if let Some(path) = report {
         let is_json = path.extension().is_some_and(|e| e == "json");
         write(path, if is_json { &json } else { &csv })?;
@@ -783,13 +787,13 @@ fn bench(
             UserError::new("--batch and --samples must be at least 1").hint("e.g. --batch 128 --samples 60000"),
         ));
     }
-    let options = netc::bench::BenchOptions {
+    let options = netc::run::bench::BenchOptions {
         batch,
         samples,
         repeats,
         ..Default::default()
     };
-    let result = match netc::bench::bench(&text, &options, backend.into()) {
+    let result = match netc::run::bench::bench(&text, &options, backend.into()) {
         Ok(r) => r,
         Err(rendered) => {
             eprint!("{rendered}");
@@ -799,7 +803,7 @@ fn bench(
             ));
         }
     };
-    print!("{}", netc::bench::render(&result));
+    print!("{}", netc::run::bench::render(&result));
     if let Some(path) = report {
         netc::fsutil::write_atomic(
             path,
@@ -959,7 +963,7 @@ fn fmt(files: Vec<PathBuf>, check: bool) -> ExitCode {
         };
         let mut sources = SourceMap::new();
         let id = sources.add(path.display().to_string(), text.clone());
-        let (tree, errors) = netc::syntax::parse(id, &text);
+        let (tree, errors) = netc::front::syntax::parse(id, &text);
         if !errors.is_empty() {
             diag::emit_human(&sources, &errors);
             eprintln!(
@@ -969,7 +973,7 @@ fn fmt(files: Vec<PathBuf>, check: bool) -> ExitCode {
             failed = true;
             continue;
         }
-        let formatted = netc::fmt::format_file(&tree, &text);
+        let formatted = netc::front::fmt::format_file(&tree, &text);
         if path.as_os_str() == "-" {
             print!("{formatted}");
             continue;

@@ -6,11 +6,11 @@ mod common;
 use common::*;
 
 use ndarray::Array2;
+use netc::back::engine::Engine;
+use netc::back::interp::{Context, Interpreter};
 use netc::check::Limits;
-use netc::engine::Engine;
-use netc::interp::{Context, Interpreter};
+use netc::diag::source::SourceMap;
 use netc::rng::Rng;
-use netc::source::SourceMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -285,9 +285,9 @@ fn compiled_models_match_the_interpreter() {
             shift: (0..width).map(|i| i as f32 * 0.3 - 0.5).collect(),
             scale: (0..width).map(|i| 0.5 + i as f32 * 0.25).collect(),
         };
-        let tensors = netc::weights::model_tensors(&graph, &interp.params, &normalization);
+        let tensors = netc::run::weights::model_tensors(&graph, &interp.params, &normalization);
         let weights = dir.join(format!("m{case}.safetensors"));
-        std::fs::write(&weights, netc::weights::encode(&tensors, Default::default())).expect("write");
+        std::fs::write(&weights, netc::run::weights::encode(&tensors, Default::default())).expect("write");
         let exe = dir.join(format!("model{case}"));
         let o = netc(&[
             "build",
@@ -321,10 +321,10 @@ fn compiled_models_match_the_interpreter() {
         );
         let expected = Engine::output(&interp);
         for (r, (line, want)) in got.iter().zip(expected.rows()).enumerate() {
-            let probabilities = netc::metrics::class_probabilities(want);
+            let probabilities = netc::report::metrics::class_probabilities(want);
             assert_eq!(
                 line[0] as usize,
-                netc::metrics::predicted_class(want),
+                netc::report::metrics::predicted_class(want),
                 "case {case} row {r}: class"
             );
             for (g, w) in line[1..].iter().zip(&probabilities) {

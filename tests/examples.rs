@@ -1,7 +1,7 @@
 //! Every example checks without errors, is already formatted, and warns only where it means to.
 
 use netc::check::Limits;
-use netc::source::SourceMap;
+use netc::diag::source::SourceMap;
 use std::path::{Path, PathBuf};
 
 const LIMITS: Limits = Limits { memory_bytes: 8 << 30 };
@@ -43,9 +43,9 @@ fn examples_check_clean_and_are_formatted() {
         } else {
             assert!(codes.is_empty(), "{name} warns:\n{rendered}");
         }
-        let (tree, _) = netc::syntax::parse(id, &text);
+        let (tree, _) = netc::front::syntax::parse(id, &text);
         assert_eq!(
-            netc::fmt::format_file(&tree, &text),
+            netc::front::fmt::format_file(&tree, &text),
             text,
             "{name} is not in canonical layout: run `netc fmt {name}`"
         );

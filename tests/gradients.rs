@@ -3,11 +3,11 @@
 //! the central difference of (data loss + penalty).
 
 use ndarray::Array2;
+use netc::back::interp::{Context, Interpreter};
 use netc::check::Limits;
+use netc::diag::source::SourceMap;
 use netc::graph;
-use netc::interp::{Context, Interpreter};
 use netc::rng::Rng;
-use netc::source::SourceMap;
 
 fn program(model: &str, loss: &str, train_extra: &str) -> netc::ir::Program {
     let text = format!(

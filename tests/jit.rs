@@ -3,13 +3,13 @@
 //! regularizer; odd widths and batch sizes).
 
 use ndarray::Array2;
+use netc::back::engine::Engine;
+use netc::back::interp::{Context, Interpreter};
+use netc::back::jit::Jit;
 use netc::check::Limits;
-use netc::engine::Engine;
+use netc::diag::source::SourceMap;
 use netc::graph;
-use netc::interp::{Context, Interpreter};
-use netc::jit::Jit;
 use netc::rng::Rng;
-use netc::source::SourceMap;
 use proptest::prelude::*;
 
 fn program(text: &str) -> netc::ir::Program {
@@ -319,7 +319,7 @@ fn the_cranelift_matrix_product_matches_ndarray() {
     ] {
         let a = Array2::from_shape_fn((m, k), |_| rng.normal() as f32);
         let b = Array2::from_shape_fn((k, n), |_| rng.normal() as f32);
-        let mm = netc::jit::CompiledMatmul::new(k, n).expect("compiles");
+        let mm = netc::back::jit::CompiledMatmul::new(k, n).expect("compiles");
         let mut c = vec![0.0f32; m * n];
         mm.run(
             a.as_slice().expect("contiguous"),

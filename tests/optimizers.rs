@@ -2,11 +2,11 @@
 //! of docs/language.md evaluated independently), and the dropout identities of the lecture.
 
 use ndarray::{Array2, arr2};
+use netc::back::interp::{Context, Interpreter, apply_update};
 use netc::check::Limits;
+use netc::diag::source::SourceMap;
 use netc::graph;
-use netc::interp::{Context, Interpreter, apply_update};
 use netc::ir::{OptimizerKind, Schedule};
-use netc::source::SourceMap;
 
 const GRADIENTS: [f64; 3] = [0.5, -0.25, 0.1];
 

@@ -2,7 +2,7 @@
 //! and meaning-preserving.
 
 use netc::check::Limits;
-use netc::source::SourceMap;
+use netc::diag::source::SourceMap;
 use proptest::prelude::*;
 
 const LIMITS: Limits = Limits { memory_bytes: 8 << 30 };
@@ -144,12 +144,12 @@ proptest! {
         for m in &mutations {
             text = apply(&text, m);
         }
-        let (tree, errors) = netc::syntax::parse(0, &text);
+        let (tree, errors) = netc::front::syntax::parse(0, &text);
         prop_assume!(errors.is_empty());
-        let once = netc::fmt::format_file(&tree, &text);
-        let (tree_once, errors_once) = netc::syntax::parse(0, &once);
+        let once = netc::front::fmt::format_file(&tree, &text);
+        let (tree_once, errors_once) = netc::front::syntax::parse(0, &once);
         prop_assert!(errors_once.is_empty(), "formatted text does not parse:\n{once}");
-        let twice = netc::fmt::format_file(&tree_once, &once);
+        let twice = netc::front::fmt::format_file(&tree_once, &once);
         prop_assert_eq!(&twice, &once);
         let before = compile_checked(&text);
         let after = compile_checked(&once);

@@ -4,8 +4,8 @@ mod common;
 use common::*;
 
 use netc::data::DataDirs;
-use netc::source::SourceMap;
-use netc::train::{Outcome, Progress, Run, TrainOptions, train};
+use netc::diag::source::SourceMap;
+use netc::run::train::{Outcome, Progress, Run, TrainOptions, train};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -23,10 +23,10 @@ fn run_of(dir: &Path, text: &str, sets: &[&str]) -> Run {
 }
 
 fn options(dir: &Path, out: &str) -> TrainOptions {
-    options_on(dir, out, netc::train::Backend::Interp)
+    options_on(dir, out, netc::run::train::Backend::Interp)
 }
 
-fn options_on(dir: &Path, out: &str, backend: netc::train::Backend) -> TrainOptions {
+fn options_on(dir: &Path, out: &str, backend: netc::run::train::Backend) -> TrainOptions {
     TrainOptions {
         data_dirs: DataDirs::default(),
         spec_dir: dir.to_path_buf(),
@@ -61,8 +61,8 @@ train {
 fn finished(
     outcome: Outcome,
 ) -> (
-    netc::train::Report,
-    Vec<netc::train::EpochRecord>,
+    netc::run::train::Report,
+    Vec<netc::run::train::EpochRecord>,
     Vec<ndarray::Array2<f32>>,
 ) {
     match outcome {
@@ -78,7 +78,7 @@ fn finished(
 
 #[test]
 fn same_seed_gives_bit_identical_weights() {
-    for backend in [netc::train::Backend::Interp, netc::train::Backend::Jit] {
+    for backend in [netc::run::train::Backend::Interp, netc::run::train::Backend::Jit] {
         let dir = temp_dir(&format!("determinism-{}", backend.name()));
         let run = run_of(&dir, SPEC, &[]);
         let (_, _, a) = finished(train(&run, &options_on(&dir, "a", backend)).expect("trains"));
@@ -94,7 +94,7 @@ fn same_seed_gives_bit_identical_weights() {
     }
 }
 
-fn resumes_to_the_same_weights(backend: netc::train::Backend) {
+fn resumes_to_the_same_weights(backend: netc::run::train::Backend) {
     let dir = temp_dir(&format!("resume-{}", backend.name()));
     let run = run_of(&dir, SPEC, &[]);
     let (report, history, uninterrupted) = finished(train(&run, &options_on(&dir, "whole", backend)).expect("trains"));
@@ -122,7 +122,7 @@ fn resumes_to_the_same_weights(backend: netc::train::Backend) {
     );
     assert_eq!(report.test, resumed_report.test);
     assert_eq!(report.best_epoch, resumed_report.best_epoch);
-    let strip = |h: &[netc::train::EpochRecord]| {
+    let strip = |h: &[netc::run::train::EpochRecord]| {
         h.iter()
             .map(|r| (r.epoch, r.train_loss, r.val_loss))
             .collect::<Vec<_>>()
@@ -138,8 +138,8 @@ fn resumes_to_the_same_weights(backend: netc::train::Backend) {
 
 #[test]
 fn an_interrupted_run_resumes_to_the_same_weights() {
-    resumes_to_the_same_weights(netc::train::Backend::Interp);
-    resumes_to_the_same_weights(netc::train::Backend::Jit);
+    resumes_to_the_same_weights(netc::run::train::Backend::Interp);
+    resumes_to_the_same_weights(netc::run::train::Backend::Jit);
 }
 
 #[test]

@@ -5,9 +5,9 @@
 //! Run with `NETC_BLESS=1` to rewrite the golden files after an intended change.
 
 use netc::check::Limits;
+use netc::diag::source::SourceMap;
 use netc::diag::{self, Code, Diagnostic};
-use netc::ir::lower::parse_override;
-use netc::source::SourceMap;
+use netc::front::lower::parse_override;
 use std::collections::HashSet;
 use std::path::Path;
 

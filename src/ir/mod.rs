@@ -6,13 +6,10 @@
 //! live beside them in [`Spans`], so the IR itself stays plain data that backends can copy.
 
 pub mod arena;
-pub mod lower;
-pub mod schema;
 
 pub use arena::{Arena, Handle};
-pub use lower::{Override, lower};
 
-use crate::source::Span;
+use crate::diag::source::Span;
 use std::collections::HashMap;
 
 /// A whole spec: the model and how to train it.

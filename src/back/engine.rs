@@ -1,7 +1,7 @@
 //! The interface every backend offers to training, evaluation and prediction.
 
+use crate::back::interp::{Context, Interpreter};
 use crate::graph::Graph;
-use crate::interp::{Context, Interpreter};
 use ndarray::{Array2, ArrayView2};
 
 /// A backend executing a graph's forward, backward and update pieces in f32.

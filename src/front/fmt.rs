@@ -6,7 +6,9 @@
 //! start or end of a block; a block written on one line stays on one line (`{ a; b }`).
 //! Formatting never changes what a spec means (a property test checks that).
 
-use crate::syntax::{Arg, Block, Command, Comment, Line, SourceFile, Statement, StatementKind, Value, ValueKind};
+use crate::front::syntax::{
+    Arg, Block, Command, Comment, Line, SourceFile, Statement, StatementKind, Value, ValueKind,
+};
 
 /// Formats a parsed file. `text` is the source it was parsed from (to place comments).
 pub fn format_file(tree: &SourceFile, text: &str) -> String {
@@ -158,7 +160,7 @@ fn write_value(out: &mut String, value: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::syntax::parse;
+    use crate::front::syntax::parse;
 
     fn fmt(text: &str) -> String {
         let (tree, diagnostics) = parse(0, text);

@@ -6,16 +6,16 @@
 //! optimizer state and counters: enough to resume), `weights.safetensors` (the final model) and
 //! `report.json`. Every file is written atomically.
 
+use crate::back::engine::Engine;
+use crate::back::interp::{Context, Interpreter};
 use crate::data::{self, DataDirs, Dataset, Splits};
-use crate::engine::Engine;
 use crate::error::UserError;
 use crate::fsutil::write_atomic;
 use crate::graph::{self, Graph};
-use crate::interp::{Context, Interpreter};
 use crate::ir::{Metric, Program};
-use crate::metrics::{self, Figures};
+use crate::report::metrics::{self, Figures};
 use crate::rng::{Rng, streams};
-use crate::weights::{self, NamedTensor};
+use crate::run::weights::{self, NamedTensor};
 use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -489,12 +489,12 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
     meta.insert("netc.model".to_string(), run.program.model.name.clone());
     meta.insert("netc.spec_hash".to_string(), run.spec_hash());
     write_bytes(&out_dir.join("weights.safetensors"), &weights::encode(&tensors, meta))?;
-    let svg = crate::plot::curves_svg(&run.program.model.name, &state.history, report.best_epoch, stop_epoch);
+    let svg = crate::report::plot::curves_svg(&run.program.model.name, &state.history, report.best_epoch, stop_epoch);
     write_text(&out_dir.join("curves.svg"), &svg)?;
     if state.history.iter().any(|r| !r.grad_stats.is_empty()) {
         write_text(
             &out_dir.join("gradients.svg"),
-            &crate::plot::gradients_svg(&run.program.model.name, &state.history),
+            &crate::report::plot::gradients_svg(&run.program.model.name, &state.history),
         )?;
     }
     let json = serde_json::to_string_pretty(&report).expect("reports serialize");
@@ -821,6 +821,6 @@ impl Backend {
 pub fn make_engine(backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, UserError> {
     match backend {
         Backend::Interp => Ok(Box::new(Interpreter::<f32>::new(graph, seed))),
-        Backend::Jit => Ok(Box::new(crate::jit::Jit::new(graph, seed)?)),
+        Backend::Jit => Ok(Box::new(crate::back::jit::Jit::new(graph, seed)?)),
     }
 }

@@ -1,8 +1,8 @@
 //! Evaluation: loss, accuracy, predicted classes, confusion matrices.
 
+use crate::back::engine::Engine;
+use crate::back::interp::Context;
 use crate::data::{Dataset, targets};
-use crate::engine::Engine;
-use crate::interp::Context;
 use ndarray::{Array2, ArrayView1, Axis};
 use serde::Serialize;
 

@@ -5,12 +5,12 @@
 //! standard workloads (inputs uniform in [0, 1), labels uniform): one warm-up epoch, then the
 //! best of `repeats`.
 
+use crate::back::interp::Context;
 use crate::check::Limits;
+use crate::diag::source::SourceMap;
 use crate::graph;
-use crate::interp::Context;
 use crate::rng::Rng;
-use crate::source::SourceMap;
-use crate::train::{Backend, make_engine};
+use crate::run::train::{Backend, make_engine};
 use ndarray::Array2;
 use serde::Serialize;
 use std::time::Instant;

@@ -6,21 +6,20 @@
 //! All unsafe code of netc lives in this module: calls into generated code and into `gemm`,
 //! both on buffers this module owns.
 
-pub mod codegen;
-pub mod fuse;
 pub mod native;
 mod pair;
 mod thin;
 
-use crate::engine::Engine;
+use crate::back::engine::Engine;
+use crate::back::interp::Context;
 use crate::error::UserError;
 use crate::graph::{Graph, NodeId, Op, ParamKind, Rows};
-use crate::interp::Context;
 use crate::ir::OptimizerKind;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 
-use fuse::{Plan, RowKernel, Step};
+use crate::back::kernels;
+use crate::passes::fuse::{Plan, RowKernel, Step};
 use ndarray::{Array2, ArrayView2};
 use std::collections::HashMap;
 use std::time::Instant;
@@ -72,7 +71,7 @@ const PARALLEL_MACS: usize = 1 << 19;
 /// The arguments of one update kernel call.
 #[derive(Clone, Copy)]
 struct UpdateArgs {
-    kernel: codegen::UpdateFn,
+    kernel: kernels::UpdateFn,
     w: *mut f32,
     g: *const f32,
     s0: *mut f32,
@@ -151,8 +150,8 @@ pub struct Jit {
     plan: Plan,
     // Keeps the generated code alive.
     _module: JITModule,
-    map_fns: Vec<codegen::MapFn>,
-    update_fns: Vec<codegen::UpdateFn>,
+    map_fns: Vec<kernels::MapFn>,
+    update_fns: Vec<kernels::UpdateFn>,
     buffers: Vec<Vec<f32>>,
     winners: HashMap<NodeId, Vec<u32>>,
     map_args: Vec<Vec<*mut f32>>,
@@ -208,7 +207,7 @@ impl Jit {
     /// order of any sum, or where it is summed in the same halves on one core.
     pub fn with_threads(graph: Graph, seed: u64, threads: usize) -> Result<Jit, UserError> {
         let started = Instant::now();
-        let plan = fuse::plan(&graph);
+        let plan = crate::passes::fuse::plan(&graph);
         let mut module = host_module()?;
         let compile_error = |e: Box<cranelift_module::ModuleError>| {
             UserError::new(format!("the JIT failed to compile a kernel: {e}"))
@@ -216,13 +215,13 @@ impl Jit {
         };
         let mut map_ids = Vec::new();
         for (i, map) in plan.maps.iter().enumerate() {
-            map_ids.push(codegen::define_map(&mut module, &format!("map{i}"), map).map_err(compile_error)?);
+            map_ids.push(kernels::define_map(&mut module, &format!("map{i}"), map).map_err(compile_error)?);
         }
         let mut update_ids = vec![None; graph.params.len()];
         for step in &plan.update {
             if let Step::Update { param, l1, l2, .. } = *step {
                 update_ids[param] = Some(
-                    codegen::define_update(&mut module, &format!("update{param}"), graph.optimizer, l1, l2)
+                    kernels::define_update(&mut module, &format!("update{param}"), graph.optimizer, l1, l2)
                         .map_err(compile_error)?,
                 );
             }
@@ -233,14 +232,14 @@ impl Jit {
         // owns the code is kept alive in the returned struct for as long as the pointers exist.
         let map_fns = map_ids
             .iter()
-            .map(|&id| unsafe { std::mem::transmute::<*const u8, codegen::MapFn>(module.get_finalized_function(id)) })
+            .map(|&id| unsafe { std::mem::transmute::<*const u8, kernels::MapFn>(module.get_finalized_function(id)) })
             .collect();
         let update_fns = update_ids
             .iter()
             .map(|id| {
                 let id = id.expect("every parameter has an update step");
                 // SAFETY: as above.
-                unsafe { std::mem::transmute::<*const u8, codegen::UpdateFn>(module.get_finalized_function(id)) }
+                unsafe { std::mem::transmute::<*const u8, kernels::UpdateFn>(module.get_finalized_function(id)) }
             })
             .collect();
         let param_nodes: Vec<NodeId> = {
@@ -287,7 +286,7 @@ impl Jit {
         }
         jit.allocate(1);
         // Same initial parameters as the interpreter (the same counter-based streams).
-        let init = crate::interp::Interpreter::<f32>::new(jit.graph.clone(), seed);
+        let init = crate::back::interp::Interpreter::<f32>::new(jit.graph.clone(), seed);
         jit.set_params(&init.params);
         jit.compile_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(jit)
@@ -329,7 +328,7 @@ impl Jit {
             let mut a: Vec<*mut f32> = Vec::new();
             for input in &map.inputs {
                 let n = match *input {
-                    fuse::Input::Full(n) | fuse::Input::Row(n) => n,
+                    crate::passes::fuse::Input::Full(n) | crate::passes::fuse::Input::Row(n) => n,
                 };
                 a.push(self.buffers[n.index()].as_mut_ptr());
             }
@@ -454,8 +453,8 @@ impl Jit {
         let second = &mut self.map_args_second[k];
         second.clear();
         second.extend(map.inputs.iter().zip(&self.map_args[k]).map(|(input, &p)| match input {
-            fuse::Input::Full(_) => p.wrapping_add(half * cols),
-            fuse::Input::Row(_) => p,
+            crate::passes::fuse::Input::Full(_) => p.wrapping_add(half * cols),
+            crate::passes::fuse::Input::Row(_) => p,
         }));
         let stores = &self.map_args[k][map.inputs.len()..map.inputs.len() + map.stores.len()];
         second.extend(stores.iter().map(|&p| p.wrapping_add(half * cols)));
@@ -850,7 +849,7 @@ impl Engine for Jit {
         self.updates = updates;
     }
     fn reset(&mut self, seed: u64) {
-        let init = crate::interp::Interpreter::<f32>::new(self.graph.clone(), seed);
+        let init = crate::back::interp::Interpreter::<f32>::new(self.graph.clone(), seed);
         self.set_params(&init.params);
         for slots in &mut self.state {
             for slot in slots {
@@ -917,7 +916,7 @@ impl Engine for Jit {
 /// A matrix product compiled by Cranelift for fixed `k` and `n`.
 pub struct CompiledMatmul {
     _module: JITModule,
-    function: codegen::MatmulFn,
+    function: kernels::MatmulFn,
     k: usize,
     n: usize,
 }
@@ -929,12 +928,12 @@ impl CompiledMatmul {
         let error = |e: String| {
             UserError::new(format!("the JIT failed to compile a matrix product: {e}")).hint("report this as a bug")
         };
-        let id = codegen::define_matmul(&mut module, "matmul", k, n).map_err(|e| error(e.to_string()))?;
+        let id = kernels::define_matmul(&mut module, "matmul", k, n).map_err(|e| error(e.to_string()))?;
         module.finalize_definitions().map_err(|e| error(e.to_string()))?;
         // SAFETY: `define_matmul` defines exactly the `MatmulFn` signature; the module that
         // owns the code lives as long as the pointer, in this struct.
         let function =
-            unsafe { std::mem::transmute::<*const u8, codegen::MatmulFn>(module.get_finalized_function(id)) };
+            unsafe { std::mem::transmute::<*const u8, kernels::MatmulFn>(module.get_finalized_function(id)) };
         Ok(CompiledMatmul {
             _module: module,
             function,

@@ -3,14 +3,14 @@
 //! Every malformed file gets an error that names the file and the row or byte offset at fault.
 
 use crate::error::UserError;
-use crate::ir::lower::{FileFormat, file_format};
+use crate::front::lower::{FileFormat, file_format};
 use crate::ir::{DataConfig, DataSource, FileSet, LabelColumn, NamedData, Normalize, Validation};
 use ndarray::{Array2, Axis};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The digits set, compressed, as shipped in `data/digits.csv.gz`.
-const DIGITS_CSV_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
+const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../data/digits.csv.gz");
 
 /// Rows of the digits set used as its test set (the last ones).
 pub const DIGITS_TEST_ROWS: usize = 360;

@@ -1,10 +1,12 @@
 //! Syntax tree to [`Program`]: constants, `repeat`, blocks, schemas, defaults and `--set`.
 
 use super::schema::{self, Schema, Section, Slot, Ty};
-use super::*;
+use crate::diag::source::Span;
 use crate::diag::{Code, Diagnostic, did_you_mean};
-use crate::source::Span;
-use crate::syntax::{self, Arg, Block, Command, Ident, Line, SourceFile, StatementKind, Value, ValueKind, join_or};
+use crate::front::syntax::{
+    self, Arg, Block, Command, Ident, Line, SourceFile, StatementKind, Value, ValueKind, join_or,
+};
+use crate::ir::*;
 use std::collections::{HashMap, HashSet};
 
 /// Most layers one model may expand to (through `repeat` and blocks).
@@ -1987,7 +1989,7 @@ pub fn fmt_number(x: f64) -> String {
 
 /// Parses `KEY=VALUE` (as given to `--set`) into an override whose value lives in `file`.
 /// `text` must be the part after `=`; strings may be given without quotes.
-pub fn parse_override(path: &str, file: crate::source::FileId, text: &str) -> Result<Override, Box<Diagnostic>> {
+pub fn parse_override(path: &str, file: crate::diag::source::FileId, text: &str) -> Result<Override, Box<Diagnostic>> {
     let value = match syntax::parse_value(file, text) {
         Ok(v) => v,
         // A bare path is accepted where a quoted one is meant: `--set train.data=train.csv`.

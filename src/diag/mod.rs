@@ -5,7 +5,9 @@
 //! instead. [`render`] turns a list of them into the human (codespan-reporting), JSON or GitHub
 //! Actions form. Nothing else in netc formats a diagnostic.
 
-use crate::source::{SourceMap, Span};
+pub mod source;
+
+use crate::diag::source::{SourceMap, Span};
 use codespan_reporting::diagnostic::{self as cs, LabelStyle};
 use codespan_reporting::term;
 use serde::Serialize;

@@ -4,8 +4,8 @@
 //! errors are recovered from line by line, so one run reports every malformed line, not just the
 //! first. This stage knows nothing about keywords: that is the job of [`crate::ir`].
 
+use crate::diag::source::{FileId, Span};
 use crate::diag::{Code, Diagnostic};
-use crate::source::{FileId, Span};
 use pest::Parser as _;
 use pest::iterators::Pair;
 

@@ -1,11 +1,13 @@
 //! Stage 4: the tensor graph every backend executes.
 //!
 //! [`build`] lowers a checked [`Program`] to a flat graph of 2-D tensor ops over a batch: the
-//! forward piece. [`crate::autodiff`] then appends the backward piece (gradients) and the update
+//! forward piece. [`crate::graph::autodiff`] then appends the backward piece (gradients) and the update
 //! piece (one optimizer step per parameter), so the interpreter and the JIT run the same three
 //! lists of nodes. The op set is small and closed; each op's shape rule is [`Op::shape`] and its
 //! derivative is in `autodiff.rs`; the elementwise math of activations is [`Unary::apply`] and
 //! [`Unary::derivative`], side by side.
+
+pub mod autodiff;
 
 use crate::ir::{
     Activation, Arena, DropoutMode, Handle, Init, LayerKind, Loss, OptimizerKind, Program, Regularization, Schedule,
@@ -783,7 +785,7 @@ pub fn build(program: &Program) -> Graph {
         input_width: model.input_width,
         output_width,
     };
-    crate::autodiff::differentiate(&mut graph, b, logits);
+    crate::graph::autodiff::differentiate(&mut graph, b, logits);
     graph
 }
 

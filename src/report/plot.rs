@@ -1,6 +1,6 @@
 //! Learning curves as SVG: training vs validation loss and accuracy by epoch.
 
-use crate::train::EpochRecord;
+use crate::run::train::EpochRecord;
 use plotters::prelude::*;
 
 use plotters::coord::types::RangedCoordf64;

@@ -5,9 +5,9 @@
 //! has no `exp`, so [`Emitter::exp`] builds one from range reduction and a polynomial (relative
 //! error about 2e-7), used for sigmoid, tanh and elu.
 
-use super::fuse::{Input, KOp, MapKernel};
 use crate::graph::{Rows, Unary};
 use crate::ir::OptimizerKind;
+use crate::passes::fuse::{Input, KOp, MapKernel};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     AbiParam, Endianness, Function, InstBuilder, MemFlagsData, Type, UserFuncName, Value, types,

@@ -1,0 +1,4 @@
+//! Reports: evaluation figures and plots.
+
+pub mod metrics;
+pub mod plot;
