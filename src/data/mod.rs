@@ -3,8 +3,8 @@
 //! Every malformed file gets an error that names the file and the row or byte offset at fault.
 
 use crate::error::UserError;
-use crate::front::lower::{FileFormat, file_format};
 use crate::ir::{DataConfig, DataSource, FileSet, LabelColumn, NamedData, Normalize, Validation};
+use crate::ir::{FileFormat, file_format};
 use ndarray::{Array2, Axis};
 use std::io::Read;
 use std::path::{Path, PathBuf};

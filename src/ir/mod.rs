@@ -608,3 +608,29 @@ impl Spans {
         })
     }
 }
+
+/// The file formats netc reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// Comma-separated values, labels in a column.
+    Csv,
+    /// LeCun's IDX (MNIST's format).
+    Idx,
+    /// NumPy's `.npy`.
+    Npy,
+}
+
+/// The format of a data file, from its name (a `.gz` ending is looked through).
+pub fn file_format(path: &str) -> Option<FileFormat> {
+    let lower = path.to_ascii_lowercase();
+    let name = lower.strip_suffix(".gz").unwrap_or(&lower);
+    if name.ends_with(".csv") {
+        Some(FileFormat::Csv)
+    } else if name.ends_with(".npy") {
+        Some(FileFormat::Npy)
+    } else if name.ends_with(".idx") || name.ends_with("-ubyte") || name.contains(".idx") {
+        Some(FileFormat::Idx)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,288 @@
+//! Syntax tree to [`Program`]: constants, `repeat`, blocks, schemas, defaults and `--set`.
+//!
+//! One [`Lowerer`] walks the tree; its methods live in one file per concern: [`overrides`],
+//! [`constants`], [`file`] (sections and block definitions), [`matching`] (a statement against its
+//! schema), [`model`] and [`train`].
+
+mod constants;
+mod file;
+mod matching;
+mod model;
+mod overrides;
+mod train;
+
+use super::schema::{self, Schema, Section, Slot, Ty};
+use crate::diag::source::Span;
+use crate::diag::{Code, Diagnostic, did_you_mean};
+use crate::front::syntax::{
+    self, Arg, Block, Command, Ident, Line, SourceFile, StatementKind, Value, ValueKind, join_or,
+};
+use crate::ir::*;
+use std::collections::{HashMap, HashSet};
+
+/// Most layers one model may expand to (through `repeat` and blocks).
+pub const MAX_LAYERS: usize = 10_000;
+
+/// How deeply block calls may nest.
+const MAX_CALL_DEPTH: usize = 16;
+
+/// A `--set KEY=VALUE` override: `value` replaces whatever the spec says at `path`.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// Dotted path: `train.optimizer.lr`, `model.h1.width`, `model.depth` (a model constant),
+    /// `depth` (a top-level constant).
+    pub path: String,
+    /// The value, parsed from its own small source file.
+    pub value: Value,
+}
+
+/// Lowers a parsed file. Returns the program when there were no errors, and every diagnostic
+/// found (errors and the lowering-stage warnings) either way.
+pub fn lower(tree: &SourceFile, overrides: &[Override]) -> (Option<(Program, Spans)>, Vec<Diagnostic>) {
+    let mut lowerer = Lowerer::new(overrides);
+    let program = lowerer.file(tree);
+    lowerer.report_unused_overrides();
+    let mut diagnostics = lowerer.diagnostics;
+    dedup(&mut diagnostics);
+    let failed = diagnostics.iter().any(Diagnostic::is_error);
+    (if failed { None } else { program }, diagnostics)
+}
+
+/// Removes repeats (a block body with an error, expanded three times, reports it once).
+fn dedup(diagnostics: &mut Vec<Diagnostic>) {
+    let mut seen = HashSet::new();
+    diagnostics.retain(|d| seen.insert((d.code, d.span, d.message.clone())));
+}
+
+/// A value after constant substitution, with where it was used and where it came from.
+#[derive(Debug, Clone)]
+struct Resolved {
+    value: Value,
+    /// Where the value was written in the statement (or in `--set`).
+    at: Span,
+    /// Where the constant it came from was defined, if it came from one.
+    origin: Option<(String, Span)>,
+}
+
+/// A value converted to its slot's type.
+#[derive(Debug, Clone)]
+enum Typed {
+    Int(i64),
+    Float(f64),
+    Choice(&'static str, Vec<f64>),
+    Str(String),
+    Name(String),
+    Split(Validation),
+    Column(LabelColumn),
+}
+
+struct Constant {
+    value: Value,
+    defined: Span,
+    used: bool,
+    /// Block parameters are not reported when unused.
+    report_unused: bool,
+}
+
+struct BlockDef<'t> {
+    params: Vec<Ident>,
+    body: &'t Block,
+    defined: Span,
+    used: bool,
+}
+
+/// The values of one matched statement.
+struct Matched {
+    schema: &'static Schema,
+    values: HashMap<&'static str, Typed>,
+    flags: HashSet<&'static str>,
+    label: Option<Ident>,
+    spans: SlotSpans,
+}
+
+impl Matched {
+    fn int(&self, slot: &str) -> Option<i64> {
+        match self.values.get(slot) {
+            Some(Typed::Int(v)) => Some(*v),
+            _ => None,
+        }
+    }
+    fn float(&self, slot: &str) -> Option<f64> {
+        match self.values.get(slot) {
+            Some(Typed::Float(v)) => Some(*v),
+            Some(Typed::Int(v)) => Some(*v as f64),
+            _ => None,
+        }
+    }
+    fn choice(&self, slot: &str) -> Option<(&'static str, &[f64])> {
+        match self.values.get(slot) {
+            Some(Typed::Choice(name, args)) => Some((name, args)),
+            _ => None,
+        }
+    }
+    fn string(&self, slot: &str) -> Option<String> {
+        match self.values.get(slot) {
+            Some(Typed::Str(s)) | Some(Typed::Name(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// One statement of a line, after splitting lines such as `batch 128 epochs 30 seed 42`.
+struct Piece<'t> {
+    head: &'t Value,
+    args: &'t [Arg],
+    block: Option<&'t Block>,
+    span: Span,
+}
+
+struct Lowerer<'t> {
+    diagnostics: Vec<Diagnostic>,
+    overrides: &'t [Override],
+    used_overrides: Vec<bool>,
+    /// Every path an override could have named, for "did you mean".
+    known_paths: HashSet<String>,
+    scopes: Vec<HashMap<String, Constant>>,
+    blocks: HashMap<String, BlockDef<'t>>,
+    // Model being built.
+    layers: Arena<Layer>,
+    layer_spans: Vec<SlotSpans>,
+    layer_names: HashMap<String, Span>,
+    kind_counts: HashMap<&'static str, usize>,
+    label_suffix: Vec<usize>,
+    call_stack: Vec<String>,
+    /// The input statement, once seen; its width is `None` when the value was invalid.
+    input: Option<(Option<usize>, SlotSpans)>,
+    /// The loss statement, once seen; `None` inside when the value was invalid.
+    loss: Option<(Option<Loss>, SlotSpans)>,
+    too_many_layers: bool,
+}
+
+impl<'t> Lowerer<'t> {
+    fn new(overrides: &'t [Override]) -> Self {
+        Lowerer {
+            diagnostics: Vec::new(),
+            overrides,
+            used_overrides: vec![false; overrides.len()],
+            known_paths: HashSet::new(),
+            scopes: vec![HashMap::new()],
+            blocks: HashMap::new(),
+            layers: Arena::new(),
+            layer_spans: Vec::new(),
+            layer_names: HashMap::new(),
+            kind_counts: HashMap::new(),
+            label_suffix: Vec::new(),
+            call_stack: Vec::new(),
+            input: None,
+            loss: None,
+            too_many_layers: false,
+        }
+    }
+
+    fn error(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+}
+
+fn activation_from(name: &str, args: &[f64]) -> Activation {
+    match name {
+        "linear" => Activation::Linear,
+        "sigmoid" => Activation::Sigmoid,
+        "tanh" => Activation::Tanh,
+        "relu" => Activation::Relu,
+        "leaky_relu" => Activation::LeakyRelu { alpha: args[0] },
+        "prelu" => Activation::Prelu { initial: args[0] },
+        "elu" => Activation::Elu { alpha: args[0] },
+        "softmax" => Activation::Softmax,
+        _ => unreachable!("the activation choice list matches this match"),
+    }
+}
+
+fn is_choice_word(word: &str) -> bool {
+    schema::SCHEMAS.iter().any(|s| {
+        s.positional.iter().any(|slot| slot.ty.choice_names().contains(&word))
+            || s.options
+                .iter()
+                .any(|slot| slot.ty.choice_names().contains(&word) || slot.name == word)
+            || s.flags.contains(&word)
+    })
+}
+
+fn arg_span(arg: &Arg) -> Span {
+    match arg {
+        Arg::Label(i) => i.span,
+        Arg::Value(v) => v.span,
+    }
+}
+
+fn statement_hint(section: Section) -> String {
+    let heads: Vec<&str> = schema::heads(section).collect();
+    match section {
+        Section::Top => {
+            "a spec holds `model NAME { ... }`, `train { ... }`, `let NAME = VALUE` and `block NAME(...) { ... }`"
+                .to_string()
+        }
+        _ => format!("statements here are {}", join_or(&heads)),
+    }
+}
+
+fn wrong_type(what: &str, ty: &Ty, v: &Value, at: Span) -> Diagnostic {
+    Diagnostic::error(
+        Code::WrongType,
+        at,
+        format!("{what} must be {}, found {}", ty.describe(), v.describe()),
+    )
+    .with_label(format!("expected {}", ty.describe()))
+    .with_hint(format!("write {} here", ty.describe()))
+}
+
+fn range_hint(head: &str, slot: &str) -> Option<String> {
+    Some(
+        match (head, slot) {
+            ("dropout", "rate") => {
+                "a dropout rate is the probability of dropping a unit: use a value in [0, 1), typically 0.2 to 0.5"
+            }
+            ("optimizer", "lr") => "a learning rate must be positive: typical values are 1e-4 to 0.1",
+            ("dense", "width") | ("input", "width") | ("maxout", "units") => "a layer needs at least one unit",
+            ("batch", "size") => "a batch holds at least one sample",
+            ("epochs", "count") => "train for at least one epoch",
+            ("optimizer", "beta1") | ("optimizer", "beta2") => {
+                "Adam's decay rates lie in [0, 1): the usual values are 0.9 and 0.999"
+            }
+            ("optimizer", "lambda") => "the momentum coefficient lies in [0, 1): 0.9 is usual",
+            ("optimizer", "alpha") => "RMSProp's decay lies in [0, 1): 0.99 is usual",
+            (_, "l1") | (_, "l2") => "a regularization strength is >= 0: typical values are 1e-5 to 1e-3",
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// Formats a number the way a user would write it.
+pub fn fmt_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+/// Parses `KEY=VALUE` (as given to `--set`) into an override whose value lives in `file`.
+/// `text` must be the part after `=`; strings may be given without quotes.
+pub fn parse_override(path: &str, file: crate::diag::source::FileId, text: &str) -> Result<Override, Box<Diagnostic>> {
+    let value = match syntax::parse_value(file, text) {
+        Ok(v) => v,
+        // A bare path is accepted where a quoted one is meant: `--set train.data=train.csv`.
+        Err(_) if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || "(){},;=#\"".contains(c)) => {
+            Value {
+                kind: ValueKind::Str(text.to_string()),
+                span: Span::new(file, 0, text.len()),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Override {
+        path: path.to_string(),
+        value,
+    })
+}
