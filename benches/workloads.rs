@@ -7,7 +7,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::Array2;
 use netc::back::engine::Engine;
 use netc::back::interp::Context;
-use netc::check::Limits;
 use netc::diag::source::SourceMap;
 use netc::run::train::{Backend, make_engine};
 
@@ -15,7 +14,7 @@ fn engine(path: &str, backend: Backend) -> Box<dyn Engine> {
     let text = std::fs::read_to_string(path).expect("workload spec");
     let mut sources = SourceMap::new();
     let id = sources.add(path, text);
-    let (program, _) = netc::compile(&sources, id, &[], &Limits::of_this_machine())
+    let (program, _) = netc::compile(&sources, id, &[], &netc::run::limits::of_this_machine())
         .program
         .expect("workload compiles");
     make_engine(backend, netc::graph::build(&program), 0).expect("engine")

@@ -9,7 +9,6 @@ pub mod back;
 pub mod check;
 pub mod data;
 pub mod diag;
-pub mod error;
 pub mod front;
 pub mod fsutil;
 pub mod graph;
@@ -46,77 +45,13 @@ pub fn compile(sources: &SourceMap, file: FileId, overrides: &[Override], limits
     if let Some((program, spans)) = &program {
         diagnostics.extend(check::check(program, spans, limits));
     }
-    diagnostics.sort_by_key(|d| (d.span.file != file, d.span.file, d.span.start, d.severity));
+    diagnostics.sort_by_key(|d| {
+        let at = d.span.map(|s| (s.file, s.start));
+        (at.is_none_or(|(f, _)| f != file), at, d.severity)
+    });
     let failed = diagnostics.iter().any(Diagnostic::is_error);
     Compiled {
         program: if failed { None } else { program },
         diagnostics,
     }
-}
-
-/// Reads a spec file, applies `--set KEY=VALUE` overrides and checks it. On success returns the
-/// run and the warnings; on failure the diagnostics (or an unreadable-file error).
-pub fn load_spec(
-    path: &std::path::Path,
-    sets: &[String],
-    sources: &mut SourceMap,
-) -> Result<(run::train::Run, Vec<Diagnostic>), LoadError> {
-    let text = read_spec(path)?;
-    let file = sources.add(path.display().to_string(), text.clone());
-    let mut overrides = Vec::new();
-    let mut problems = Vec::new();
-    for set in sets {
-        let Some((key, value)) = set.split_once('=') else {
-            return Err(LoadError::User(
-                error::UserError::new(format!("`--set {set}` has no `=`"))
-                    .hint("write --set KEY=VALUE, e.g. --set train.optimizer.lr=0.01"),
-            ));
-        };
-        let id = sources.add(format!("--set {key}"), value.to_string());
-        match front::lower::parse_override(key.trim(), id, value.trim()) {
-            Ok(o) => overrides.push(o),
-            Err(d) => problems.push(*d),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(LoadError::Diagnostics(problems));
-    }
-    let compiled = compile(sources, file, &overrides, &check::Limits::of_this_machine());
-    match compiled.program {
-        Some((program, _)) => Ok((
-            run::train::Run {
-                spec_text: text,
-                overrides: sets.to_vec(),
-                program,
-            },
-            compiled.diagnostics,
-        )),
-        None => Err(LoadError::Diagnostics(compiled.diagnostics)),
-    }
-}
-
-/// Why a spec could not be loaded.
-#[derive(Debug)]
-pub enum LoadError {
-    /// The file could not be read.
-    User(error::UserError),
-    /// The spec (or an override) has errors.
-    Diagnostics(Vec<Diagnostic>),
-}
-
-/// Reads a spec file as UTF-8 text, with errors that name the file.
-pub fn read_spec(path: &std::path::Path) -> Result<String, LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        LoadError::User(error::UserError::new(format!("cannot read `{}`: {e}", path.display())).hint("check the path"))
-    })?;
-    String::from_utf8(bytes).map_err(|e| {
-        LoadError::User(
-            error::UserError::new(format!(
-                "`{}` is not UTF-8 text (invalid byte at offset {})",
-                path.display(),
-                e.utf8_error().valid_up_to()
-            ))
-            .hint("save the spec as UTF-8"),
-        )
-    })
 }

@@ -28,10 +28,10 @@ fn compile_checked(text: &str) -> netc::Compiled {
         "a program exactly when there are no errors"
     );
     for d in &compiled.diagnostics {
+        let span = d.span.expect("spec diagnostics point into the spec");
         assert!(
-            d.span.start <= d.span.end && d.span.end <= text.len(),
-            "span {:?} outside the file",
-            d.span
+            span.start <= span.end && span.end <= text.len(),
+            "span {span:?} outside the file"
         );
         assert!(!d.message.is_empty());
     }

@@ -4,7 +4,6 @@ mod common;
 use common::*;
 
 use netc::data::DataDirs;
-use netc::diag::source::SourceMap;
 use netc::run::train::{Outcome, Progress, Run, TrainOptions, train};
 use std::path::Path;
 use std::sync::Arc;
@@ -14,11 +13,9 @@ fn run_of(dir: &Path, text: &str, sets: &[&str]) -> Run {
     let spec = dir.join("spec.net");
     std::fs::write(&spec, text).expect("write spec");
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    let mut sources = SourceMap::new();
-    match netc::load_spec(&spec, &sets, &mut sources) {
-        Ok((run, _)) => run,
-        Err(netc::LoadError::Diagnostics(d)) => panic!("{}", netc::diag::render_plain(&sources, &d)),
-        Err(netc::LoadError::User(e)) => panic!("{e}"),
+    match netc::run::spec::load_spec(&spec, &sets) {
+        Ok(loaded) => loaded.run,
+        Err(failure) => panic!("{failure:?}"),
     }
 }
 

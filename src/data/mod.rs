@@ -2,7 +2,7 @@
 //!
 //! Every malformed file gets an error that names the file and the row or byte offset at fault.
 
-use crate::error::UserError;
+use crate::diag::{Code, Diagnostic};
 use crate::ir::{DataConfig, DataSource, FileSet, LabelColumn, NamedData, Normalize, Validation};
 use crate::ir::{FileFormat, file_format};
 use ndarray::{Array2, Axis};
@@ -153,7 +153,7 @@ impl DataDirs {
 
 /// Loads and splits the data a spec names, normalized with a fit on the training split. `base`
 /// is the spec's directory (relative paths in a spec are relative to it).
-pub fn load(config: &DataConfig, dirs: &DataDirs, base: &Path) -> Result<Splits, UserError> {
+pub fn load(config: &DataConfig, dirs: &DataDirs, base: &Path) -> Result<Splits, Box<Diagnostic>> {
     load_with(config, dirs, base, None)
 }
 
@@ -163,7 +163,7 @@ pub fn load_with(
     dirs: &DataDirs,
     base: &Path,
     normalization: Option<&Normalization>,
-) -> Result<Splits, UserError> {
+) -> Result<Splits, Box<Diagnostic>> {
     let (train, validation_default, test) = match &config.source {
         DataSource::Named(NamedData::Digits) => {
             let (train, test) = digits()?.split_tail(DIGITS_TEST_ROWS);
@@ -188,14 +188,18 @@ pub fn load_with(
         Validation::Count(0) => (train, None),
         Validation::Count(n) => {
             if *n >= train.len() {
-                return Err(UserError::new(format!(
-                    "the validation split asks for {n} rows, but the training data has only {}",
-                    train.len()
-                ))
-                .hint(format!(
+                return Err(Diagnostic::general(
+                    Code::BadData,
+                    format!(
+                        "the validation split asks for {n} rows, but the training data has only {}",
+                        train.len()
+                    ),
+                )
+                .with_hint(format!(
                     "use fewer validation rows (at most {}), or a fraction like `validation 10%`",
                     train.len().saturating_sub(1)
-                )));
+                ))
+                .into());
             }
             let (t, v) = train.split_tail(*n);
             (t, Some(v))
@@ -205,8 +209,11 @@ pub fn load_with(
             if n == 0 {
                 (train, None)
             } else if n >= train.len() {
-                return Err(UserError::new("the validation fraction leaves no training rows")
-                    .hint("use a fraction below 1, e.g. `validation 10%`"));
+                return Err(
+                    Diagnostic::general(Code::BadData, "the validation fraction leaves no training rows")
+                        .with_hint("use a fraction below 1, e.g. `validation 10%`")
+                        .into(),
+                );
             } else {
                 let (t, v) = train.split_tail(n);
                 (t, Some(v))
@@ -215,18 +222,24 @@ pub fn load_with(
         Validation::Files(set) => (train, Some(read_set(set, base)?)),
     };
     if train.is_empty() {
-        return Err(UserError::new("the training data has no rows").hint("check the data file"));
+        return Err(Diagnostic::general(Code::BadData, "the training data has no rows")
+            .with_hint("check the data file")
+            .into());
     }
     let width = train.features.ncols();
     for (name, split) in [("validation", &validation), ("test", &test)] {
         if let Some(s) = split
             && s.features.ncols() != width
         {
-            return Err(UserError::new(format!(
-                "the {name} data has {} features per row, but the training data has {width}",
-                s.features.ncols()
-            ))
-            .hint("use files with the same columns for every split"));
+            return Err(Diagnostic::general(
+                Code::BadData,
+                format!(
+                    "the {name} data has {} features per row, but the training data has {width}",
+                    s.features.ncols()
+                ),
+            )
+            .with_hint("use files with the same columns for every split")
+            .into());
         }
     }
     let classes = [Some(&train), validation.as_ref(), test.as_ref()]
@@ -242,12 +255,16 @@ pub fn load_with(
     let normalization = match normalization {
         Some(n) if n.shift.len() == train.features.ncols() => n.clone(),
         Some(n) => {
-            return Err(UserError::new(format!(
-                "the weights were trained on {} features, but this data has {}",
-                n.shift.len(),
-                train.features.ncols()
-            ))
-            .hint("evaluate with the data the weights were trained on"));
+            return Err(Diagnostic::general(
+                Code::DataMismatch,
+                format!(
+                    "the weights were trained on {} features, but this data has {}",
+                    n.shift.len(),
+                    train.features.ncols()
+                ),
+            )
+            .with_hint("evaluate with the data the weights were trained on")
+            .into());
         }
         None => Normalization::fit(config.normalize, &train.features),
     };
@@ -271,7 +288,7 @@ pub fn load_with(
 /// The built-in digits set, its rows in a fixed shuffled order. The file is grouped by writer,
 /// so a positional split would test on writers never seen in training; the fixed permutation
 /// (the same for every seed and every version) mixes them.
-pub fn digits() -> Result<Dataset, UserError> {
+pub fn digits() -> Result<Dataset, Box<Diagnostic>> {
     let all = read_csv_bytes(
         &gunzip(DIGITS_CSV_GZ, Path::new("<built-in digits>"))?,
         "<built-in digits>",
@@ -294,7 +311,7 @@ pub const MNIST_FILES: [&str; 4] = [
     "t10k-labels-idx1-ubyte",
 ];
 
-fn load_mnist(dirs: &DataDirs) -> Result<(Dataset, Dataset), UserError> {
+fn load_mnist(dirs: &DataDirs) -> Result<(Dataset, Dataset), Box<Diagnostic>> {
     let candidates = dirs.candidates();
     let find = |dir: &Path, name: &str| -> Option<PathBuf> {
         [
@@ -317,31 +334,39 @@ fn load_mnist(dirs: &DataDirs) -> Result<(Dataset, Dataset), UserError> {
         .iter()
         .map(|d| format!("  {}", d.join("mnist").display()))
         .collect();
-    Err(UserError::new(format!(
+    Err(Diagnostic::general(Code::BadData, format!(
         "the MNIST files were not found; netc looked in:\n{}",
         if looked.is_empty() { "  (no directory: set --data-dir or $NETC_DATA_DIR)".to_string() } else { looked.join("\n") }
     ))
-    .hint(format!(
+    .with_hint(format!(
         "put the four MNIST IDX files ({}; gzip or raw) in DIR/mnist/ and pass `--data-dir DIR` or set NETC_DATA_DIR=DIR",
         MNIST_FILES.join(", ")
-    )))
+    )).into())
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, UserError> {
+fn read_file(path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
     let meta = std::fs::metadata(path).map_err(|e| {
-        UserError::new(format!("cannot read `{}`: {e}", path.display()))
-            .hint("check the path in the spec (relative paths start at the spec's directory)")
+        Diagnostic::general(Code::FileUnreadable, format!("cannot read `{}`: {e}", path.display()))
+            .in_file(path)
+            .with_hint("check the path in the spec (relative paths start at the spec's directory)")
     })?;
     if meta.len() > MAX_FILE_BYTES {
-        return Err(UserError::new(format!(
-            "`{}` is {} bytes, more than netc reads ({MAX_FILE_BYTES})",
-            path.display(),
-            meta.len()
-        ))
-        .hint("split the data into smaller files"));
+        return Err(Diagnostic::general(
+            Code::BadData,
+            format!(
+                "`{}` is {} bytes, more than netc reads ({MAX_FILE_BYTES})",
+                path.display(),
+                meta.len()
+            ),
+        )
+        .in_file(path)
+        .with_hint("split the data into smaller files")
+        .into());
     }
     let bytes = std::fs::read(path).map_err(|e| {
-        UserError::new(format!("cannot read `{}`: {e}", path.display())).hint("check the file's permissions")
+        Diagnostic::general(Code::FileUnreadable, format!("cannot read `{}`: {e}", path.display()))
+            .in_file(path)
+            .with_hint("check the file's permissions")
     })?;
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz")) {
         gunzip(&bytes, path)
@@ -350,20 +375,24 @@ fn read_file(path: &Path) -> Result<Vec<u8>, UserError> {
     }
 }
 
-fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>, UserError> {
+fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(bytes)
         .take(MAX_FILE_BYTES)
         .read_to_end(&mut out)
         .map_err(|e| {
-            UserError::new(format!("`{}` is not a valid gzip file: {e}", path.display()))
-                .hint("decompress it to check it, or give the uncompressed file")
+            Diagnostic::general(
+                Code::BadData,
+                format!("`{}` is not a valid gzip file: {e}", path.display()),
+            )
+            .in_file(path)
+            .with_hint("decompress it to check it, or give the uncompressed file")
         })?;
     Ok(out)
 }
 
 /// Reads one file set (features and, for IDX/NPY, labels).
-pub fn read_set(set: &FileSet, base: &Path) -> Result<Dataset, UserError> {
+pub fn read_set(set: &FileSet, base: &Path) -> Result<Dataset, Box<Diagnostic>> {
     let path = base.join(&set.features);
     match file_format(&set.features) {
         Some(FileFormat::Csv) => {
@@ -372,43 +401,54 @@ pub fn read_set(set: &FileSet, base: &Path) -> Result<Dataset, UserError> {
         }
         Some(FileFormat::Idx) | Some(FileFormat::Npy) => {
             let labels = set.labels.as_ref().ok_or_else(|| {
-                UserError::new(format!("`{}` needs a labels file", set.features))
-                    .hint("add `labels \"...\"` to the data statement")
+                Diagnostic::general(Code::BadData, format!("`{}` needs a labels file", set.features))
+                    .with_hint("add `labels \"...\"` to the data statement")
             })?;
             let labels_path = base.join(labels);
             let features = read_matrix(&path)?;
             let labels_matrix = read_matrix(&labels_path)?;
             combine(features, &path, labels_matrix, &labels_path)
         }
-        None => Err(UserError::new(format!("cannot tell the format of `{}`", set.features))
-            .hint("use .csv, .npy or .idx files")),
+        None => Err(
+            Diagnostic::general(Code::BadData, format!("cannot tell the format of `{}`", set.features))
+                .with_hint("use .csv, .npy or .idx files")
+                .into(),
+        ),
     }
 }
 
-fn read_idx_pair(images: &Path, labels: &Path) -> Result<Dataset, UserError> {
+fn read_idx_pair(images: &Path, labels: &Path) -> Result<Dataset, Box<Diagnostic>> {
     let features = read_matrix(images)?;
     let labels_matrix = read_matrix(labels)?;
     combine(features, images, labels_matrix, labels)
 }
 
-fn combine(features: Array2<f32>, fpath: &Path, labels: Array2<f32>, lpath: &Path) -> Result<Dataset, UserError> {
+fn combine(features: Array2<f32>, fpath: &Path, labels: Array2<f32>, lpath: &Path) -> Result<Dataset, Box<Diagnostic>> {
     if labels.ncols() != 1 {
-        return Err(UserError::new(format!(
-            "the labels file `{}` has {} values per row; labels are one class number per row",
-            lpath.display(),
-            labels.ncols()
-        ))
-        .hint("give a 1-D labels file"));
+        return Err(Diagnostic::general(
+            Code::BadData,
+            format!(
+                "the labels file `{}` has {} values per row; labels are one class number per row",
+                lpath.display(),
+                labels.ncols()
+            ),
+        )
+        .with_hint("give a 1-D labels file")
+        .into());
     }
     if labels.nrows() != features.nrows() {
-        return Err(UserError::new(format!(
-            "`{}` has {} rows but its labels file `{}` has {}",
-            fpath.display(),
-            features.nrows(),
-            lpath.display(),
-            labels.nrows()
-        ))
-        .hint("pair each features file with the labels file of the same samples"));
+        return Err(Diagnostic::general(
+            Code::BadData,
+            format!(
+                "`{}` has {} rows but its labels file `{}` has {}",
+                fpath.display(),
+                features.nrows(),
+                lpath.display(),
+                labels.nrows()
+            ),
+        )
+        .with_hint("pair each features file with the labels file of the same samples")
+        .into());
     }
     let mut out = Vec::with_capacity(labels.nrows());
     for (row, &l) in labels.column(0).iter().enumerate() {
@@ -417,22 +457,26 @@ fn combine(features: Array2<f32>, fpath: &Path, labels: Array2<f32>, lpath: &Pat
     Ok(Dataset { features, labels: out })
 }
 
-fn label_of(value: f64, place: impl Fn() -> String) -> Result<usize, UserError> {
+fn label_of(value: f64, place: impl Fn() -> String) -> Result<usize, Box<Diagnostic>> {
     if value.fract() != 0.0 || !(0.0..=1e6).contains(&value) {
-        return Err(UserError::new(format!("{}: `{value}` is not a class number", place()))
-            .hint("labels are whole numbers 0, 1, 2, ... (one per class)"));
+        return Err(
+            Diagnostic::general(Code::BadData, format!("{}: `{value}` is not a class number", place()))
+                .with_hint("labels are whole numbers 0, 1, 2, ... (one per class)")
+                .into(),
+        );
     }
     Ok(value as usize)
 }
 
 /// Parses CSV text: numbers separated by commas, one sample per line, the label in one column.
-pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool) -> Result<Dataset, UserError> {
+pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool) -> Result<Dataset, Box<Diagnostic>> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        UserError::new(format!(
-            "`{name}` is not UTF-8 text (bad byte at offset {})",
-            e.valid_up_to()
-        ))
-        .hint("save the CSV file as UTF-8")
+        Diagnostic::general(
+            Code::NotUtf8,
+            format!("`{name}` is not UTF-8 text (bad byte at offset {})", e.valid_up_to()),
+        )
+        .in_file(name)
+        .with_hint("save the CSV file as UTF-8")
     })?;
     let mut width = None;
     let mut values: Vec<f32> = Vec::new();
@@ -446,11 +490,15 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
         match width {
             None => width = Some(cells.len()),
             Some(w) if w != cells.len() => {
-                return Err(UserError::new(format!(
-                    "`{name}`, row {row}: {} columns, but the rows before have {w}",
-                    cells.len()
-                ))
-                .hint("every row needs the same number of columns"));
+                return Err(Diagnostic::general(
+                    Code::BadData,
+                    format!(
+                        "`{name}`, row {row}: {} columns, but the rows before have {w}",
+                        cells.len()
+                    ),
+                )
+                .with_hint("every row needs the same number of columns")
+                .into());
             }
             _ => {}
         }
@@ -460,30 +508,35 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
             LabelColumn::Index(i) => i,
         };
         if label_at >= cells.len() || cells.len() < 2 {
-            return Err(UserError::new(format!(
-                "`{name}`, row {row}: no column {label_at} for the label ({} columns)",
-                cells.len()
-            ))
-            .hint("set `label first`, `label last` or a column number that exists"));
+            return Err(Diagnostic::general(
+                Code::BadData,
+                format!(
+                    "`{name}`, row {row}: no column {label_at} for the label ({} columns)",
+                    cells.len()
+                ),
+            )
+            .with_hint("set `label first`, `label last` or a column number that exists")
+            .into());
         }
         for (column, cell) in cells.iter().enumerate() {
             let parsed: f64 = cell.parse().map_err(|_| {
-                UserError::new(format!(
-                    "`{name}`, row {row}, column {}: `{cell}` is not a number",
-                    column + 1
-                ))
-                .hint(if row == 1 {
+                Diagnostic::general(
+                    Code::BadData,
+                    format!("`{name}`, row {row}, column {}: `{cell}` is not a number", column + 1),
+                )
+                .with_hint(if row == 1 {
                     "if the first row is a header, add `header` to the data statement".to_string()
                 } else {
                     "every cell must be a number".to_string()
                 })
             })?;
             if !parsed.is_finite() {
-                return Err(UserError::new(format!(
-                    "`{name}`, row {row}, column {}: `{cell}` is not finite",
-                    column + 1
-                ))
-                .hint("replace missing or infinite values with numbers"));
+                return Err(Diagnostic::general(
+                    Code::BadData,
+                    format!("`{name}`, row {row}, column {}: `{cell}` is not finite", column + 1),
+                )
+                .with_hint("replace missing or infinite values with numbers")
+                .into());
             }
             if column == label_at {
                 labels.push(label_of(parsed, || {
@@ -495,20 +548,24 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
         }
     }
     let Some(width) = width else {
-        return Err(UserError::new(format!("`{name}` has no rows")).hint("give a CSV file with one sample per line"));
+        return Err(Diagnostic::general(Code::BadData, format!("`{name}` has no rows"))
+            .with_hint("give a CSV file with one sample per line")
+            .into());
     };
     let features = Array2::from_shape_vec((labels.len(), width - 1), values).expect("every row added width-1 values");
     Ok(Dataset { features, labels })
 }
 
 /// Reads a matrix (features; or labels as one column) from an IDX or NPY file.
-pub fn read_matrix(path: &Path) -> Result<Array2<f32>, UserError> {
+pub fn read_matrix(path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
     let bytes = read_file(path)?;
     match file_format(&path.to_string_lossy()) {
         Some(FileFormat::Npy) => parse_npy(&bytes, path),
         Some(FileFormat::Csv) => {
             let text = std::str::from_utf8(&bytes).map_err(|_| {
-                UserError::new(format!("`{}` is not UTF-8 text", path.display())).hint("save it as UTF-8")
+                Diagnostic::general(Code::NotUtf8, format!("`{}` is not UTF-8 text", path.display()))
+                    .in_file(path)
+                    .with_hint("save it as UTF-8")
             })?;
             parse_csv_matrix(text, &path.display().to_string())
         }
@@ -517,7 +574,7 @@ pub fn read_matrix(path: &Path) -> Result<Array2<f32>, UserError> {
 }
 
 /// Parses a CSV of numbers only (no label column), for `netc predict`.
-pub fn parse_csv_matrix(text: &str, name: &str) -> Result<Array2<f32>, UserError> {
+pub fn parse_csv_matrix(text: &str, name: &str) -> Result<Array2<f32>, Box<Diagnostic>> {
     let mut width = None;
     let mut values = Vec::new();
     let mut rows = 0;
@@ -527,36 +584,43 @@ pub fn parse_csv_matrix(text: &str, name: &str) -> Result<Array2<f32>, UserError
         }
         let cells: Vec<&str> = line.split(',').map(str::trim).collect();
         if *width.get_or_insert(cells.len()) != cells.len() {
-            return Err(UserError::new(format!(
-                "`{name}`, row {}: {} columns, but the rows before have {}",
-                i + 1,
-                cells.len(),
-                width.unwrap_or(0)
-            ))
-            .hint("every row needs the same number of columns"));
+            return Err(Diagnostic::general(
+                Code::BadData,
+                format!(
+                    "`{name}`, row {}: {} columns, but the rows before have {}",
+                    i + 1,
+                    cells.len(),
+                    width.unwrap_or(0)
+                ),
+            )
+            .with_hint("every row needs the same number of columns")
+            .into());
         }
         for (j, cell) in cells.iter().enumerate() {
             let v: f32 = cell.parse().ok().filter(|v: &f32| v.is_finite()).ok_or_else(|| {
-                UserError::new(format!(
-                    "`{name}`, row {}, column {}: `{cell}` is not a number",
-                    i + 1,
-                    j + 1
-                ))
-                .hint("every cell must be a finite number")
+                Diagnostic::general(
+                    Code::BadData,
+                    format!("`{name}`, row {}, column {}: `{cell}` is not a number", i + 1, j + 1),
+                )
+                .with_hint("every cell must be a finite number")
             })?;
             values.push(v);
         }
         rows += 1;
     }
-    let width =
-        width.ok_or_else(|| UserError::new(format!("`{name}` has no rows")).hint("give one sample per line"))?;
+    let width = width.ok_or_else(|| {
+        Diagnostic::general(Code::BadData, format!("`{name}` has no rows")).with_hint("give one sample per line")
+    })?;
     Ok(Array2::from_shape_vec((rows, width), values).expect("rows * width values"))
 }
 
-fn parse_idx(bytes: &[u8], path: &Path) -> Result<Array2<f32>, UserError> {
+fn parse_idx(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
     let bad = |offset: usize, what: String| {
-        UserError::new(format!("`{}`, byte {offset}: {what}", path.display()))
-            .hint("check that this is an IDX file (as MNIST's), not truncated")
+        Box::new(
+            Diagnostic::general(Code::BadData, format!("`{}`, byte {offset}: {what}", path.display()))
+                .in_file(path)
+                .with_hint("check that this is an IDX file (as MNIST's), not truncated"),
+        )
     };
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(bad(
@@ -629,10 +693,13 @@ fn parse_idx(bytes: &[u8], path: &Path) -> Result<Array2<f32>, UserError> {
     Ok(Array2::from_shape_vec((rows, cols), values).expect("rows * cols values"))
 }
 
-fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array2<f32>, UserError> {
+fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
     let bad = |offset: usize, what: &str| {
-        UserError::new(format!("`{}`, byte {offset}: {what}", path.display()))
-            .hint("save the array with numpy.save (a C-ordered 1-D or 2-D array of numbers)")
+        Box::new(
+            Diagnostic::general(Code::BadData, format!("`{}`, byte {offset}: {what}", path.display()))
+                .in_file(path)
+                .with_hint("save the array with numpy.save (a C-ordered 1-D or 2-D array of numbers)"),
+        )
     };
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad(0, "wrong magic: an NPY file starts with \\x93NUMPY"));

@@ -1,16 +1,22 @@
 //! Diagnostics: the one place where problems become text.
 //!
-//! Every stage reports problems as [`Diagnostic`] values: a stable [`Code`], a message that says
-//! what is wrong, a primary span, optional secondary spans, and a hint that says what to write
-//! instead. [`render`] turns a list of them into the human (codespan-reporting), JSON or GitHub
+//! Every failure netc reports is a [`Diagnostic`] value: a stable [`Code`], a message that says
+//! what is wrong, where (a span in a source file, a whole file, or nowhere: a flag, the
+//! machine), a hint that says what to do instead, and, for misspellings, a [`Fix`] a tool can
+//! apply. [`render`] turns a list of them into the human (codespan-reporting), JSON or GitHub
 //! Actions form. Nothing else in netc formats a diagnostic.
 
+pub mod codes;
+pub mod render;
 pub mod source;
 
+pub use codes::Code;
+pub use render::{Format, JsonDiagnostic, JsonFix, JsonPosition, emit, emit_failure, emit_human, render_github};
+pub use render::{render_plain, to_json};
+
 use crate::diag::source::{SourceMap, Span};
-use codespan_reporting::diagnostic::{self as cs, LabelStyle};
-use codespan_reporting::term;
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -22,64 +28,6 @@ pub enum Severity {
     Warning,
 }
 
-macro_rules! codes {
-    ($($variant:ident = $code:literal: $title:literal,)*) => {
-        /// Stable diagnostic codes; each is documented in `docs/errors.md`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Code { $($variant,)* }
-
-        impl Code {
-            /// Every code, in documentation order.
-            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
-
-            /// The code as printed, e.g. `E0001`.
-            pub fn as_str(self) -> &'static str {
-                match self { $(Code::$variant => $code,)* }
-            }
-
-            /// A one-line title for the documentation.
-            pub fn title(self) -> &'static str {
-                match self { $(Code::$variant => $title,)* }
-            }
-        }
-    };
-}
-
-codes! {
-    Syntax = "E0001": "syntax error",
-    UnbalancedBrace = "E0002": "unbalanced braces",
-    UnknownStatement = "E0003": "unknown statement",
-    UnknownOption = "E0004": "unknown option",
-    MissingValue = "E0005": "missing value",
-    WrongType = "E0006": "value of the wrong type",
-    OutOfRange = "E0007": "value out of range",
-    UnknownChoice = "E0008": "unknown activation, initializer, optimizer, loss or other named choice",
-    UnknownName = "E0009": "unknown constant, block or layer name",
-    DuplicateLayer = "E0010": "duplicate layer name",
-    Duplicate = "E0011": "defined or set twice",
-    MaxoutDivisibility = "E0012": "maxout width not divisible by its pieces",
-    LossMismatch = "E0013": "loss does not match the output activation",
-    MissingInput = "E0014": "missing or misplaced input",
-    MissingLoss = "E0015": "missing or misplaced loss",
-    MissingSection = "E0016": "missing model or train section",
-    TooLarge = "E0017": "model too large for memory",
-    Arity = "E0018": "wrong number of arguments",
-    Expansion = "E0019": "repeat or block expansion too large or recursive",
-    Misplaced = "E0020": "statement not allowed here",
-    DataSplit = "E0021": "inconsistent data settings",
-    NoLayers = "E0022": "model has no layer with weights",
-    NestingTooDeep = "E0023": "blocks nested too deeply",
-    BadOverride = "E0024": "invalid --set override",
-    DataShape = "E0025": "model does not fit the data set's shape",
-    FixedZeroOnePiece = "E0026": "maxout `fixed_zero` with a single piece",
-    DeepSaturatingStack = "W0001": "deep sigmoid or tanh stack (vanishing gradients)",
-    DropoutBeforeOutput = "W0002": "dropout right before the output layer",
-    NoValidation = "W0003": "dropout, regularization or early stopping without validation data",
-    RegularizationExtreme = "W0004": "regularization strength that has no effect or drives weights to zero",
-    HiddenSoftmax = "W0005": "softmax on a hidden layer",
-    Unused = "W0006": "unused constant or block",
-}
-
 /// A secondary location with its own short message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Label {
@@ -89,7 +37,19 @@ pub struct Label {
     pub message: String,
 }
 
-/// One problem found in a spec.
+/// A change to the source that resolves a diagnostic: replace the text at `span` with
+/// `replacement` (a language server offers it as a quick fix).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fix {
+    /// The text to replace.
+    pub span: Span,
+    /// What to write there instead.
+    pub replacement: String,
+    /// What the change does, in a few words (`replace with `relu``).
+    pub message: String,
+}
+
+/// One problem: in a spec, in a file, or with the command as a whole.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
     /// Error or warning.
@@ -98,30 +58,29 @@ pub struct Diagnostic {
     pub code: Code,
     /// What is wrong, in one sentence.
     pub message: String,
-    /// The exact text at fault.
-    pub span: Span,
+    /// The exact text at fault, when the problem is in a source file.
+    pub span: Option<Span>,
+    /// The file the problem is about, when it has no span (a missing file, a malformed data
+    /// file).
+    pub path: Option<PathBuf>,
     /// A short note shown under the primary span.
     pub label: String,
     /// Other places that explain the problem.
     pub secondary: Vec<Label>,
     /// Extra explanation (the lecture's reason behind a warning).
     pub notes: Vec<String>,
-    /// What to write instead.
+    /// What to write or do instead.
     pub hint: Option<String>,
+    /// Source changes that resolve the problem (a misspelt word replaced by the suggestion).
+    pub fixes: Vec<Fix>,
 }
 
 impl Diagnostic {
     /// An error at `span`.
     pub fn error(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
-            severity: Severity::Error,
-            code,
-            message: message.into(),
-            span,
-            label: String::new(),
-            secondary: Vec::new(),
-            notes: Vec::new(),
-            hint: None,
+            span: Some(span),
+            ..Diagnostic::general(code, message)
         }
     }
 
@@ -131,6 +90,36 @@ impl Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, span, message)
         }
+    }
+
+    /// An error with no place in a source file: a flag, training, the machine. Add the file it
+    /// is about with [`Diagnostic::in_file`].
+    pub fn general(code: Code, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            span: None,
+            path: None,
+            label: String::new(),
+            secondary: Vec::new(),
+            notes: Vec::new(),
+            hint: None,
+            fixes: Vec::new(),
+        }
+    }
+
+    /// An error that is netc's fault, not the user's (e.g. Cranelift rejecting generated code).
+    /// A note says so.
+    pub fn internal(message: impl Into<String>) -> Diagnostic {
+        Diagnostic::general(Code::Internal, message)
+            .with_note("this is a bug in netc, not a problem with your spec, data or flags; please report it")
+    }
+
+    /// Names the file a location-less diagnostic is about.
+    pub fn in_file(mut self, path: impl AsRef<Path>) -> Diagnostic {
+        self.path = Some(path.as_ref().to_path_buf());
+        self
     }
 
     /// Sets the note under the primary span.
@@ -154,10 +143,21 @@ impl Diagnostic {
         self
     }
 
-    /// Sets the fix.
+    /// Sets the fix, as text.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Diagnostic {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// A "did you mean": sets the hint and adds the [`Fix`] that replaces the text at `span`
+    /// (the misspelt word) with `suggestion`.
+    pub fn with_suggestion(mut self, span: Span, suggestion: &str, hint: impl Into<String>) -> Diagnostic {
+        self.fixes.push(Fix {
+            span,
+            replacement: suggestion.to_string(),
+            message: format!("replace with `{suggestion}`"),
+        });
+        self.with_hint(hint)
     }
 
     /// True for errors.
@@ -165,6 +165,21 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 }
+
+/// The diagnostic without its source locations, in the human form (`error[E0101]: ...` and
+/// its notes): for contexts without the sources, such as a test's failure message.
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unlocated = Diagnostic {
+            span: None,
+            secondary: Vec::new(),
+            ..self.clone()
+        };
+        f.write_str(render_plain(&SourceMap::new(), &[unlocated]).trim_end())
+    }
+}
+
+impl std::error::Error for Diagnostic {}
 
 /// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
@@ -179,155 +194,53 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .map(|(_, c)| c)
 }
 
-/// The forms `netc check --format` offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// codespan-reporting's rustc-like text.
-    Human,
-    /// One JSON array of objects.
-    Json,
-    /// GitHub Actions workflow commands (`::error file=...`).
-    Github,
+/// Everything a failed command has to say: its diagnostics (the errors, and any warnings found
+/// with them), the sources their spans point into, and a closing line for the human form.
+#[derive(Default)]
+pub struct Failure {
+    /// The text the diagnostics' spans point into (empty when none has a span).
+    pub sources: SourceMap,
+    /// What went wrong.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Printed after the diagnostics in the human form (`error: ...`), e.g. "`a.net` has 2
+    /// error(s) and 0 warning(s); nothing was run". The JSON and GitHub forms leave it out:
+    /// the diagnostics say it all.
+    pub conclusion: Option<String>,
 }
 
-/// A diagnostic in the JSON form of `netc check --format json`.
-#[derive(Debug, Serialize)]
-pub struct JsonDiagnostic {
-    /// Path of the file as given on the command line.
-    pub file: String,
-    /// 1-based line of the start.
-    pub line: usize,
-    /// 1-based column (in characters) of the start.
-    pub column: usize,
-    /// Line and column one past the end.
-    pub end: JsonPosition,
-    /// `error` or `warning`.
-    pub severity: Severity,
-    /// Stable code, e.g. `E0007`.
-    pub code: &'static str,
-    /// What is wrong.
-    pub message: String,
-    /// What to write instead, if known.
-    pub hint: Option<String>,
-}
-
-/// A line and column.
-#[derive(Debug, Serialize)]
-pub struct JsonPosition {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column in characters.
-    pub column: usize,
-}
-
-/// Converts diagnostics to their JSON form.
-pub fn to_json(sources: &SourceMap, diagnostics: &[Diagnostic]) -> Vec<JsonDiagnostic> {
-    diagnostics
-        .iter()
-        .map(|d| {
-            let (line, column) = sources.line_column(d.span.file, d.span.start);
-            let (end_line, end_column) = sources.line_column(d.span.file, d.span.end);
-            JsonDiagnostic {
-                file: sources.name(d.span.file).to_string(),
-                line,
-                column,
-                end: JsonPosition {
-                    line: end_line,
-                    column: end_column,
-                },
-                severity: d.severity,
-                code: d.code.as_str(),
-                message: d.message.clone(),
-                hint: d.hint.clone(),
-            }
-        })
-        .collect()
-}
-
-fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<usize> {
-    let severity = match d.severity {
-        Severity::Error => cs::Severity::Error,
-        Severity::Warning => cs::Severity::Warning,
-    };
-    let mut labels =
-        vec![cs::Label::new(LabelStyle::Primary, d.span.file, d.span.start..d.span.end).with_message(&d.label)];
-    labels.extend(d.secondary.iter().map(|l| {
-        cs::Label::new(LabelStyle::Secondary, l.span.file, l.span.start..l.span.end).with_message(&l.message)
-    }));
-    let mut notes = d.notes.clone();
-    if let Some(hint) = &d.hint {
-        notes.push(format!("help: {hint}"));
-    }
-    cs::Diagnostic::new(severity)
-        .with_code(d.code.as_str())
-        .with_message(&d.message)
-        .with_labels(labels)
-        .with_notes(notes)
-}
-
-/// Renders diagnostics as plain text (no colour), the form pinned by the golden tests.
-pub fn render_plain(sources: &SourceMap, diagnostics: &[Diagnostic]) -> String {
-    let config = term::Config::default();
-    let mut out = String::new();
-    for d in diagnostics {
-        term::emit_to_string(&mut out, &config, sources.files(), &to_codespan(d))
-            .expect("diagnostic spans always point into files of the same SourceMap");
-    }
-    out
-}
-
-/// Writes diagnostics to stderr in the human form, coloured when stderr is a terminal.
-pub fn emit_human(sources: &SourceMap, diagnostics: &[Diagnostic]) {
-    use term::termcolor::{ColorChoice, StandardStream};
-    let choice = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ColorChoice::Auto
-    } else {
-        ColorChoice::Never
-    };
-    let stream = StandardStream::stderr(choice);
-    let mut lock = stream.lock();
-    let styles = term::Styles::default();
-    let mut writer = term::StylesWriter::new(&mut lock, &styles);
-    let config = term::Config::default();
-    for d in diagnostics {
-        // A broken stderr pipe is no reason to fail the check itself.
-        let _ = term::emit_to_write_style(&mut writer, &config, sources.files(), &to_codespan(d));
-    }
-}
-
-/// Renders diagnostics as GitHub Actions annotation lines.
-pub fn render_github(sources: &SourceMap, diagnostics: &[Diagnostic]) -> String {
-    let mut out = String::new();
-    for j in to_json(sources, diagnostics) {
-        let kind = match j.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        let mut message = j.message.clone();
-        if let Some(hint) = &j.hint {
-            message.push_str(&format!(" (help: {hint})"));
+impl Failure {
+    /// A failure with diagnostics whose spans point into `sources`.
+    pub fn of(sources: SourceMap, diagnostics: Vec<Diagnostic>) -> Failure {
+        Failure {
+            sources,
+            diagnostics,
+            conclusion: None,
         }
-        out.push_str(&format!(
-            "::{kind} file={},line={},col={},endLine={},endColumn={},title={}::{}\n",
-            escape_property(&j.file),
-            j.line,
-            j.column,
-            j.end.line,
-            j.end.column,
-            j.code,
-            escape_data(&message)
-        ));
     }
-    out
+
+    /// Sets the closing line of the human form.
+    pub fn concluding(mut self, conclusion: impl Into<String>) -> Failure {
+        self.conclusion = Some(conclusion.into());
+        self
+    }
 }
 
-// GitHub's workflow-command escaping rules.
-fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+impl From<Diagnostic> for Failure {
+    fn from(d: Diagnostic) -> Failure {
+        Failure::of(SourceMap::new(), vec![d])
+    }
 }
 
-fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+impl From<Box<Diagnostic>> for Failure {
+    fn from(d: Box<Diagnostic>) -> Failure {
+        Failure::from(*d)
+    }
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&render_plain(&self.sources, &self.diagnostics))
+    }
 }
 
 /// Counts errors and warnings.
@@ -359,25 +272,38 @@ mod tests {
     }
 
     #[test]
-    fn codes_are_unique_and_well_formed() {
+    fn codes_are_unique_well_formed_and_grouped() {
         let mut seen = std::collections::HashSet::new();
         for code in Code::ALL {
             let s = code.as_str();
             assert!(seen.insert(s), "duplicate code {s}");
             assert_eq!(s.len(), 5);
             assert!(s.starts_with('E') || s.starts_with('W'));
+            // Spec codes are E00xx/W00xx, command codes E01xx.
+            assert_eq!(code.is_spec(), &s[1..3] == "00", "{s} is in the wrong group");
         }
+        assert_eq!(Code::SPEC.len() + Code::COMMAND.len(), Code::ALL.len());
     }
 
     #[test]
-    fn github_escapes_newlines_and_commas() {
-        let mut sources = SourceMap::new();
-        let f = sources.add("a,b.net", "input 3\n");
-        let d = Diagnostic::error(Code::Syntax, Span::new(f, 0, 5), "bad\nthing 100%");
-        let out = render_github(&sources, &[d]);
-        assert_eq!(
-            out,
-            "::error file=a%2Cb.net,line=1,col=1,endLine=1,endColumn=6,title=E0001::bad%0Athing 100%25\n"
+    fn suggestions_are_hints_and_fixes() {
+        let d = Diagnostic::error(Code::UnknownChoice, Span::new(0, 4, 8), "unknown activation `rleu`")
+            .with_suggestion(Span::new(0, 4, 8), "relu", "did you mean `relu`?");
+        assert_eq!(d.hint.as_deref(), Some("did you mean `relu`?"));
+        assert_eq!(d.fixes[0].replacement, "relu");
+        assert_eq!(d.fixes[0].span, Span::new(0, 4, 8));
+    }
+
+    #[test]
+    fn internal_errors_say_whose_bug_it_is() {
+        let d = Diagnostic::internal("code generation failed");
+        assert_eq!(d.code, Code::Internal);
+        assert!(d.notes.iter().any(|n| n.contains("bug in netc")), "{:?}", d.notes);
+        let rendered = render_plain(&SourceMap::new(), &[d]);
+        assert!(
+            rendered.starts_with("error[E0199]: code generation failed\n"),
+            "{rendered}"
         );
+        assert!(rendered.contains("bug in netc"), "{rendered}");
     }
 }

@@ -669,7 +669,7 @@ mod tests {
         let (_, diagnostics) = parse(0, "model m {\n  input 3\n");
         assert_eq!(diagnostics.len(), 1);
         assert_eq!(diagnostics[0].code, Code::UnbalancedBrace);
-        assert_eq!(diagnostics[0].span, Span::new(0, 8, 9));
+        assert_eq!(diagnostics[0].span, Some(Span::new(0, 8, 9)));
         let (_, diagnostics) = parse(0, "input 3 }\n");
         assert_eq!(diagnostics[0].code, Code::UnbalancedBrace);
     }

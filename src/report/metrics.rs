@@ -4,7 +4,7 @@ use crate::back::engine::Engine;
 use crate::back::interp::Context;
 use crate::data::{Dataset, targets};
 use ndarray::{Array2, ArrayView1, Axis};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Rows per forward pass when evaluating (bounded memory, whatever the data size).
 pub const EVAL_CHUNK: usize = 1024;
@@ -21,7 +21,7 @@ pub struct Evaluation {
 }
 
 /// The figures of an evaluation, for reports.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Figures {
     /// Mean data loss.
     pub loss: f64,

@@ -1,4 +1,5 @@
-//! Reports: evaluation figures and plots.
+//! Reports: evaluation figures, per-epoch training records, and plots.
 
+pub mod history;
 pub mod metrics;
 pub mod plot;

@@ -1,6 +1,6 @@
 //! Learning curves as SVG: training vs validation loss and accuracy by epoch.
 
-use crate::run::train::EpochRecord;
+use crate::report::history::EpochRecord;
 use plotters::prelude::*;
 
 use plotters::coord::types::RangedCoordf64;

@@ -5,11 +5,12 @@
 //! standard workloads (inputs uniform in [0, 1), labels uniform): one warm-up epoch, then the
 //! best of `repeats`.
 
+use crate::back::engine::Engine;
 use crate::back::interp::Context;
-use crate::check::Limits;
-use crate::diag::source::SourceMap;
+use crate::diag::{Code, Diagnostic};
 use crate::graph;
 use crate::rng::Rng;
+use crate::run::spec::Loaded;
 use crate::run::train::{Backend, make_engine};
 use ndarray::Array2;
 use serde::Serialize;
@@ -26,6 +27,8 @@ pub struct BenchOptions {
     pub repeats: usize,
     /// Steps timed for the per-layer breakdown.
     pub profile_steps: usize,
+    /// Also write the report (JSON) here.
+    pub report: Option<std::path::PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -35,6 +38,7 @@ impl Default for BenchOptions {
             samples: 60_000,
             repeats: 3,
             profile_steps: 20,
+            report: None,
         }
     }
 }
@@ -81,42 +85,114 @@ pub struct BenchReport {
     pub layers: Vec<LayerTiming>,
 }
 
-/// Benchmarks a spec's training on a backend.
-pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Result<BenchReport, String> {
+impl BenchOptions {
+    /// Refuses options that measure nothing.
+    pub fn check(&self) -> Result<(), Box<Diagnostic>> {
+        if self.batch == Some(0) || self.samples == 0 {
+            return Err(
+                Diagnostic::general(Code::BadFlag, "--batch and --samples must be at least 1")
+                    .with_hint("e.g. --batch 128 --samples 60000")
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Benchmarks a loaded spec's training on a backend (and writes the report file, if asked).
+/// Its compile time counts from reading the spec file (`loaded.load_ms`) to a ready training
+/// step.
+pub fn bench(loaded: &Loaded, options: &BenchOptions, backend: Backend) -> Result<BenchReport, Box<Diagnostic>> {
+    options.check()?;
     let started = Instant::now();
-    let mut sources = SourceMap::new();
-    let id = sources.add("bench.net", spec_text.to_string());
-    let compiled = crate::compile(&sources, id, &[], &Limits::of_this_machine());
-    let Some((program, _)) = compiled.program else {
-        return Err(crate::diag::render_plain(&sources, &compiled.diagnostics));
-    };
-    let graph = graph::build(&program);
-    let mut engine = make_engine(backend, graph, program.train.seed).map_err(|e| e.to_string())?;
-    let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+    let program = &loaded.run.program;
+    let graph = graph::build(program);
+    let mut engine = make_engine(backend, graph, program.train.seed)?;
+    let compile_ms = loaded.load_ms + started.elapsed().as_secs_f64() * 1e3;
 
     let batch = options.batch.unwrap_or(program.train.batch).max(1);
-    let (input_width, output_width) = (engine.graph().input_width, engine.graph().output_width);
-    let samples = options.samples.max(batch);
-    let mut rng = Rng::new(1, 0);
-    let features = Array2::from_shape_fn((samples, input_width), |_| rng.uniform() as f32);
-    let labels: Vec<usize> = (0..samples)
-        .map(|_| rng.below(output_width.max(2)).min(output_width.max(1) - 1))
-        .collect();
-    let lr = program.train.optimizer.lr;
+    let data = Synthetic::new(
+        engine.as_ref(),
+        options.samples.max(batch),
+        batch,
+        program.train.optimizer.lr,
+    );
+    let layers = profile_layers(engine.as_mut(), &data, options.profile_steps.max(1));
+    let forward_ms: f64 = layers.iter().map(|l| l.forward_ms).sum();
+    let backward_ms: f64 = layers.iter().map(|l| l.backward_ms).sum();
+    let epoch_seconds = (options.repeats > 0).then(|| best_epoch_seconds(engine.as_mut(), &data, options.repeats));
+    let latency_us = batch1_latency_us(engine.as_mut(), &data);
+    let step_ms = forward_ms + backward_ms;
+    let samples = data.labels.len();
+    let full_batches = (samples / batch) * batch;
+    let samples_per_second = match epoch_seconds {
+        Some(s) => full_batches as f64 / s,
+        None => batch as f64 / (step_ms / 1e3),
+    };
+    let macs = engine.graph().forward_macs_per_sample() as f64;
+    let gflops = 2.0 * 3.0 * macs * samples_per_second / 1e9;
+    let report = BenchReport {
+        backend: engine.name().to_string(),
+        batch,
+        compile_ms,
+        step_ms,
+        forward_ms,
+        backward_ms,
+        samples_per_second,
+        epoch_seconds,
+        samples,
+        gflops,
+        latency_us,
+        layers,
+    };
+    if let Some(path) = &options.report {
+        let json = serde_json::to_string_pretty(&report).expect("reports serialize");
+        crate::run::write_file(path, json.as_bytes(), "check the path")?;
+    }
+    Ok(report)
+}
 
-    // Per-layer profile: two warm-up steps, then the mean of `profile_steps`.
+/// The standard workloads' synthetic data: inputs uniform in [0, 1), labels uniform.
+struct Synthetic {
+    features: Array2<f32>,
+    labels: Vec<usize>,
+    output_width: usize,
+    batch: usize,
+    lr: f64,
+}
+
+impl Synthetic {
+    fn new(engine: &dyn Engine, samples: usize, batch: usize, lr: f64) -> Synthetic {
+        let (input_width, output_width) = (engine.graph().input_width, engine.graph().output_width);
+        let mut rng = Rng::new(1, 0);
+        let features = Array2::from_shape_fn((samples, input_width), |_| rng.uniform() as f32);
+        let labels: Vec<usize> = (0..samples)
+            .map(|_| rng.below(output_width.max(2)).min(output_width.max(1) - 1))
+            .collect();
+        Synthetic {
+            features,
+            labels,
+            output_width,
+            batch,
+            lr,
+        }
+    }
+}
+
+/// Per-layer profile: two warm-up steps, then the mean of `steps`.
+fn profile_layers(engine: &mut dyn Engine, data: &Synthetic, steps: usize) -> Vec<LayerTiming> {
+    let (batch, samples) = (data.batch, data.labels.len());
     let layer_count = engine.graph().layers.len();
     let (mut forward, mut backward) = (vec![0.0; layer_count], vec![0.0; layer_count]);
-    let steps = options.profile_steps.max(1);
     for step in 0..steps + 2 {
         let start = (step * batch) % (samples - batch + 1);
-        let x = features.slice(ndarray::s![start..start + batch, ..]);
-        let t = crate::data::targets(&labels[start..start + batch], output_width);
+        let x = data.features.slice(ndarray::s![start..start + batch, ..]);
+        let t = crate::data::targets(&data.labels[start..start + batch], data.output_width);
         engine.set_batch(x, t.view());
         let ctx = Context {
             training: true,
             step: step as u64,
-            lr,
+            lr: data.lr,
         };
         let (f, b) = engine.profile_step(&ctx);
         if step >= 2 {
@@ -129,7 +205,7 @@ pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Resul
         }
     }
     let per_step = |s: f64| s / steps as f64 * 1e3;
-    let layers: Vec<LayerTiming> = engine
+    engine
         .graph()
         .layers
         .iter()
@@ -140,42 +216,42 @@ pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Resul
             forward_ms: per_step(forward[i]),
             backward_ms: per_step(backward[i]),
         })
-        .collect();
-    let forward_ms: f64 = layers.iter().map(|l| l.forward_ms).sum();
-    let backward_ms: f64 = layers.iter().map(|l| l.backward_ms).sum();
+        .collect()
+}
 
-    // Whole epochs: one warm-up, then the best of `repeats`.
-    let mut epoch_seconds = None;
-    if options.repeats > 0 {
-        let mut best = f64::INFINITY;
-        for epoch in 0..=options.repeats {
-            let mut order: Vec<usize> = (0..samples).collect();
-            Rng::new(2, epoch as u64).shuffle(&mut order);
-            let t0 = Instant::now();
-            for (step, rows) in order.chunks(batch).enumerate() {
-                if rows.len() < batch {
-                    break;
-                }
-                let ls: Vec<usize> = rows.iter().map(|&r| labels[r]).collect();
-                let t = crate::data::targets(&ls, output_width);
-                engine.set_batch_rows(features.view(), rows, t.view());
-                engine.train_step(&Context {
-                    training: true,
-                    step: step as u64,
-                    lr,
-                });
+/// Whole epochs: one warm-up, then the best of `repeats`, in seconds.
+fn best_epoch_seconds(engine: &mut dyn Engine, data: &Synthetic, repeats: usize) -> f64 {
+    let mut best = f64::INFINITY;
+    for epoch in 0..=repeats {
+        let mut order: Vec<usize> = (0..data.labels.len()).collect();
+        Rng::new(2, epoch as u64).shuffle(&mut order);
+        let t0 = Instant::now();
+        for (step, rows) in order.chunks(data.batch).enumerate() {
+            if rows.len() < data.batch {
+                break;
             }
-            let dt = t0.elapsed().as_secs_f64();
-            if epoch > 0 {
-                best = best.min(dt);
-            }
+            let ls: Vec<usize> = rows.iter().map(|&r| data.labels[r]).collect();
+            let t = crate::data::targets(&ls, data.output_width);
+            engine.set_batch_rows(data.features.view(), rows, t.view());
+            engine.train_step(&Context {
+                training: true,
+                step: step as u64,
+                lr: data.lr,
+            });
         }
-        epoch_seconds = Some(best);
+        let dt = t0.elapsed().as_secs_f64();
+        if epoch > 0 {
+            best = best.min(dt);
+        }
     }
-    // Batch-1 latency: the best of five runs of 2,000 forward passes.
+    best
+}
+
+/// Batch-1 latency: the best of five runs of 2,000 forward passes, in microseconds.
+fn batch1_latency_us(engine: &mut dyn Engine, data: &Synthetic) -> f64 {
     let (x1, t1) = (
-        features.slice(ndarray::s![0..1, ..]).to_owned(),
-        crate::data::targets(&labels[..1], output_width),
+        data.features.slice(ndarray::s![0..1, ..]).to_owned(),
+        crate::data::targets(&data.labels[..1], data.output_width),
     );
     let eval = Context {
         training: false,
@@ -191,28 +267,7 @@ pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Resul
         }
         latency_us = latency_us.min(t0.elapsed().as_secs_f64() / 2000.0 * 1e6);
     }
-    let step_ms = forward_ms + backward_ms;
-    let full_batches = (samples / batch) * batch;
-    let samples_per_second = match epoch_seconds {
-        Some(s) => full_batches as f64 / s,
-        None => batch as f64 / (step_ms / 1e3),
-    };
-    let macs = engine.graph().forward_macs_per_sample() as f64;
-    let gflops = 2.0 * 3.0 * macs * samples_per_second / 1e9;
-    Ok(BenchReport {
-        backend: engine.name().to_string(),
-        batch,
-        compile_ms,
-        step_ms,
-        forward_ms,
-        backward_ms,
-        samples_per_second,
-        epoch_seconds,
-        samples,
-        gflops,
-        latency_us,
-        layers,
-    })
+    latency_us
 }
 
 /// The human-readable table of a report.

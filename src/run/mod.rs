@@ -1,8 +1,31 @@
-//! The commands' library side: training, evaluation, prediction, sweeps, benchmarks, diagnosis,
-//! and the files a run leaves behind.
+//! The commands' library side: reading specs, checking, formatting, training, evaluation,
+//! prediction, sweeps, benchmarks, diagnosis, and the files a run leaves behind.
 
+pub mod artifacts;
 pub mod bench;
+pub mod check;
+pub mod checkpoint;
 pub mod diagnose;
+pub mod eval;
+pub mod format;
+pub mod limits;
+pub mod predict;
+pub mod spec;
 pub mod sweep;
 pub mod train;
 pub mod weights;
+
+use crate::diag::{Code, Diagnostic};
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically; a failure names the file, and `hint` says what to
+/// check.
+pub fn write_file(path: &Path, bytes: &[u8], hint: &str) -> Result<(), Box<Diagnostic>> {
+    crate::fsutil::write_atomic(path, bytes).map_err(|e| {
+        Box::new(
+            Diagnostic::general(Code::FileUnwritable, format!("cannot write `{}`: {e}", path.display()))
+                .in_file(path)
+                .with_hint(hint),
+        )
+    })
+}

@@ -1,8 +1,13 @@
 //! `netc sweep`: train every combination of `--vary KEY=V1,V2,...` values and tabulate the
 //! results, so that each of the lecture's comparisons is one command.
 
-use crate::error::UserError;
+use crate::data::DataDirs;
+use crate::diag::{Code, Diagnostic, Failure};
+use crate::run::train::{Backend, Engines, Outcome, Progress, Run, TrainOptions};
 use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 /// One `--vary` option: a `--set` path and its values.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,10 +19,13 @@ pub struct Vary {
 }
 
 /// Parses `KEY=V1,V2,...`; commas inside parentheses belong to a value (`step(10, 0.5)`).
-pub fn parse_vary(text: &str) -> Result<Vary, UserError> {
+pub fn parse_vary(text: &str) -> Result<Vary, Box<Diagnostic>> {
     let Some((key, values)) = text.split_once('=') else {
-        return Err(UserError::new(format!("`--vary {text}` has no `=`"))
-            .hint("write --vary KEY=V1,V2, e.g. --vary model.depth=1,2,3"));
+        return Err(
+            Diagnostic::general(Code::BadFlag, format!("`--vary {text}` has no `=`"))
+                .with_hint("write --vary KEY=V1,V2, e.g. --vary model.depth=1,2,3")
+                .into(),
+        );
     };
     let mut out = Vec::new();
     let mut depth = 0i32;
@@ -36,8 +44,11 @@ pub fn parse_vary(text: &str) -> Result<Vary, UserError> {
     }
     out.push(current.trim().to_string());
     if key.trim().is_empty() || out.iter().any(String::is_empty) {
-        return Err(UserError::new(format!("`--vary {text}` has an empty key or value"))
-            .hint("write --vary KEY=V1,V2, e.g. --vary train.optimizer=sgd,adam"));
+        return Err(
+            Diagnostic::general(Code::BadFlag, format!("`--vary {text}` has an empty key or value"))
+                .with_hint("write --vary KEY=V1,V2, e.g. --vary train.optimizer=sgd,adam")
+                .into(),
+        );
     }
     Ok(Vary {
         key: key.trim().to_string(),
@@ -151,6 +162,215 @@ pub fn csv(varies: &[Vary], rows: &[SweepRow]) -> String {
         ));
     }
     out
+}
+
+/// What to sweep.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// The spec.
+    pub spec: PathBuf,
+    /// The `--vary KEY=V1,V2,...` options, as given.
+    pub varies: Vec<String>,
+    /// `--set` overrides of every run.
+    pub sets: Vec<String>,
+    /// `--epochs`: the number of epochs of every run.
+    pub epochs: Option<u64>,
+    /// Where named data sets are looked for.
+    pub data_dirs: DataDirs,
+    /// The sweep's directory (default `runs/sweep-<model>-<time>/`).
+    pub out: Option<PathBuf>,
+    /// Also write the results here (`.json`, or CSV for anything else).
+    pub report: Option<PathBuf>,
+    /// The execution backend.
+    pub backend: Backend,
+}
+
+/// A finished sweep.
+#[derive(Debug, Clone)]
+pub struct SweepResults {
+    /// One row per combination, in order.
+    pub rows: Vec<SweepRow>,
+    /// The results as a markdown table (also in `sweep.md`).
+    pub table: String,
+    /// Networks compiled.
+    pub built: usize,
+    /// Runs that reused an earlier run's compiled network.
+    pub reused: usize,
+    /// The sweep's directory.
+    pub out_dir: PathBuf,
+}
+
+impl SweepResults {
+    /// `4 runs, 2 compiled networks (...)`: how many runs shared their kernels.
+    pub fn compiled_line(&self) -> String {
+        format!(
+            "{} runs, {} compiled network{}{}",
+            self.rows.len(),
+            self.built,
+            if self.built == 1 { "" } else { "s" },
+            if self.reused > 0 {
+                " (the other runs reused their kernels: only training settings differed)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// How a sweep ended.
+#[derive(Debug)]
+pub enum SweepOutcome {
+    /// Every combination trained.
+    Finished(SweepResults),
+    /// A run was interrupted.
+    Interrupted,
+}
+
+/// Checks every combination, then trains them one by one (progress on stderr) and writes the
+/// sweep's table, JSON, CSV and plot.
+pub fn sweep(options: &SweepOptions) -> Result<SweepOutcome, Failure> {
+    let varies: Vec<Vary> = options.varies.iter().map(|v| parse_vary(v)).collect::<Result<_, _>>()?;
+    let combinations = combinations(&varies);
+    let runs = check_combinations(options, &combinations)?;
+    let model = runs
+        .first()
+        .map_or("model".to_string(), |r| r.program.model.name.clone());
+    let out_dir = options.out.clone().unwrap_or_else(|| {
+        let d = crate::run::train::default_run_dir(&model);
+        d.with_file_name(format!(
+            "sweep-{}",
+            d.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ))
+    });
+    let mut rows = Vec::new();
+    let mut engines = Engines::default();
+    for (i, (run, settings)) in runs.iter().zip(&combinations).enumerate() {
+        let name: String = settings
+            .iter()
+            .map(|s| s.rsplit('.').next().unwrap_or(s).replace(['(', ')', ' ', ','], "_"))
+            .collect::<Vec<_>>()
+            .join("-");
+        let dir = out_dir.join(format!("{:02}-{name}", i + 1));
+        eprintln!("[{}/{}] {}", i + 1, runs.len(), settings.join(" "));
+        let train = TrainOptions {
+            data_dirs: options.data_dirs.clone(),
+            spec_dir: crate::run::spec::spec_dir(&options.spec),
+            out: Some(dir.clone()),
+            resume: None,
+            report: None,
+            progress: Progress::Quiet,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            stop_after_steps: None,
+            grad_stats: false,
+            backend: options.backend,
+        };
+        match crate::run::train::train_with(run, &train, &mut engines)? {
+            Outcome::Finished { report, .. } => rows.push(SweepRow {
+                settings: settings.clone(),
+                train_accuracy: report.train.accuracy,
+                train_loss: report.train.loss,
+                validation_accuracy: report.validation.map(|f| f.accuracy),
+                validation_loss: report.validation.map(|f| f.loss),
+                test_accuracy: report.test.map(|f| f.accuracy),
+                test_loss: report.test.map(|f| f.loss),
+                epochs_run: report.epochs_run,
+                run_dir: dir.display().to_string(),
+            }),
+            Outcome::Interrupted { .. } => return Ok(SweepOutcome::Interrupted),
+        }
+    }
+    let table = markdown(&varies, &rows);
+    write_results(&out_dir, options.report.as_deref(), &model, &varies, &rows, &table)?;
+    Ok(SweepOutcome::Finished(SweepResults {
+        rows,
+        table,
+        built: engines.built,
+        reused: engines.reused,
+        out_dir,
+    }))
+}
+
+/// Loads the spec under every combination before any trains: one bad combination stops the
+/// sweep with its diagnostics.
+fn check_combinations(options: &SweepOptions, combinations: &[Vec<String>]) -> Result<Vec<Run>, Failure> {
+    let text = crate::run::spec::read_spec(&options.spec)?;
+    let name = options.spec.display().to_string();
+    let limits = crate::run::limits::of_this_machine();
+    let mut base = options.sets.clone();
+    if let Some(e) = options.epochs {
+        base.push(format!("train.epochs={e}"));
+    }
+    let mut runs = Vec::new();
+    for settings in combinations {
+        let sets: Vec<String> = base.iter().cloned().chain(settings.iter().cloned()).collect();
+        match crate::run::spec::compile_spec(&name, text.clone(), &sets, &limits) {
+            Ok(loaded) => runs.push(loaded.run),
+            Err(mut failure) => {
+                if failure.diagnostics.iter().any(|d| d.code.is_spec()) {
+                    failure.conclusion = None;
+                    failure.diagnostics.push(
+                        Diagnostic::general(
+                            Code::BadFlag,
+                            format!(
+                                "the combination {} is not a valid spec; nothing was trained",
+                                settings.join(" ")
+                            ),
+                        )
+                        .with_hint("fix the --vary values"),
+                    );
+                }
+                return Err(failure);
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Writes `sweep.md`, `sweep.json`, `sweep.csv` and `sweep.svg` (and `--report`).
+fn write_results(
+    out_dir: &Path,
+    report: Option<&Path>,
+    model: &str,
+    varies: &[Vary],
+    rows: &[SweepRow],
+    table: &str,
+) -> Result<(), Box<Diagnostic>> {
+    let write = |path: &Path, text: &str| crate::run::write_file(path, text.as_bytes(), "check the path");
+    let json = serde_json::to_string_pretty(&rows).expect("rows serialize");
+    let csv = csv(varies, rows);
+    write(&out_dir.join("sweep.md"), table)?;
+    write(&out_dir.join("sweep.json"), &json)?;
+    write(&out_dir.join("sweep.csv"), &csv)?;
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            r.settings
+                .iter()
+                .map(|s| s.split_once('=').map_or(s.as_str(), |(_, v)| v))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    let series = [
+        ("train", rows.iter().map(|r| Some(r.train_accuracy)).collect()),
+        ("validation", rows.iter().map(|r| r.validation_accuracy).collect()),
+        ("test", rows.iter().map(|r| r.test_accuracy).collect()),
+    ];
+    let title = format!(
+        "{model}: {}",
+        varies.iter().map(|v| v.key.as_str()).collect::<Vec<_>>().join(" x ")
+    );
+    write(
+        &out_dir.join("sweep.svg"),
+        &crate::report::plot::sweep_svg(&title, &labels, &series),
+    )?;
+    if let Some(path) = report {
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        write(path, if is_json { &json } else { &csv })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,28 +1,26 @@
-//! Training: epochs of shuffled batches through the interpreter, validation, early stopping,
-//! checkpoints that resume bit-for-bit, divergence detection, and the run directory.
-//!
-//! A run directory holds `spec.net` (the exact text), `settings.json` (everything resolved),
-//! `metrics.csv` (one row per epoch), `curves.svg`, `checkpoint.safetensors` (parameters,
-//! optimizer state and counters: enough to resume), `weights.safetensors` (the final model) and
-//! `report.json`. Every file is written atomically.
+//! Training: epochs of shuffled batches, validation, early stopping, checkpoints that resume
+//! bit-for-bit, divergence detection, and the run directory (its files are described in
+//! [`crate::run::artifacts`]; every one is written atomically).
 
 use crate::back::engine::Engine;
 use crate::back::interp::{Context, Interpreter};
 use crate::data::{self, DataDirs, Dataset, Splits};
-use crate::error::UserError;
-use crate::fsutil::write_atomic;
+use crate::diag::{Code, Diagnostic};
 use crate::graph::{self, Graph};
-use crate::ir::{Metric, Program};
-use crate::report::metrics::{self, Figures};
+use crate::ir::Metric;
+use crate::ir::Program;
+use crate::report::metrics;
 use crate::rng::{Rng, streams};
-use crate::run::weights::{self, NamedTensor};
+use crate::run::checkpoint::{self, CHECKPOINT, State};
+use crate::run::{artifacts, weights};
 use ndarray::{Array2, Axis};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+pub use crate::run::artifacts::{EpochRecord, LayerGradStats, Report};
 
 /// A spec ready to train: the checked program and the text it came from.
 #[derive(Debug, Clone)]
@@ -89,61 +87,6 @@ pub struct TrainOptions {
     pub backend: Backend,
 }
 
-/// One row of `metrics.csv`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EpochRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's steps (dropout on).
-    pub train_loss: f64,
-    /// Training accuracy over the epoch's steps (dropout on).
-    pub train_accuracy: f64,
-    /// Validation loss, if there is validation data.
-    pub val_loss: Option<f64>,
-    /// Validation accuracy.
-    pub val_accuracy: Option<f64>,
-    /// The learning rate used.
-    pub lr: f64,
-    /// Seconds the epoch's training steps took.
-    pub seconds: f64,
-    /// Per-layer gradient statistics, with `--grad-stats`.
-    #[serde(default)]
-    pub grad_stats: Vec<LayerGradStats>,
-}
-
-/// How much one layer's weights were pushed in an epoch: the lecture's picture of vanishing
-/// gradients is small values near the input and large ones near the output.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LayerGradStats {
-    /// The layer.
-    pub layer: String,
-    /// Mean over the epoch's steps of the mean absolute gradient of the layer's weights.
-    pub mean_abs_grad: f64,
-    /// Mean over the epoch's steps of |update| / |weights| (Euclidean norms).
-    pub update_ratio: f64,
-}
-
-/// The report of a finished run (`report.json`).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Report {
-    /// Final model on the training data (evaluation mode).
-    pub train: Figures,
-    /// Final model on the validation data.
-    pub validation: Option<Figures>,
-    /// Final model on the test data.
-    pub test: Option<Figures>,
-    /// Epochs trained.
-    pub epochs_run: usize,
-    /// The epoch whose weights were kept (early stopping), or with the best validation loss.
-    pub best_epoch: Option<usize>,
-    /// `completed` or `early_stop`.
-    pub stop_reason: String,
-    /// Seconds from start to end of the run (all sessions of a resumed run).
-    pub wall_seconds: f64,
-    /// Training samples per second of training-step time.
-    pub samples_per_second: f64,
-}
-
 /// How a run ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -169,37 +112,8 @@ pub enum Outcome {
     },
 }
 
-/// Counters and history saved in checkpoints.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct State {
-    spec_hash: String,
-    /// 0-based epoch in progress (or next).
-    epoch: usize,
-    /// Steps already done in that epoch.
-    step_in_epoch: usize,
-    global_step: u64,
-    updates: u64,
-    loss_sum: f64,
-    correct: usize,
-    /// Per weight tensor: sums over this epoch's steps of mean |grad| and update ratio.
-    #[serde(default)]
-    grad_sums: Vec<(f64, f64)>,
-    seen: usize,
-    epoch_seconds: f64,
-    history: Vec<EpochRecord>,
-    /// Best monitored value and its 1-based epoch.
-    best: Option<(f64, usize)>,
-    bad_epochs: usize,
-    stopped_early: bool,
-    wall_seconds: f64,
-    train_seconds: f64,
-    samples_trained: u64,
-}
-
-const CHECKPOINT: &str = "checkpoint.safetensors";
-
 /// Trains a spec. Errors are about the user's input (data, resume directory) or divergence.
-pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
+pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, Box<Diagnostic>> {
     train_with(run, options, &mut Engines::default())
 }
 
@@ -225,7 +139,7 @@ impl Engines {
         format!("{backend:?} {g:?}")
     }
 
-    fn take(&mut self, backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, UserError> {
+    fn take(&mut self, backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, Box<Diagnostic>> {
         let key = Engines::key(backend, &graph);
         if let Some(i) = self.cached.iter().position(|(k, _)| *k == key) {
             let (_, mut engine) = self.cached.swap_remove(i);
@@ -244,12 +158,11 @@ impl Engines {
 }
 
 /// [`train`], taking its engine from (and returning it to) `engines`.
-pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> Result<Outcome, UserError> {
+pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> Result<Outcome, Box<Diagnostic>> {
     let started = Instant::now();
     let program = &run.program;
-    let config = &program.train;
     let graph = graph::build(program);
-    let splits = data::load(&config.data, &options.data_dirs, &options.spec_dir)?;
+    let splits = data::load(&program.train.data, &options.data_dirs, &options.spec_dir)?;
     check_data_fits(&graph, &splits)?;
 
     let out_dir = match (&options.resume, &options.out) {
@@ -258,153 +171,187 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
         (None, None) => default_run_dir(&program.model.name),
     };
     std::fs::create_dir_all(&out_dir).map_err(|e| {
-        UserError::new(format!("cannot create the run directory `{}`: {e}", out_dir.display()))
-            .hint("pass a writable directory with --out")
+        Diagnostic::general(
+            Code::FileUnwritable,
+            format!("cannot create the run directory `{}`: {e}", out_dir.display()),
+        )
+        .in_file(&out_dir)
+        .with_hint("pass a writable directory with --out")
     })?;
-
-    let mut engine: Box<dyn Engine> = engines.take(options.backend, graph, config.seed)?;
-    let mut best_params: Option<Vec<Array2<f32>>> = None;
-    let mut state = State {
-        spec_hash: run.spec_hash(),
-        epoch: 0,
-        step_in_epoch: 0,
-        global_step: 0,
-        updates: 0,
-        loss_sum: 0.0,
-        grad_sums: Vec::new(),
-        correct: 0,
-        seen: 0,
-        epoch_seconds: 0.0,
-        history: Vec::new(),
-        best: None,
-        bad_epochs: 0,
-        stopped_early: false,
-        wall_seconds: 0.0,
-        train_seconds: 0.0,
-        samples_trained: 0,
-    };
-    if options.resume.is_some() {
-        let (s, best) = load_checkpoint(&out_dir, engine.as_mut(), &run.spec_hash())?;
-        state = s;
-        best_params = best;
-    } else {
-        write_text(&out_dir.join("spec.net"), &run.spec_text)?;
-        let settings = serde_json::json!({
-            "netc_version": env!("CARGO_PKG_VERSION"),
-            "overrides": run.overrides,
-            "spec_hash": run.spec_hash(),
-            "program": program,
-        });
-        write_text(
-            &out_dir.join("settings.json"),
-            &serde_json::to_string_pretty(&settings).expect("settings serialize"),
-        )?;
-    }
-    let wall_before = state.wall_seconds;
-
-    let n = splits.train.len();
-    let batch = config.batch.min(n).max(1);
-    let batches = n.div_ceil(batch);
-    let width = engine.graph().output_width;
+    let engine = engines.take(options.backend, graph, program.train.seed)?;
+    let mut session = Session::open(run, options, splits, out_dir, engine, started)?;
+    let config = &program.train;
     let mut order: Vec<usize> = Vec::new();
     let mut order_epoch = usize::MAX;
-
-    while state.epoch < config.epochs && !state.stopped_early {
-        let epoch = state.epoch;
-        let lr = config.schedule.rate(config.optimizer.lr, epoch);
+    while session.state.epoch < config.epochs && !session.state.stopped_early {
+        let epoch = session.state.epoch;
         if order_epoch != epoch {
-            order = (0..n).collect();
+            order = (0..session.splits.train.len()).collect();
             Rng::new(config.seed, streams::SHUFFLE + epoch as u64).shuffle(&mut order);
             order_epoch = epoch;
         }
-        let bar = progress_bar(options.progress, batches, epoch, config.epochs);
+        if let Some(step) = session.train_epoch(&order)? {
+            let out_dir = session.out_dir.clone();
+            engines.keep(options.backend, session.engine);
+            return Ok(Outcome::Interrupted {
+                out_dir,
+                epoch: epoch + 1,
+                step,
+            });
+        }
+    }
+    session.finish(engines)
+}
+
+/// One training session of a run: the data, the engine and the state that checkpoints save.
+struct Session<'a> {
+    run: &'a Run,
+    options: &'a TrainOptions,
+    splits: Splits,
+    out_dir: PathBuf,
+    engine: Box<dyn Engine>,
+    state: State,
+    best_params: Option<Vec<Array2<f32>>>,
+    started: Instant,
+    /// Wall-clock seconds of earlier sessions (a resumed run).
+    wall_before: f64,
+    /// Rows per step, and steps per epoch.
+    batch: usize,
+    batches: usize,
+}
+
+impl<'a> Session<'a> {
+    /// Starts a new run (writing `spec.net` and `settings.json`) or resumes one from its
+    /// checkpoint.
+    fn open(
+        run: &'a Run,
+        options: &'a TrainOptions,
+        splits: Splits,
+        out_dir: PathBuf,
+        mut engine: Box<dyn Engine>,
+        started: Instant,
+    ) -> Result<Session<'a>, Box<Diagnostic>> {
+        let (state, best_params) = if options.resume.is_some() {
+            checkpoint::load(&out_dir, engine.as_mut(), &run.spec_hash())?
+        } else {
+            artifacts::write_spec_and_settings(&out_dir, run)?;
+            (State::new(run.spec_hash()), None)
+        };
+        let n = splits.train.len();
+        let batch = run.program.train.batch.min(n).max(1);
+        Ok(Session {
+            run,
+            options,
+            out_dir,
+            engine,
+            wall_before: state.wall_seconds,
+            state,
+            best_params,
+            started,
+            batch,
+            batches: n.div_ceil(batch),
+            splits,
+        })
+    }
+
+    /// Trains the rest of the current epoch over `order` and ends it. Returns the step an
+    /// interrupt (Ctrl-C or the test's step limit) stopped at, after checkpointing.
+    fn train_epoch(&mut self, order: &[usize]) -> Result<Option<usize>, Box<Diagnostic>> {
+        let run = self.run;
+        let config = &run.program.train;
+        let epoch = self.state.epoch;
+        let lr = config.schedule.rate(config.optimizer.lr, epoch);
+        let bar = progress_bar(self.options.progress, self.batches, epoch, config.epochs);
         let epoch_started = Instant::now();
-        while state.step_in_epoch < batches {
-            let step = state.step_in_epoch;
-            let rows = &order[step * batch..((step + 1) * batch).min(n)];
-            let labels: Vec<usize> = rows.iter().map(|&r| splits.train.labels[r]).collect();
-            let t = data::targets(&labels, width);
-            engine.set_batch_rows(splits.train.features.view(), rows, t.view());
-            let ctx = Context {
-                training: true,
-                step: state.global_step,
-                lr,
-            };
-            let loss = engine.forward(&ctx);
-            if !loss.is_finite() {
-                return Err(divergence(engine.as_ref(), epoch, step, loss, lr, &out_dir, &state));
-            }
-            engine.backward(&ctx);
-            if options.grad_stats {
-                let before = engine.params();
-                let weights: Vec<usize> = (0..before.len())
-                    .filter(|&p| engine.graph().params[p].kind == graph::ParamKind::Weight)
-                    .collect();
-                let grads: Vec<f64> = weights
-                    .iter()
-                    .map(|&p| {
-                        engine.gradient(p).iter().map(|g| g.abs() as f64).sum::<f64>() / before[p].len().max(1) as f64
-                    })
-                    .collect();
-                engine.update(&ctx);
-                let after = engine.params();
-                state.grad_sums.resize(weights.len(), (0.0, 0.0));
-                for (k, &p) in weights.iter().enumerate() {
-                    let norm = |a: &Array2<f32>| a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-                    let ratio = norm(&(&after[p] - &before[p])) / norm(&before[p]).max(1e-30);
-                    state.grad_sums[k].0 += grads[k];
-                    state.grad_sums[k].1 += ratio;
-                }
-            } else {
-                engine.update(&ctx);
-            }
-            let out = engine.output();
-            state.correct += out
-                .axis_iter(Axis(0))
-                .zip(&labels)
-                .filter(|(row, l)| metrics::predicted_class(row.view()) == **l)
-                .count();
-            state.loss_sum += loss * rows.len() as f64;
-            state.seen += rows.len();
-            state.samples_trained += rows.len() as u64;
-            state.global_step += 1;
-            state.step_in_epoch += 1;
-            state.updates = engine.updates();
+        let n = self.splits.train.len();
+        while self.state.step_in_epoch < self.batches {
+            let step = self.state.step_in_epoch;
+            let rows = &order[step * self.batch..((step + 1) * self.batch).min(n)];
+            self.step(rows, lr)?;
             if let Some(bar) = &bar {
-                bar.set_position(state.step_in_epoch as u64);
-                bar.set_message(format!("loss {:.4}", state.loss_sum / state.seen as f64));
+                bar.set_position(self.state.step_in_epoch as u64);
+                bar.set_message(format!("loss {:.4}", self.state.loss_sum / self.state.seen as f64));
             }
-            let asked = options.interrupt.load(Ordering::SeqCst);
-            let limit = options.stop_after_steps.is_some_and(|s| state.global_step >= s);
-            if (asked || limit) && state.step_in_epoch < batches {
-                state.epoch_seconds += epoch_started.elapsed().as_secs_f64();
-                state.train_seconds += epoch_started.elapsed().as_secs_f64();
-                state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
+            let asked = self.options.interrupt.load(Ordering::SeqCst);
+            let limit = self
+                .options
+                .stop_after_steps
+                .is_some_and(|s| self.state.global_step >= s);
+            if (asked || limit) && self.state.step_in_epoch < self.batches {
+                self.state.epoch_seconds += epoch_started.elapsed().as_secs_f64();
+                self.state.train_seconds += epoch_started.elapsed().as_secs_f64();
+                self.state.wall_seconds = self.wall_before + self.started.elapsed().as_secs_f64();
                 if let Some(bar) = bar {
                     bar.abandon();
                 }
-                save_checkpoint(&out_dir, engine.as_ref(), &state, best_params.as_deref())?;
-                write_metrics(&out_dir, &state.history)?;
-                engines.keep(options.backend, engine);
-                return Ok(Outcome::Interrupted {
-                    out_dir,
-                    epoch: epoch + 1,
-                    step: state.step_in_epoch,
-                });
+                checkpoint::save(
+                    &self.out_dir,
+                    self.engine.as_ref(),
+                    &self.state,
+                    self.best_params.as_deref(),
+                )?;
+                artifacts::write_metrics(&self.out_dir, &self.state.history)?;
+                return Ok(Some(self.state.step_in_epoch));
             }
         }
         let train_time = epoch_started.elapsed().as_secs_f64();
-        state.epoch_seconds += train_time;
-        state.train_seconds += train_time;
+        self.state.epoch_seconds += train_time;
+        self.state.train_seconds += train_time;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        check_parameters(engine.as_ref(), epoch, &out_dir, &state)?;
+        self.end_epoch(lr)?;
+        Ok(None)
+    }
 
-        let validation = splits
+    /// One training step on `rows` of the training data.
+    fn step(&mut self, rows: &[usize], lr: f64) -> Result<(), Box<Diagnostic>> {
+        let engine = self.engine.as_mut();
+        let labels: Vec<usize> = rows.iter().map(|&r| self.splits.train.labels[r]).collect();
+        let t = data::targets(&labels, engine.graph().output_width);
+        engine.set_batch_rows(self.splits.train.features.view(), rows, t.view());
+        let ctx = Context {
+            training: true,
+            step: self.state.global_step,
+            lr,
+        };
+        let loss = engine.forward(&ctx);
+        if !loss.is_finite() {
+            let (epoch, step) = (self.state.epoch, self.state.step_in_epoch);
+            return Err(divergence(engine, epoch, step, loss, lr, &self.out_dir, &self.state));
+        }
+        engine.backward(&ctx);
+        if self.options.grad_stats {
+            update_with_grad_stats(engine, &ctx, &mut self.state.grad_sums);
+        } else {
+            engine.update(&ctx);
+        }
+        let out = engine.output();
+        let state = &mut self.state;
+        state.correct += out
+            .axis_iter(Axis(0))
+            .zip(&labels)
+            .filter(|(row, l)| metrics::predicted_class(row.view()) == **l)
+            .count();
+        state.loss_sum += loss * rows.len() as f64;
+        state.seen += rows.len();
+        state.samples_trained += rows.len() as u64;
+        state.global_step += 1;
+        state.step_in_epoch += 1;
+        state.updates = engine.updates();
+        Ok(())
+    }
+
+    /// Validates, records and checkpoints a finished epoch, and decides on early stopping.
+    fn end_epoch(&mut self, lr: f64) -> Result<(), Box<Diagnostic>> {
+        let epoch = self.state.epoch;
+        check_parameters(self.engine.as_ref(), epoch, &self.out_dir, &self.state)?;
+        let validation = self
+            .splits
             .validation
             .as_ref()
-            .map(|v| metrics::evaluate(engine.as_mut(), v));
+            .map(|v| metrics::evaluate(self.engine.as_mut(), v));
+        let state = &mut self.state;
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: state.loss_sum / state.seen.max(1) as f64,
@@ -413,41 +360,13 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
             val_accuracy: validation.as_ref().map(|v| v.accuracy),
             lr,
             seconds: state.epoch_seconds,
-            grad_stats: grad_stats_of(engine.graph(), &state.grad_sums, batches),
+            grad_stats: grad_stats_of(self.engine.graph(), &state.grad_sums, self.batches),
         };
-        if options.progress != Progress::Quiet {
-            println!("{}", epoch_line(&record, config.epochs));
+        if self.options.progress != Progress::Quiet {
+            println!("{}", epoch_line(&record, self.run.program.train.epochs));
         }
-        // Early stopping (or, without it, remembering the best validation loss).
-        let watched = match config.early_stop {
-            Some(e) => match e.metric {
-                Metric::ValLoss => record.val_loss.map(|v| (v, true)),
-                Metric::ValAccuracy => record.val_accuracy.map(|v| (v, false)),
-            },
-            None => record.val_loss.map(|v| (v, true)),
-        };
-        if let Some((value, lower_is_better)) = watched {
-            let min_delta = config.early_stop.map_or(0.0, |e| e.min_delta);
-            let improved = match state.best {
-                None => true,
-                Some((best, _)) if lower_is_better => value < best - min_delta,
-                Some((best, _)) => value > best + min_delta,
-            };
-            if improved {
-                state.best = Some((value, epoch + 1));
-                state.bad_epochs = 0;
-                if config.early_stop.is_some_and(|e| e.restore_best) {
-                    best_params = Some(engine.params());
-                }
-            } else {
-                state.bad_epochs += 1;
-                if let Some(e) = config.early_stop
-                    && state.bad_epochs >= e.patience
-                {
-                    state.stopped_early = true;
-                }
-            }
-        }
+        self.watch(&record);
+        let state = &mut self.state;
         state.history.push(record);
         state.epoch += 1;
         state.step_in_epoch = 0;
@@ -456,83 +375,147 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
         state.correct = 0;
         state.seen = 0;
         state.epoch_seconds = 0.0;
-        state.wall_seconds = wall_before + started.elapsed().as_secs_f64();
-        write_metrics(&out_dir, &state.history)?;
-        save_checkpoint(&out_dir, engine.as_ref(), &state, best_params.as_deref())?;
+        state.wall_seconds = self.wall_before + self.started.elapsed().as_secs_f64();
+        artifacts::write_metrics(&self.out_dir, &state.history)?;
+        checkpoint::save(&self.out_dir, self.engine.as_ref(), state, self.best_params.as_deref())
     }
 
-    // The final model.
-    if let Some(best) = &best_params {
-        engine.set_params(best);
+    /// Early stopping (or, without it, remembering the best validation loss).
+    fn watch(&mut self, record: &EpochRecord) {
+        let run = self.run;
+        let config = &run.program.train;
+        let watched = match config.early_stop {
+            Some(e) => match e.metric {
+                Metric::ValLoss => record.val_loss.map(|v| (v, true)),
+                Metric::ValAccuracy => record.val_accuracy.map(|v| (v, false)),
+            },
+            None => record.val_loss.map(|v| (v, true)),
+        };
+        let Some((value, lower_is_better)) = watched else {
+            return;
+        };
+        let state = &mut self.state;
+        let min_delta = config.early_stop.map_or(0.0, |e| e.min_delta);
+        let improved = match state.best {
+            None => true,
+            Some((best, _)) if lower_is_better => value < best - min_delta,
+            Some((best, _)) => value > best + min_delta,
+        };
+        if improved {
+            state.best = Some((value, record.epoch));
+            state.bad_epochs = 0;
+            if config.early_stop.is_some_and(|e| e.restore_best) {
+                self.best_params = Some(self.engine.params());
+            }
+        } else {
+            state.bad_epochs += 1;
+            if let Some(e) = config.early_stop
+                && state.bad_epochs >= e.patience
+            {
+                state.stopped_early = true;
+            }
+        }
     }
-    let train_eval = metrics::evaluate(engine.as_mut(), &splits.train);
-    let val_eval = splits
-        .validation
-        .as_ref()
-        .map(|v| metrics::evaluate(engine.as_mut(), v));
-    let test_eval = splits.test.as_ref().map(|t| metrics::evaluate(engine.as_mut(), t));
-    let stop_epoch = state.stopped_early.then_some(state.history.len());
-    let report = Report {
-        train: train_eval.figures(),
-        validation: val_eval.map(|v| v.figures()),
-        test: test_eval.map(|t| t.figures()),
-        epochs_run: state.history.len(),
-        best_epoch: state.best.map(|(_, e)| e),
-        stop_reason: if state.stopped_early { "early_stop" } else { "completed" }.to_string(),
-        wall_seconds: wall_before + started.elapsed().as_secs_f64(),
-        samples_per_second: state.samples_trained as f64 / state.train_seconds.max(1e-9),
-    };
-    let final_params = engine.params();
-    let tensors = weights::model_tensors(engine.graph(), &final_params, &splits.normalization);
-    let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), "pt".to_string());
-    meta.insert("netc.model".to_string(), run.program.model.name.clone());
-    meta.insert("netc.spec_hash".to_string(), run.spec_hash());
-    write_bytes(&out_dir.join("weights.safetensors"), &weights::encode(&tensors, meta))?;
-    let svg = crate::report::plot::curves_svg(&run.program.model.name, &state.history, report.best_epoch, stop_epoch);
-    write_text(&out_dir.join("curves.svg"), &svg)?;
-    if state.history.iter().any(|r| !r.grad_stats.is_empty()) {
-        write_text(
-            &out_dir.join("gradients.svg"),
-            &crate::report::plot::gradients_svg(&run.program.model.name, &state.history),
-        )?;
+
+    /// Evaluates the final model and writes the weights, curves and report.
+    fn finish(mut self, engines: &mut Engines) -> Result<Outcome, Box<Diagnostic>> {
+        if let Some(best) = &self.best_params {
+            self.engine.set_params(best);
+        }
+        let engine = self.engine.as_mut();
+        let state = &self.state;
+        let train_eval = metrics::evaluate(engine, &self.splits.train);
+        let val_eval = self.splits.validation.as_ref().map(|v| metrics::evaluate(engine, v));
+        let test_eval = self.splits.test.as_ref().map(|t| metrics::evaluate(engine, t));
+        let stop_epoch = state.stopped_early.then_some(state.history.len());
+        let report = Report {
+            train: train_eval.figures(),
+            validation: val_eval.map(|v| v.figures()),
+            test: test_eval.map(|t| t.figures()),
+            epochs_run: state.history.len(),
+            best_epoch: state.best.map(|(_, e)| e),
+            stop_reason: if state.stopped_early { "early_stop" } else { "completed" }.to_string(),
+            wall_seconds: self.wall_before + self.started.elapsed().as_secs_f64(),
+            samples_per_second: state.samples_trained as f64 / state.train_seconds.max(1e-9),
+        };
+        let final_params = engine.params();
+        let tensors = weights::model_tensors(engine.graph(), &final_params, &self.splits.normalization);
+        let mut meta = BTreeMap::new();
+        let name = &self.run.program.model.name;
+        meta.insert("format".to_string(), "pt".to_string());
+        meta.insert("netc.model".to_string(), name.clone());
+        meta.insert("netc.spec_hash".to_string(), self.run.spec_hash());
+        let dir = &self.out_dir;
+        artifacts::write(&dir.join(artifacts::WEIGHTS), &weights::encode(&tensors, meta))?;
+        let svg = crate::report::plot::curves_svg(name, &state.history, report.best_epoch, stop_epoch);
+        artifacts::write(&dir.join(artifacts::CURVES), svg.as_bytes())?;
+        if state.history.iter().any(|r| !r.grad_stats.is_empty()) {
+            let svg = crate::report::plot::gradients_svg(name, &state.history);
+            artifacts::write(&dir.join(artifacts::GRADIENTS), svg.as_bytes())?;
+        }
+        artifacts::write_report(dir, &report, self.options.report.as_deref())?;
+        engines.keep(self.options.backend, self.engine);
+        Ok(Outcome::Finished {
+            out_dir: self.out_dir,
+            report,
+            history: self.state.history,
+            params: final_params,
+        })
     }
-    let json = serde_json::to_string_pretty(&report).expect("reports serialize");
-    write_text(&out_dir.join("report.json"), &json)?;
-    if let Some(path) = &options.report {
-        write_text(path, &json)?;
-    }
-    engines.keep(options.backend, engine);
-    Ok(Outcome::Finished {
-        out_dir,
-        report,
-        history: state.history,
-        params: final_params,
-    })
 }
 
-fn check_data_fits(graph: &Graph, splits: &Splits) -> Result<(), UserError> {
+/// Updates the parameters and adds this step's per-layer mean |gradient| and update/weight
+/// ratio of every weight tensor to `sums`.
+fn update_with_grad_stats(engine: &mut dyn Engine, ctx: &Context, sums: &mut Vec<(f64, f64)>) {
+    let before = engine.params();
+    let weights: Vec<usize> = (0..before.len())
+        .filter(|&p| engine.graph().params[p].kind == graph::ParamKind::Weight)
+        .collect();
+    let grads: Vec<f64> = weights
+        .iter()
+        .map(|&p| engine.gradient(p).iter().map(|g| g.abs() as f64).sum::<f64>() / before[p].len().max(1) as f64)
+        .collect();
+    engine.update(ctx);
+    let after = engine.params();
+    sums.resize(weights.len(), (0.0, 0.0));
+    for (k, &p) in weights.iter().enumerate() {
+        let norm = |a: &Array2<f32>| a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+        let ratio = norm(&(&after[p] - &before[p])) / norm(&before[p]).max(1e-30);
+        sums[k].0 += grads[k];
+        sums[k].1 += ratio;
+    }
+}
+
+fn check_data_fits(graph: &Graph, splits: &Splits) -> Result<(), Box<Diagnostic>> {
     let features = splits.train.features.ncols();
     if features != graph.input_width {
-        return Err(UserError::new(format!(
-            "the data has {features} features per sample, but the model's input is {} wide",
-            graph.input_width
-        ))
-        .hint(format!(
+        return Err(Diagnostic::general(
+            Code::DataMismatch,
+            format!(
+                "the data has {features} features per sample, but the model's input is {} wide",
+                graph.input_width
+            ),
+        )
+        .with_hint(format!(
             "write `input {features}` in the model, or check the data's label column"
-        )));
+        ))
+        .into());
     }
     let width = graph.output_width;
-    let check = |d: &Dataset, name: &str| -> Result<(), UserError> {
+    let check = |d: &Dataset, name: &str| -> Result<(), Box<Diagnostic>> {
         let limit = if width == 1 { 2 } else { width };
         if let Some((row, &label)) = d.labels.iter().enumerate().find(|(_, l)| **l >= limit) {
-            return Err(UserError::new(format!(
-                "{name} sample {} has label {label}, but the output layer has {width} unit{} (labels 0 to {})",
-                row + 1,
-                if width == 1 { "" } else { "s" },
-                limit - 1
-            ))
-            .hint(format!("give the output layer at least {} units", label + 1)));
+            return Err(Diagnostic::general(
+                Code::DataMismatch,
+                format!(
+                    "{name} sample {} has label {label}, but the output layer has {width} unit{} (labels 0 to {})",
+                    row + 1,
+                    if width == 1 { "" } else { "s" },
+                    limit - 1
+                ),
+            )
+            .with_hint(format!("give the output layer at least {} units", label + 1))
+            .into());
         }
         Ok(())
     };
@@ -544,6 +527,37 @@ fn check_data_fits(graph: &Graph, splits: &Splits) -> Result<(), UserError> {
         check(t, "test")?;
     }
     Ok(())
+}
+
+/// The line `netc train` prints before training: the model, its size, optimizer and backend.
+pub fn banner(run: &Run, backend: Backend) -> String {
+    format!(
+        "training {} ({} parameters) with {} on the {} backend",
+        run.program.model.name,
+        graph::build(&run.program).parameter_count(),
+        run.program.train.optimizer.kind.name(),
+        backend.name()
+    )
+}
+
+/// The lines `netc train` prints after a finished run: the final figures and the directory.
+pub fn render_report(report: &Report, out_dir: &Path) -> String {
+    let figures = |name: &str, f: Option<metrics::Figures>| match f {
+        Some(f) => format!("{name} loss {:.4} accuracy {:.2}%\n", f.loss, f.accuracy * 100.0),
+        None => format!("{name}: none\n"),
+    };
+    let mut out = figures("train", Some(report.train));
+    out.push_str(&figures("validation", report.validation));
+    out.push_str(&figures("test", report.test));
+    out.push_str(&format!(
+        "{} epochs ({}), {:.0} samples/s, {:.1}s; run directory: {}\n",
+        report.epochs_run,
+        report.stop_reason,
+        report.samples_per_second,
+        report.wall_seconds,
+        out_dir.display()
+    ));
+    out
 }
 
 /// `runs/<model>-<UTC timestamp>`, with a suffix if that exists.
@@ -613,7 +627,7 @@ fn divergence(
     lr: f64,
     out_dir: &Path,
     state: &State,
-) -> UserError {
+) -> Box<Diagnostic> {
     let culprit = engine.non_finite_layer().unwrap_or_else(|| "the loss".to_string());
     let checkpoint = if state.history.is_empty() {
         "no epoch finished, so no checkpoint was written".to_string()
@@ -624,18 +638,18 @@ fn divergence(
             out_dir.join(CHECKPOINT).display()
         )
     };
-    UserError::new(format!(
+    let message = format!(
         "training diverged at epoch {}, step {}: the loss is {loss}; the first non-finite values are in {culprit}",
         epoch + 1,
         step + 1
-    ))
-    .hint(format!(
+    );
+    Box::new(Diagnostic::general(Code::Diverged, message).with_hint(format!(
         "lower the learning rate, e.g. `--set train.optimizer.lr={:e}`; {checkpoint}",
         lr / 10.0
-    ))
+    )))
 }
 
-fn check_parameters(engine: &dyn Engine, epoch: usize, out_dir: &Path, state: &State) -> Result<(), UserError> {
+fn check_parameters(engine: &dyn Engine, epoch: usize, out_dir: &Path, state: &State) -> Result<(), Box<Diagnostic>> {
     if engine.params().iter().all(|p| p.iter().all(|v| v.is_finite())) {
         return Ok(());
     }
@@ -650,17 +664,6 @@ fn check_parameters(engine: &dyn Engine, epoch: usize, out_dir: &Path, state: &S
     ))
 }
 
-fn write_text(path: &Path, text: &str) -> Result<(), UserError> {
-    write_bytes(path, text.as_bytes())
-}
-
-fn write_bytes(path: &Path, bytes: &[u8]) -> Result<(), UserError> {
-    write_atomic(path, bytes).map_err(|e| {
-        UserError::new(format!("cannot write `{}`: {e}", path.display()))
-            .hint("check that the run directory is writable and the disk has room")
-    })
-}
-
 /// Per-layer means over an epoch of `steps` steps from the sums kept in the training state.
 fn grad_stats_of(graph: &Graph, sums: &[(f64, f64)], steps: usize) -> Vec<LayerGradStats> {
     let weights = graph.params.iter().filter(|p| p.kind == graph::ParamKind::Weight);
@@ -672,130 +675,6 @@ fn grad_stats_of(graph: &Graph, sums: &[(f64, f64)], steps: usize) -> Vec<LayerG
             update_ratio: r / steps.max(1) as f64,
         })
         .collect()
-}
-
-/// The header and rows of `metrics.csv`; with gradient statistics, two columns per layer.
-pub fn metrics_csv(history: &[EpochRecord]) -> String {
-    let mut csv = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds");
-    let layers: Vec<&str> = history
-        .first()
-        .map_or(Vec::new(), |r| r.grad_stats.iter().map(|g| g.layer.as_str()).collect());
-    for l in &layers {
-        csv.push_str(&format!(",grad_{l},update_ratio_{l}"));
-    }
-    csv.push('\n');
-    let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
-    for r in history {
-        csv.push_str(&format!(
-            "{},{},{},{},{},{},{}",
-            r.epoch,
-            r.train_loss,
-            r.train_accuracy,
-            opt(r.val_loss),
-            opt(r.val_accuracy),
-            r.lr,
-            r.seconds
-        ));
-        for g in &r.grad_stats {
-            csv.push_str(&format!(",{},{}", g.mean_abs_grad, g.update_ratio));
-        }
-        csv.push('\n');
-    }
-    csv
-}
-
-fn write_metrics(out_dir: &Path, history: &[EpochRecord]) -> Result<(), UserError> {
-    write_text(&out_dir.join("metrics.csv"), &metrics_csv(history))
-}
-
-fn save_checkpoint(
-    out_dir: &Path,
-    engine: &dyn Engine,
-    state: &State,
-    best: Option<&[Array2<f32>]>,
-) -> Result<(), UserError> {
-    let graph = engine.graph();
-    let params = engine.params();
-    let optimizer_state = engine.state();
-    let mut tensors: Vec<NamedTensor> = Vec::new();
-    for (i, p) in graph.params.iter().enumerate() {
-        tensors.push(weights::param_tensor(&p.name, p.kind, &params[i]));
-        for (k, s) in optimizer_state[i].iter().enumerate() {
-            tensors.push(weights::param_tensor(&format!("state.{k}.{}", p.name), p.kind, s));
-        }
-        if let Some(best) = best {
-            tensors.push(weights::param_tensor(&format!("best.{}", p.name), p.kind, &best[i]));
-        }
-    }
-    let mut meta = BTreeMap::new();
-    meta.insert(
-        "netc.checkpoint".to_string(),
-        serde_json::to_string(state).expect("state serializes"),
-    );
-    write_bytes(&out_dir.join(CHECKPOINT), &weights::encode(&tensors, meta))
-}
-
-#[allow(clippy::type_complexity)]
-fn load_checkpoint(
-    out_dir: &Path,
-    engine: &mut dyn Engine,
-    spec_hash: &str,
-) -> Result<(State, Option<Vec<Array2<f32>>>), UserError> {
-    let path = out_dir.join(CHECKPOINT);
-    let bytes = std::fs::read(&path).map_err(|e| {
-        UserError::new(format!("cannot resume: `{}` cannot be read: {e}", path.display()))
-            .hint("pass the run directory that an interrupted `netc train` named")
-    })?;
-    let (tensors, meta) = weights::decode(&bytes, &path)?;
-    let state: State = meta
-        .get("netc.checkpoint")
-        .and_then(|s| serde_json::from_str(s).ok())
-        .ok_or_else(|| {
-            UserError::new(format!("`{}` holds no training state", path.display()))
-                .hint("resume from a directory written by `netc train`")
-        })?;
-    if state.spec_hash != spec_hash {
-        return Err(UserError::new(format!(
-            "cannot resume: `{}` was trained from a different spec (or different --set values)",
-            out_dir.display()
-        ))
-        .hint("resume with the same spec file and the same --set options, or start a new run"));
-    }
-    let graph = engine.graph().clone();
-    let slots = engine.state().first().map_or(0, Vec::len);
-    let mut params = Vec::new();
-    let mut optimizer_state = Vec::new();
-    let mut best = Vec::new();
-    for p in &graph.params {
-        params.push(weights::param_from(&tensors, &p.name, p.kind, p.rows, p.cols, &path)?);
-        let mut slots_of = Vec::new();
-        for k in 0..slots {
-            slots_of.push(weights::param_from(
-                &tensors,
-                &format!("state.{k}.{}", p.name),
-                p.kind,
-                p.rows,
-                p.cols,
-                &path,
-            )?);
-        }
-        optimizer_state.push(slots_of);
-        if tensors.contains_key(&format!("best.{}", p.name)) {
-            best.push(weights::param_from(
-                &tensors,
-                &format!("best.{}", p.name),
-                p.kind,
-                p.rows,
-                p.cols,
-                &path,
-            )?);
-        }
-    }
-    engine.set_params(&params);
-    engine.set_state(&optimizer_state);
-    engine.set_updates(state.updates);
-    let best = (best.len() == graph.params.len()).then_some(best);
-    Ok((state, best))
 }
 
 /// Which backend executes the graph.
@@ -818,7 +697,7 @@ impl Backend {
 }
 
 /// Creates the engine for a backend, with fresh parameters.
-pub fn make_engine(backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, UserError> {
+pub fn make_engine(backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, Box<Diagnostic>> {
     match backend {
         Backend::Interp => Ok(Box::new(Interpreter::<f32>::new(graph, seed))),
         Backend::Jit => Ok(Box::new(crate::back::jit::Jit::new(graph, seed)?)),

@@ -6,7 +6,7 @@
 //! tensors are f32. Loading checks every name and shape against the spec.
 
 use crate::data::Normalization;
-use crate::error::UserError;
+use crate::diag::{Code, Diagnostic};
 use crate::graph::{Graph, ParamKind};
 use ndarray::Array2;
 use safetensors::tensor::{Dtype, SafeTensors};
@@ -87,10 +87,14 @@ pub fn encode(tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Ve
 }
 
 /// Parses safetensors bytes into f32 tensors and metadata.
-pub fn decode(bytes: &[u8], path: &Path) -> Result<(Tensors, BTreeMap<String, String>), UserError> {
+pub fn decode(bytes: &[u8], path: &Path) -> Result<(Tensors, BTreeMap<String, String>), Box<Diagnostic>> {
     let bad = |e: String| {
-        UserError::new(format!("`{}` is not a valid safetensors file: {e}", path.display()))
-            .hint("give the weights.safetensors written by `netc train`")
+        Diagnostic::general(
+            Code::BadWeights,
+            format!("`{}` is not a valid safetensors file: {e}", path.display()),
+        )
+        .in_file(path)
+        .with_hint("give the weights.safetensors written by `netc train`")
     };
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
@@ -98,12 +102,13 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(Tensors, BTreeMap<String, St
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(UserError::new(format!(
-                "tensor `{name}` in `{}` is {:?}, not F32",
-                path.display(),
-                view.dtype()
-            ))
-            .hint("netc stores and reads f32 weights"));
+            return Err(Diagnostic::general(
+                Code::BadWeights,
+                format!("tensor `{name}` in `{}` is {:?}, not F32", path.display(), view.dtype()),
+            )
+            .in_file(path)
+            .with_hint("netc stores and reads f32 weights")
+            .into());
         }
         let data = view
             .data()
@@ -167,33 +172,44 @@ pub fn param_from(
     rows: usize,
     cols: usize,
     path: &Path,
-) -> Result<Array2<f32>, UserError> {
+) -> Result<Array2<f32>, Box<Diagnostic>> {
     let t = tensors.get(name).ok_or_else(|| {
-        UserError::new(format!(
-            "`{}` has no tensor `{name}`, which the spec needs",
-            path.display()
-        ))
-        .hint("use the weights trained from this spec (layer names and kinds must match)")
+        Diagnostic::general(
+            Code::BadWeights,
+            format!("`{}` has no tensor `{name}`, which the spec needs", path.display()),
+        )
+        .in_file(path)
+        .with_hint("use the weights trained from this spec (layer names and kinds must match)")
     })?;
     let expected = match kind {
         ParamKind::Weight => vec![cols, rows],
         ParamKind::Bias | ParamKind::Slope => vec![cols],
     };
     if t.shape != expected {
-        return Err(UserError::new(format!(
-            "tensor `{name}` in `{}` has shape {:?}, but the spec needs {:?}",
-            path.display(),
-            t.shape,
-            expected
-        ))
-        .hint("the layer widths of the spec differ from the ones these weights were trained with"));
+        return Err(Diagnostic::general(
+            Code::BadWeights,
+            format!(
+                "tensor `{name}` in `{}` has shape {:?}, but the spec needs {:?}",
+                path.display(),
+                t.shape,
+                expected
+            ),
+        )
+        .in_file(path)
+        .with_hint("the layer widths of the spec differ from the ones these weights were trained with")
+        .into());
     }
     if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
-        return Err(UserError::new(format!(
-            "tensor `{name}` in `{}` holds a non-finite value at element {i}",
-            path.display()
-        ))
-        .hint("these weights come from a diverged run; retrain with a lower learning rate"));
+        return Err(Diagnostic::general(
+            Code::BadWeights,
+            format!(
+                "tensor `{name}` in `{}` holds a non-finite value at element {i}",
+                path.display()
+            ),
+        )
+        .in_file(path)
+        .with_hint("these weights come from a diverged run; retrain with a lower learning rate")
+        .into());
     }
     Ok(match kind {
         ParamKind::Weight => Array2::from_shape_vec((cols, rows), t.data.clone())
@@ -207,9 +223,14 @@ pub fn param_from(
 
 /// Loads a weights file for a graph: every parameter and the normalization, checked by name and
 /// shape; tensors the spec does not know are refused.
-pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Normalization), UserError> {
+pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Normalization), Box<Diagnostic>> {
     let bytes = std::fs::read(path).map_err(|e| {
-        UserError::new(format!("cannot read weights `{}`: {e}", path.display())).hint("check the --weights path")
+        Diagnostic::general(
+            Code::FileUnreadable,
+            format!("cannot read weights `{}`: {e}", path.display()),
+        )
+        .in_file(path)
+        .with_hint("check the --weights path")
     })?;
     let (tensors, _) = decode(&bytes, path)?;
     let mut params = Vec::new();
@@ -219,25 +240,36 @@ pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Norma
         known.push(&p.name);
     }
     if let Some(extra) = tensors.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(UserError::new(format!(
-            "`{}` has a tensor `{extra}` that the spec has no place for",
-            path.display()
-        ))
-        .hint("use the weights trained from this spec (layer names and kinds must match)"));
+        return Err(Diagnostic::general(
+            Code::BadWeights,
+            format!(
+                "`{}` has a tensor `{extra}` that the spec has no place for",
+                path.display()
+            ),
+        )
+        .in_file(path)
+        .with_hint("use the weights trained from this spec (layer names and kinds must match)")
+        .into());
     }
-    let vector = |name: &str| -> Result<Vec<f32>, UserError> {
+    let vector = |name: &str| -> Result<Vec<f32>, Box<Diagnostic>> {
         let t = tensors.get(name).ok_or_else(|| {
-            UserError::new(format!("`{}` has no tensor `{name}`", path.display()))
-                .hint("use a weights file written by `netc train`")
+            Diagnostic::general(Code::BadWeights, format!("`{}` has no tensor `{name}`", path.display()))
+                .in_file(path)
+                .with_hint("use a weights file written by `netc train`")
         })?;
         if t.shape != [graph.input_width] {
-            return Err(UserError::new(format!(
-                "tensor `{name}` in `{}` has shape {:?}, but the input is {} wide",
-                path.display(),
-                t.shape,
-                graph.input_width
-            ))
-            .hint("the spec's input width differs from the one these weights were trained with"));
+            return Err(Diagnostic::general(
+                Code::BadWeights,
+                format!(
+                    "tensor `{name}` in `{}` has shape {:?}, but the input is {} wide",
+                    path.display(),
+                    t.shape,
+                    graph.input_width
+                ),
+            )
+            .in_file(path)
+            .with_hint("the spec's input width differs from the one these weights were trained with")
+            .into());
         }
         Ok(t.data.clone())
     };

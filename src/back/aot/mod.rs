@@ -11,7 +11,7 @@
 
 use crate::back::kernels;
 use crate::data::Normalization;
-use crate::error::UserError;
+use crate::diag::{Code, Diagnostic};
 use crate::graph::{self, Node, Op, Rows, Shape, Unary};
 use crate::ir::{Activation, Arena, DropoutMode, LayerKind, Program};
 use crate::passes::fuse::{Input, KOp, MapKernel};
@@ -175,11 +175,11 @@ pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &
     }
 }
 
-fn object_module(name: &str) -> Result<ObjectModule, UserError> {
+fn object_module(name: &str) -> Result<ObjectModule, Box<Diagnostic>> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
         f.set(k, v)
-            .map_err(|e| UserError::new(format!("Cranelift rejected setting {k}: {e}")))
+            .map_err(|e| Box::new(Diagnostic::internal(format!("Cranelift rejected setting {k}: {e}"))))
     };
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "is_pic", "true")?;
@@ -188,16 +188,21 @@ fn object_module(name: &str) -> Result<ObjectModule, UserError> {
     set(&mut flags, "probestack_strategy", "inline")?;
     let isa = cranelift_native::builder()
         .map_err(|e| {
-            UserError::new(format!("this CPU is not supported by Cranelift: {e}"))
-                .hint("build on an x86-64 or aarch64 machine")
+            Diagnostic::general(
+                Code::Unsupported,
+                format!("this CPU is not supported by Cranelift: {e}"),
+            )
+            .with_hint("build on an x86-64 or aarch64 machine")
         })?
         .finish(settings::Flags::new(flags))
         .map_err(|e| {
-            UserError::new(format!("Cranelift cannot target this CPU: {e}"))
-                .hint("build on an x86-64 or aarch64 machine")
+            Diagnostic::general(Code::Unsupported, format!("Cranelift cannot target this CPU: {e}"))
+                .with_hint("build on an x86-64 or aarch64 machine")
         })?;
-    let builder = ObjectBuilder::new(isa, name.to_string(), cranelift_module::default_libcall_names())
-        .map_err(|e| UserError::new(format!("cannot create an object file: {e}")).hint("report this as a bug"))?;
+    let builder =
+        ObjectBuilder::new(isa, name.to_string(), cranelift_module::default_libcall_names()).map_err(|e| {
+            Diagnostic::internal(format!("cannot create an object file: {e}")).with_hint("report this as a bug")
+        })?;
     Ok(ObjectModule::new(builder))
 }
 
@@ -226,21 +231,22 @@ pub fn compile_object(
     symbol: &str,
     spec_hash: &str,
     batch_max: usize,
-) -> Result<Vec<u8>, UserError> {
+) -> Result<Vec<u8>, Box<Diagnostic>> {
     let err = |e: Box<cranelift_module::ModuleError>| {
-        UserError::new(format!("code generation failed: {e}")).hint("report this as a bug")
+        Diagnostic::internal(format!("code generation failed: {e}")).with_hint("report this as a bug")
     };
     let mut module = object_module(symbol)?;
-    let data = |module: &mut ObjectModule, name: String, bytes: Box<[u8]>, align: u64| -> Result<DataId, UserError> {
-        let id = module
-            .declare_data(&name, Linkage::Local, false, false)
-            .map_err(|e| err(Box::new(e)))?;
-        let mut d = DataDescription::new();
-        d.define(bytes);
-        d.set_align(align);
-        module.define_data(id, &d).map_err(|e| err(Box::new(e)))?;
-        Ok(id)
-    };
+    let data =
+        |module: &mut ObjectModule, name: String, bytes: Box<[u8]>, align: u64| -> Result<DataId, Box<Diagnostic>> {
+            let id = module
+                .declare_data(&name, Linkage::Local, false, false)
+                .map_err(|e| err(Box::new(e)))?;
+            let mut d = DataDescription::new();
+            d.define(bytes);
+            d.set_align(align);
+            module.define_data(id, &d).map_err(|e| err(Box::new(e)))?;
+            Ok(id)
+        };
     struct LayerCode {
         matmul: FuncId,
         map: FuncId,
@@ -442,10 +448,10 @@ pub fn compile_object(
         },
     )
     .map_err(err)?;
-    module
-        .finish()
-        .emit()
-        .map_err(|e| UserError::new(format!("cannot write the object file: {e}")).hint("report this as a bug"))
+    let object = module.finish().emit().map_err(|e| {
+        Diagnostic::internal(format!("cannot write the object file: {e}")).with_hint("report this as a bug")
+    })?;
+    Ok(object)
 }
 
 /// The C header of a built model.
@@ -520,7 +526,7 @@ pub struct Emit {
 const DRIVER: &str = include_str!("driver.c");
 
 /// A C identifier from a path's file name.
-pub fn symbol_of(output: &Path) -> Result<String, UserError> {
+pub fn symbol_of(output: &Path) -> Result<String, Box<Diagnostic>> {
     let stem = output
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
@@ -531,8 +537,11 @@ pub fn symbol_of(output: &Path) -> Result<String, UserError> {
     if valid {
         Ok(stem)
     } else {
-        Err(UserError::new(format!("`{}` cannot name a C symbol", output.display()))
-            .hint("use -o with a name of letters, digits and underscores, e.g. -o build/mnist_mlp"))
+        Err(
+            Diagnostic::general(Code::BadFlag, format!("`{}` cannot name a C symbol", output.display()))
+                .with_hint("use -o with a name of letters, digits and underscores, e.g. -o build/mnist_mlp")
+                .into(),
+        )
     }
 }
 
@@ -543,9 +552,11 @@ pub fn build(
     output: &Path,
     emit: Emit,
     batch_max: usize,
-) -> Result<Vec<PathBuf>, UserError> {
+) -> Result<Vec<PathBuf>, Box<Diagnostic>> {
     if batch_max == 0 {
-        return Err(UserError::new("--batch-max must be at least 1").hint("e.g. --batch-max 4096"));
+        return Err(Diagnostic::general(Code::BadFlag, "--batch-max must be at least 1")
+            .with_hint("e.g. --batch-max 4096")
+            .into());
     }
     let symbol = symbol_of(output)?;
     let graph = graph::build(&run.program);
@@ -560,13 +571,21 @@ pub fn build(
     };
     let header_text = header(&model, &symbol, &hash, batch_max, outputs_are);
     if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| UserError::new(format!("cannot create `{}`: {e}", dir.display())).hint("check the -o path"))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Diagnostic::general(Code::FileUnwritable, format!("cannot create `{}`: {e}", dir.display()))
+                .in_file(dir)
+                .with_hint("check the -o path")
+        })?;
     }
     let with = |ext: &str| PathBuf::from(format!("{}.{ext}", output.display()));
     let write = |path: &Path, bytes: &[u8]| {
-        crate::fsutil::write_atomic(path, bytes)
-            .map_err(|e| UserError::new(format!("cannot write `{}`: {e}", path.display())).hint("check the -o path"))
+        crate::fsutil::write_atomic(path, bytes).map_err(|e| {
+            Box::new(
+                Diagnostic::general(Code::FileUnwritable, format!("cannot write `{}`: {e}", path.display()))
+                    .in_file(path)
+                    .with_hint("check the -o path"),
+            )
+        })
     };
     let mut written = Vec::new();
     if emit.obj {
@@ -591,16 +610,24 @@ fn link_executable(
     output: &Path,
     model: &InferenceModel,
     run: &Run,
-) -> Result<PathBuf, UserError> {
+) -> Result<PathBuf, Box<Diagnostic>> {
     let cc = std::env::var("CC")
         .ok()
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "cc".to_string());
     let dir = std::env::temp_dir().join(format!("netc-build-{}-{}", std::process::id(), symbol));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| UserError::new(format!("cannot create a temporary directory: {e}")).hint("check $TMPDIR"))?;
-    let io = |e: std::io::Error| UserError::new(format!("cannot write a temporary file: {e}")).hint("check $TMPDIR");
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Diagnostic::general(
+            Code::FileUnwritable,
+            format!("cannot create a temporary directory: {e}"),
+        )
+        .with_hint("check $TMPDIR")
+    })?;
+    let io = |e: std::io::Error| {
+        Diagnostic::general(Code::FileUnwritable, format!("cannot write a temporary file: {e}"))
+            .with_hint("check $TMPDIR")
+    };
     std::fs::write(dir.join("model.o"), object).map_err(io)?;
     std::fs::write(dir.join("model.h"), header_text).map_err(io)?;
     let loss = match run.program.model.loss {
@@ -624,23 +651,36 @@ fn link_executable(
         Ok(o) => o,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(UserError::new(format!("cannot run the C compiler `{cc}`: {e}"))
-                .hint("install a C compiler (e.g. `apt-get install gcc`), set $CC, or use --emit obj,header"));
+            return Err(
+                Diagnostic::general(Code::Unsupported, format!("cannot run the C compiler `{cc}`: {e}"))
+                    .with_hint("install a C compiler (e.g. `apt-get install gcc`), set $CC, or use --emit obj,header")
+                    .into(),
+            );
         }
     };
     if !out.status.success() {
         let _ = std::fs::remove_dir_all(&dir);
-        return Err(UserError::new(format!(
-            "`{cc}` failed to link the executable:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        ))
-        .hint("check that $CC is a working C compiler"));
+        return Err(Diagnostic::general(
+            Code::Unsupported,
+            format!(
+                "`{cc}` failed to link the executable:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+        .with_hint("check that $CC is a working C compiler")
+        .into());
     }
     let bytes = std::fs::read(&exe).map_err(io)?;
     let _ = std::fs::remove_dir_all(&dir);
     let target = output.to_path_buf();
-    crate::fsutil::write_atomic(&target, &bytes)
-        .map_err(|e| UserError::new(format!("cannot write `{}`: {e}", target.display())).hint("check the -o path"))?;
+    crate::fsutil::write_atomic(&target, &bytes).map_err(|e| {
+        Diagnostic::general(
+            Code::FileUnwritable,
+            format!("cannot write `{}`: {e}", target.display()),
+        )
+        .in_file(&target)
+        .with_hint("check the -o path")
+    })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

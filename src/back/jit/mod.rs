@@ -12,7 +12,7 @@ mod thin;
 
 use crate::back::engine::Engine;
 use crate::back::interp::Context;
-use crate::error::UserError;
+use crate::diag::{Code, Diagnostic};
 use crate::graph::{Graph, NodeId, Op, ParamKind, Rows};
 use crate::ir::OptimizerKind;
 use cranelift_codegen::settings::{self, Configurable};
@@ -174,21 +174,28 @@ pub struct Jit {
     pub compile_ms: f64,
 }
 
-fn host_module() -> Result<JITModule, UserError> {
+fn host_module() -> Result<JITModule, Box<Diagnostic>> {
     let mut flags = settings::builder();
     let set = |f: &mut settings::Builder, k: &str, v: &str| {
         f.set(k, v)
-            .map_err(|e| UserError::new(format!("Cranelift rejected setting {k}: {e}")))
+            .map_err(|e| Box::new(Diagnostic::internal(format!("Cranelift rejected setting {k}: {e}"))))
     };
     set(&mut flags, "opt_level", "speed")?;
     set(&mut flags, "is_pic", "false")?;
     set(&mut flags, "use_colocated_libcalls", "false")?;
     let isa = cranelift_native::builder()
         .map_err(|e| {
-            UserError::new(format!("this CPU is not supported by Cranelift: {e}")).hint("use --backend interp")
+            Diagnostic::general(
+                Code::Unsupported,
+                format!("this CPU is not supported by Cranelift: {e}"),
+            )
+            .with_hint("use --backend interp")
         })?
         .finish(settings::Flags::new(flags))
-        .map_err(|e| UserError::new(format!("Cranelift cannot target this CPU: {e}")).hint("use --backend interp"))?;
+        .map_err(|e| {
+            Diagnostic::general(Code::Unsupported, format!("Cranelift cannot target this CPU: {e}"))
+                .with_hint("use --backend interp")
+        })?;
     Ok(JITModule::new(JITBuilder::with_isa(
         isa,
         cranelift_module::default_libcall_names(),
@@ -197,7 +204,7 @@ fn host_module() -> Result<JITModule, UserError> {
 
 impl Jit {
     /// Fuses and compiles a graph, with parameters initialized as the interpreter's.
-    pub fn new(graph: Graph, seed: u64) -> Result<Jit, UserError> {
+    pub fn new(graph: Graph, seed: u64) -> Result<Jit, Box<Diagnostic>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         Jit::with_threads(graph, seed, threads)
     }
@@ -205,13 +212,13 @@ impl Jit {
     /// Compiles `graph` to run on at most `threads` cores (one or two). Results are the same
     /// for every thread count: work is only ever split where the split does not change the
     /// order of any sum, or where it is summed in the same halves on one core.
-    pub fn with_threads(graph: Graph, seed: u64, threads: usize) -> Result<Jit, UserError> {
+    pub fn with_threads(graph: Graph, seed: u64, threads: usize) -> Result<Jit, Box<Diagnostic>> {
         let started = Instant::now();
         let plan = crate::passes::fuse::plan(&graph);
         let mut module = host_module()?;
         let compile_error = |e: Box<cranelift_module::ModuleError>| {
-            UserError::new(format!("the JIT failed to compile a kernel: {e}"))
-                .hint("use --backend interp, and report this as a bug")
+            Diagnostic::internal(format!("the JIT failed to compile a kernel: {e}"))
+                .with_hint("use --backend interp, and report this as a bug")
         };
         let mut map_ids = Vec::new();
         for (i, map) in plan.maps.iter().enumerate() {
@@ -923,10 +930,11 @@ pub struct CompiledMatmul {
 
 impl CompiledMatmul {
     /// Compiles `c[m x n] = a[m x k] b[k x n]`.
-    pub fn new(k: usize, n: usize) -> Result<CompiledMatmul, UserError> {
+    pub fn new(k: usize, n: usize) -> Result<CompiledMatmul, Box<Diagnostic>> {
         let mut module = host_module()?;
         let error = |e: String| {
-            UserError::new(format!("the JIT failed to compile a matrix product: {e}")).hint("report this as a bug")
+            Diagnostic::internal(format!("the JIT failed to compile a matrix product: {e}"))
+                .with_hint("report this as a bug")
         };
         let id = kernels::define_matmul(&mut module, "matmul", k, n).map_err(|e| error(e.to_string()))?;
         module.finalize_definitions().map_err(|e| error(e.to_string()))?;

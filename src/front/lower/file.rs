@@ -165,10 +165,10 @@ impl<'t> Lowerer<'t> {
             format!("unknown statement `{word}` {}", section.describe()),
         )
         .with_label("not a keyword");
-        d.hint = Some(match did_you_mean(&word, candidates.iter().copied()) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => statement_hint(section),
-        });
+        d = match did_you_mean(&word, candidates.iter().copied()) {
+            Some(s) => d.with_suggestion(head.span, s, format!("did you mean `{s}`?")),
+            None => d.with_hint(statement_hint(section)),
+        };
         self.error(d);
     }
 

@@ -265,10 +265,10 @@ impl<'t> Lowerer<'t> {
                     format!("`{}` has no option `{word}`", schema.head),
                 )
                 .with_label("unknown option");
-                d.hint = Some(match did_you_mean(word, names.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => listing,
-                });
+                d = match did_you_mean(word, names.iter().copied()) {
+                    Some(s) => d.with_suggestion(v.span, s, format!("did you mean `{s}`?")),
+                    None => d.with_hint(listing),
+                };
                 self.error(d);
             }
             None => self.error(
@@ -335,10 +335,10 @@ impl<'t> Lowerer<'t> {
                 format!("{what} must be {}, but `{word}` is not a constant", ty.describe()),
             )
             .with_label("unknown name");
-            d.hint = Some(match did_you_mean(word, names.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean the constant `{s}`?"),
-                None => format!("write a number, or define it first with `let {word} = ...`"),
-            });
+            d = match did_you_mean(word, names.iter().map(String::as_str)) {
+                Some(s) => d.with_suggestion(v.span, s, format!("did you mean the constant `{s}`?")),
+                None => d.with_hint(format!("write a number, or define it first with `let {word} = ...`")),
+            };
             self.error(from(d));
             return None;
         }
@@ -397,10 +397,16 @@ impl<'t> Lowerer<'t> {
                     let names: Vec<&str> = choices.iter().map(|c| c.name).collect();
                     let mut d = Diagnostic::error(Code::UnknownChoice, name_span, format!("unknown {kind} `{name}`"))
                         .with_label(format!("not {} {kind}", schema::article(kind)));
-                    d.hint = Some(match did_you_mean(name, names.iter().copied()) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("the {kind}s are {}", join_or(&names)),
-                    });
+                    // The misspelt word itself: where a constant's value is written, not its use.
+                    let misspelt = if let ValueKind::Call(ident, _) = &v.kind {
+                        ident.span
+                    } else {
+                        v.span
+                    };
+                    d = match did_you_mean(name, names.iter().copied()) {
+                        Some(s) => d.with_suggestion(misspelt, s, format!("did you mean `{s}`?")),
+                        None => d.with_hint(format!("the {kind}s are {}", join_or(&names))),
+                    };
                     if matches!(ty, Ty::ChoiceOrStr { .. }) {
                         d.hint = d
                             .hint

@@ -1,0 +1,125 @@
+//! Reading specs: the file (or standard input) as UTF-8 text, `--set KEY=VALUE` overrides, and
+//! the front end and checker over both. Every failure is a diagnostic.
+
+use crate::check::Limits;
+use crate::diag::source::SourceMap;
+use crate::diag::{Code, Diagnostic, Failure};
+use crate::front::lower::parse_override;
+use crate::run::train::Run;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A spec that passed the checker.
+pub struct Loaded {
+    /// The checked program and the text it came from.
+    pub run: Run,
+    /// The spec's (and overrides') text, which the warnings point into.
+    pub sources: SourceMap,
+    /// The checker's warnings.
+    pub warnings: Vec<Diagnostic>,
+    /// Milliseconds from reading the file to the checked program.
+    pub load_ms: f64,
+}
+
+/// Reads a spec file, applies `--set KEY=VALUE` overrides and checks it against this machine's
+/// limits. A failure holds the diagnostics (or the unreadable-file error) and, for the human
+/// form, says that nothing was run.
+pub fn load_spec(path: &Path, sets: &[String]) -> Result<Loaded, Failure> {
+    let started = Instant::now();
+    let text = read_spec(path)?;
+    let mut loaded = compile_spec(
+        &path.display().to_string(),
+        text,
+        sets,
+        &crate::run::limits::of_this_machine(),
+    )?;
+    loaded.load_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(loaded)
+}
+
+/// [`load_spec`] on text already read: `name` is what diagnostics call the file.
+pub fn compile_spec(name: &str, text: String, sets: &[String], limits: &Limits) -> Result<Loaded, Failure> {
+    let started = Instant::now();
+    let mut sources = SourceMap::new();
+    let file = sources.add(name, text.clone());
+    let mut overrides = Vec::new();
+    let mut problems = Vec::new();
+    for set in sets {
+        let Some((key, value)) = set.split_once('=') else {
+            return Err(Diagnostic::general(Code::BadFlag, format!("`--set {set}` has no `=`"))
+                .with_hint("write --set KEY=VALUE, e.g. --set train.optimizer.lr=0.01")
+                .into());
+        };
+        let id = sources.add(format!("--set {key}"), value.to_string());
+        match parse_override(key.trim(), id, value.trim()) {
+            Ok(o) => overrides.push(o),
+            Err(d) => problems.push(*d),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(nothing_was_run(name, sources, problems));
+    }
+    let compiled = crate::compile(&sources, file, &overrides, limits);
+    match compiled.program {
+        Some((program, _)) => Ok(Loaded {
+            run: Run {
+                spec_text: text,
+                overrides: sets.to_vec(),
+                program,
+            },
+            sources,
+            warnings: compiled.diagnostics,
+            load_ms: started.elapsed().as_secs_f64() * 1e3,
+        }),
+        None => Err(nothing_was_run(name, sources, compiled.diagnostics)),
+    }
+}
+
+fn nothing_was_run(name: &str, sources: SourceMap, diagnostics: Vec<Diagnostic>) -> Failure {
+    let (errors, warnings) = crate::diag::count(&diagnostics);
+    Failure::of(sources, diagnostics).concluding(format!(
+        "`{name}` has {errors} error(s) and {warnings} warning(s); nothing was run"
+    ))
+}
+
+/// Like [`read_spec`], but `-` reads standard input (`netc check -`, `netc fmt -`).
+pub fn read_source(path: &Path) -> Result<String, Box<Diagnostic>> {
+    if path.as_os_str() != "-" {
+        return read_spec(path);
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
+        Diagnostic::general(Code::FileUnreadable, format!("cannot read standard input: {e}"))
+            .with_hint("pipe UTF-8 text into netc, e.g. `netc fmt - < spec.net`")
+    })?;
+    Ok(text)
+}
+
+/// Reads a spec file as UTF-8 text, with errors that name the file.
+pub fn read_spec(path: &Path) -> Result<String, Box<Diagnostic>> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostic::general(Code::FileUnreadable, format!("cannot read `{}`: {e}", path.display()))
+            .in_file(path)
+            .with_hint("check the path")
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        Diagnostic::general(
+            Code::NotUtf8,
+            format!(
+                "`{}` is not UTF-8 text (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            ),
+        )
+        .in_file(path)
+        .with_hint("save the spec as UTF-8")
+        .into()
+    })
+}
+
+/// The spec's directory, where its relative data paths start.
+pub fn spec_dir(spec: &Path) -> PathBuf {
+    spec.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
