@@ -47,103 +47,13 @@ enum Command {
         files: Vec<PathBuf>,
     },
     /// Train a spec; write weights, metrics and curves to a run directory.
-    Train {
-        /// The spec.
-        spec: PathBuf,
-        #[command(flatten)]
-        common: Common,
-        /// Override the number of epochs.
-        #[arg(long)]
-        epochs: Option<u64>,
-        /// Override the seed.
-        #[arg(long)]
-        seed: Option<u64>,
-        /// The run directory (default runs/<model>-<timestamp>/).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Also write the final report (JSON) here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Continue an interrupted run from its directory.
-        #[arg(long, conflicts_with = "out")]
-        resume: Option<PathBuf>,
-        /// The execution backend.
-        #[arg(long, value_enum, default_value_t = Backend::Jit)]
-        backend: Backend,
-        /// No progress output.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Record per-layer mean |gradient| and update/weight ratios per epoch (metrics.csv,
-        /// gradients.svg).
-        #[arg(long)]
-        grad_stats: bool,
-    },
+    Train(TrainArgs),
     /// Evaluate trained weights: loss, accuracy, per-class precision/recall, confusion matrix.
-    Eval {
-        /// The spec the weights were trained from.
-        spec: PathBuf,
-        /// The weights (weights.safetensors of a run).
-        #[arg(long)]
-        weights: PathBuf,
-        /// Which data to evaluate on.
-        #[arg(long, value_enum, default_value_t = Split::Test)]
-        split: Split,
-        /// Also write the figures (JSON) here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Also average the outputs over N sampled dropout masks per row and compare them with
-        /// the weight-scaled network (dropout as an implicit ensemble).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
-        dropout_samples: Option<u32>,
-        #[command(flatten)]
-        common: Common,
-        /// The execution backend.
-        #[arg(long, value_enum, default_value_t = Backend::Jit)]
-        backend: Backend,
-    },
+    Eval(EvalArgs),
     /// Measure training speed: compile time, per-layer forward/backward time, a step, epochs.
-    Bench {
-        /// The spec.
-        spec: PathBuf,
-        /// The execution backend.
-        #[arg(long, value_enum, default_value_t = Backend::Jit)]
-        backend: Backend,
-        /// Batch size (default: the spec's).
-        #[arg(long)]
-        batch: Option<usize>,
-        /// Samples per synthetic epoch.
-        #[arg(long, default_value_t = 60_000)]
-        samples: usize,
-        /// Timed epochs after one warm-up epoch (the best counts); 0 times steps only.
-        #[arg(long, default_value_t = 3)]
-        repeats: usize,
-        /// Also write the figures (JSON) here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Override any spec value, as KEY=VALUE (as when training).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-    },
+    Bench(BenchArgs),
     /// Compile trained weights into an object file, a C header and a standalone executable.
-    Build {
-        /// The spec the weights were trained from.
-        spec: PathBuf,
-        /// The weights (weights.safetensors of a run).
-        #[arg(long)]
-        weights: PathBuf,
-        /// Output path without extension: writes NAME, NAME.o and NAME.h.
-        #[arg(short = 'o', long = "output", value_name = "NAME")]
-        output: PathBuf,
-        /// What to write, comma-separated: exe, obj, header.
-        #[arg(long, value_delimiter = ',', default_value = "exe,obj,header")]
-        emit: Vec<EmitKind>,
-        /// The most rows one call of NAME_predict accepts.
-        #[arg(long, default_value_t = 65_536)]
-        batch_max: usize,
-        /// Override any spec value, as KEY=VALUE (as when training).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-    },
+    Build(BuildArgs),
     /// Train every combination of --vary values and tabulate train/validation/test results.
     Sweep {
         /// The spec.
@@ -175,24 +85,129 @@ enum Command {
         format: PredictFormat,
     },
     /// Predict classes for rows of features (CSV, IDX or NPY; `-` reads CSV from stdin).
-    Predict {
-        /// The spec the weights were trained from.
-        spec: PathBuf,
-        /// The weights (weights.safetensors of a run).
-        #[arg(long)]
-        weights: PathBuf,
-        /// The input rows.
-        input: PathBuf,
-        /// Output form: one line per row (class, then probabilities), or a JSON array.
-        #[arg(long, value_enum, default_value_t = PredictFormat::Text)]
-        format: PredictFormat,
-        /// Override any spec value, as KEY=VALUE.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        sets: Vec<String>,
-        /// The execution backend.
-        #[arg(long, value_enum, default_value_t = Backend::Jit)]
-        backend: Backend,
-    },
+    Predict(PredictArgs),
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// The spec.
+    spec: PathBuf,
+    #[command(flatten)]
+    common: Common,
+    /// Override the number of epochs.
+    #[arg(long)]
+    epochs: Option<u64>,
+    /// Override the seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// The run directory (default runs/<model>-<timestamp>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the final report (JSON) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Continue an interrupted run from its directory.
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// The execution backend.
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
+    backend: Backend,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Record per-layer mean |gradient| and update/weight ratios per epoch (metrics.csv,
+    /// gradients.svg).
+    #[arg(long)]
+    grad_stats: bool,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The spec the weights were trained from.
+    spec: PathBuf,
+    /// The weights (weights.safetensors of a run).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Which data to evaluate on.
+    #[arg(long, value_enum, default_value_t = Split::Test)]
+    split: Split,
+    /// Also write the figures (JSON) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Also average the outputs over N sampled dropout masks per row and compare them with
+    /// the weight-scaled network (dropout as an implicit ensemble).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    dropout_samples: Option<u32>,
+    #[command(flatten)]
+    common: Common,
+    /// The execution backend.
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
+    backend: Backend,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The spec.
+    spec: PathBuf,
+    /// The execution backend.
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
+    backend: Backend,
+    /// Batch size (default: the spec's).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Samples per synthetic epoch.
+    #[arg(long, default_value_t = 60_000)]
+    samples: usize,
+    /// Timed epochs after one warm-up epoch (the best counts); 0 times steps only.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Also write the figures (JSON) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Override any spec value, as KEY=VALUE (as when training).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// The spec the weights were trained from.
+    spec: PathBuf,
+    /// The weights (weights.safetensors of a run).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Output path without extension: writes NAME, NAME.o and NAME.h.
+    #[arg(short = 'o', long = "output", value_name = "NAME")]
+    output: PathBuf,
+    /// What to write, comma-separated: exe, obj, header.
+    #[arg(long, value_delimiter = ',', default_value = "exe,obj,header")]
+    emit: Vec<EmitKind>,
+    /// The most rows one call of NAME_predict accepts.
+    #[arg(long, default_value_t = 65_536)]
+    batch_max: usize,
+    /// Override any spec value, as KEY=VALUE (as when training).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct PredictArgs {
+    /// The spec the weights were trained from.
+    spec: PathBuf,
+    /// The weights (weights.safetensors of a run).
+    #[arg(long)]
+    weights: PathBuf,
+    /// The input rows.
+    input: PathBuf,
+    /// Output form: one line per row (class, then probabilities), or a JSON array.
+    #[arg(long, value_enum, default_value_t = PredictFormat::Text)]
+    format: PredictFormat,
+    /// Override any spec value, as KEY=VALUE.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// The execution backend.
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
+    backend: Backend,
 }
 
 #[derive(clap::Args)]
@@ -287,79 +302,10 @@ fn main() -> ExitCode {
             files,
         } => check(&files, format.into(), deny_warnings, summary),
         Command::Fmt { check, files } => fmt(&files, check),
-        command @ Command::Train { .. } => exit(Format::Human, train(command)),
-        Command::Eval {
-            spec,
-            weights,
-            split,
-            report,
-            dropout_samples,
-            common,
-            backend,
-        } => exit(
-            Format::Human,
-            load(&spec, &common.sets).and_then(|loaded| {
-                let options = run::eval::EvalOptions {
-                    weights,
-                    split: split.into(),
-                    dropout_samples: dropout_samples.map(|n| n as usize),
-                    data_dirs: DataDirs { flag: common.data_dir },
-                    report,
-                    backend: backend.into(),
-                    spec,
-                };
-                let report = run::eval::evaluate(&loaded.run, &options)?;
-                print!("{}", run::eval::render(&report));
-                Ok(ExitCode::SUCCESS)
-            }),
-        ),
-        Command::Bench {
-            spec,
-            backend,
-            batch,
-            samples,
-            repeats,
-            report,
-            sets,
-        } => {
-            let options = run::bench::BenchOptions {
-                batch,
-                samples,
-                repeats,
-                report,
-                ..Default::default()
-            };
-            exit(
-                Format::Human,
-                options.check().map_err(Failure::from).and_then(|()| {
-                    let loaded = load(&spec, &sets)?;
-                    let report = run::bench::bench(&loaded, &options, backend.into())?;
-                    print!("{}", run::bench::render(&report));
-                    Ok(ExitCode::SUCCESS)
-                }),
-            )
-        }
-        Command::Build {
-            spec,
-            weights,
-            output,
-            emit,
-            batch_max,
-            sets,
-        } => exit(
-            Format::Human,
-            load(&spec, &sets).and_then(|loaded| {
-                let emit = netc::back::aot::Emit {
-                    exe: emit.contains(&EmitKind::Exe),
-                    obj: emit.contains(&EmitKind::Obj),
-                    header: emit.contains(&EmitKind::Header),
-                };
-                for path in netc::back::aot::build(&loaded.run, &weights, &output, emit, batch_max)? {
-                    println!("wrote {}", path.display());
-                }
-                Ok(ExitCode::SUCCESS)
-            }),
-        ),
+        Command::Train(args) => exit(Format::Human, train(args)),
+        Command::Eval(args) => exit(Format::Human, eval(args)),
+        Command::Bench(args) => exit(Format::Human, bench(args)),
+        Command::Build(args) => exit(Format::Human, build(args)),
         Command::Sweep {
             spec,
             varies,
@@ -381,48 +327,119 @@ fn main() -> ExitCode {
                 backend: backend.into(),
             }),
         ),
-        Command::Diagnose { run_dir, format } => exit(
-            format.into(),
-            run::diagnose::diagnose(&run_dir).map(|findings| {
-                if format == PredictFormat::Json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&findings).expect("findings serialize")
-                    );
-                } else {
-                    println!("diagnosis of {}:", run_dir.display());
-                    print!("{}", run::diagnose::render(&findings));
-                }
-                ExitCode::SUCCESS
-            }),
-        ),
-        Command::Predict {
-            spec,
-            weights,
-            input,
-            format,
-            sets,
-            backend,
-        } => exit(
-            format.into(),
-            load(&spec, &sets).and_then(|loaded| {
-                let options = run::predict::PredictOptions {
-                    weights,
-                    input,
-                    backend: backend.into(),
-                };
-                let predictions = run::predict::predict(&loaded.run, &options)?;
-                let text = match format {
-                    PredictFormat::Text => run::predict::render_text(&predictions),
-                    PredictFormat::Json => run::predict::render_json(&predictions),
-                };
-                // A closed pipe (e.g. `| head`) is not an error of netc's.
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
-                Ok(ExitCode::SUCCESS)
-            }),
-        ),
+        Command::Diagnose { run_dir, format } => exit(format.into(), diagnose(&run_dir, format)),
+        Command::Predict(args) => exit(args.format.into(), predict(args)),
     }
+}
+
+fn eval(args: EvalArgs) -> Result<ExitCode, Failure> {
+    let EvalArgs {
+        spec,
+        weights,
+        split,
+        report,
+        dropout_samples,
+        common,
+        backend,
+    } = args;
+    let loaded = load(&spec, &common.sets)?;
+    let options = run::eval::EvalOptions {
+        weights,
+        split: split.into(),
+        dropout_samples: dropout_samples.map(|n| n as usize),
+        data_dirs: DataDirs { flag: common.data_dir },
+        report,
+        backend: backend.into(),
+        spec,
+    };
+    let report = run::eval::evaluate(&loaded.run, &options)?;
+    print!("{}", run::eval::render(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
+    let BenchArgs {
+        spec,
+        backend,
+        batch,
+        samples,
+        repeats,
+        report,
+        sets,
+    } = args;
+    let options = run::bench::BenchOptions {
+        batch,
+        samples,
+        repeats,
+        report,
+        ..Default::default()
+    };
+    options.check()?;
+    let loaded = load(&spec, &sets)?;
+    let report = run::bench::bench(&loaded, &options, backend.into())?;
+    print!("{}", run::bench::render(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build(args: BuildArgs) -> Result<ExitCode, Failure> {
+    let BuildArgs {
+        spec,
+        weights,
+        output,
+        emit,
+        batch_max,
+        sets,
+    } = args;
+    let loaded = load(&spec, &sets)?;
+    let emit = netc::back::aot::Emit {
+        exe: emit.contains(&EmitKind::Exe),
+        obj: emit.contains(&EmitKind::Obj),
+        header: emit.contains(&EmitKind::Header),
+    };
+    for path in netc::back::aot::build(&loaded.run, &weights, &output, emit, batch_max)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diagnose(run_dir: &Path, format: PredictFormat) -> Result<ExitCode, Failure> {
+    let findings = run::diagnose::diagnose(run_dir)?;
+    if format == PredictFormat::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&findings).expect("findings serialize")
+        );
+    } else {
+        println!("diagnosis of {}:", run_dir.display());
+        print!("{}", run::diagnose::render(&findings));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn predict(args: PredictArgs) -> Result<ExitCode, Failure> {
+    let PredictArgs {
+        spec,
+        weights,
+        input,
+        format,
+        sets,
+        backend,
+    } = args;
+    let loaded = load(&spec, &sets)?;
+    let options = run::predict::PredictOptions {
+        weights,
+        input,
+        backend: backend.into(),
+    };
+    let predictions = run::predict::predict(&loaded.run, &options)?;
+    let text = match format {
+        PredictFormat::Text => run::predict::render_text(&predictions),
+        PredictFormat::Json => run::predict::render_json(&predictions),
+    };
+    // A closed pipe (e.g. `| head`) is not an error of netc's.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The exit code of a command; a failure is printed in `format` first and exits 1.
@@ -443,8 +460,8 @@ fn load(spec: &Path, sets: &[String]) -> Result<Loaded, Failure> {
     Ok(loaded)
 }
 
-fn train(command: Command) -> Result<ExitCode, Failure> {
-    let Command::Train {
+fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
+    let TrainArgs {
         spec,
         common,
         epochs,
@@ -455,10 +472,7 @@ fn train(command: Command) -> Result<ExitCode, Failure> {
         backend,
         quiet,
         grad_stats,
-    } = command
-    else {
-        unreachable!("main passes only Command::Train")
-    };
+    } = args;
     let mut sets = common.sets;
     sets.extend(epochs.map(|e| format!("train.epochs={e}")));
     sets.extend(seed.map(|s| format!("train.seed={s}")));
