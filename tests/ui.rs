@@ -1,5 +1,6 @@
 //! Golden tests for diagnostics: every `tests/ui/NAME.net` is checked and its rendered
-//! diagnostics are compared with `tests/ui/NAME.stderr`.
+//! diagnostics are compared with `tests/ui/NAME.stderr`. Every spec code (`Code::SPEC`) needs
+//! a golden spec; the command codes (`E01xx`) are exercised by the CLI tests instead.
 //!
 //! `# set: PATH=VALUE` lines at the top of a spec act like `--set PATH=VALUE`.
 //! Run with `NETC_BLESS=1` to rewrite the golden files after an intended change.
@@ -14,7 +15,7 @@ use std::path::Path;
 /// A fixed memory limit, so that the golden output does not depend on the machine.
 const LIMITS: Limits = Limits { memory_bytes: 8 << 30 };
 
-fn run(path: &Path) -> (String, Vec<Diagnostic>) {
+fn run(path: &Path) -> (String, Vec<Diagnostic>, SourceMap) {
     let text = std::fs::read_to_string(path).expect("ui spec is readable");
     let mut sources = SourceMap::new();
     let name = format!("tests/ui/{}", path.file_name().expect("file name").to_string_lossy());
@@ -35,7 +36,28 @@ fn run(path: &Path) -> (String, Vec<Diagnostic>) {
     if diagnostics.is_empty() {
         diagnostics = netc::compile(&sources, file, &overrides, &LIMITS).diagnostics;
     }
-    (diag::render_plain(&sources, &diagnostics), diagnostics)
+    (diag::render_plain(&sources, &diagnostics), diagnostics, sources)
+}
+
+/// A "did you mean `x`?" must come with the fix that writes `x` in place of the misspelt word
+/// (except for a `--set` path, which is in no source file).
+fn suggestion_problem(sources: &SourceMap, d: &Diagnostic) -> Option<String> {
+    let suggested = d.hint.as_deref()?.strip_prefix("did you mean ")?;
+    let suggested = suggested.split('`').nth(1)?;
+    if d.code == Code::BadOverride {
+        return None;
+    }
+    let Some(fix) = d.fixes.first() else {
+        return Some(format!("suggests `{suggested}` but has no fix"));
+    };
+    let replaced = sources.slice(fix.span);
+    if fix.replacement != suggested || replaced.contains(char::is_whitespace) || replaced.is_empty() {
+        return Some(format!(
+            "the fix replaces `{replaced}` with `{}`, not the misspelt word with `{suggested}`",
+            fix.replacement
+        ));
+    }
+    None
 }
 
 #[test]
@@ -57,7 +79,7 @@ fn diagnostics_match_golden_files() {
     let mut failures = Vec::new();
     let mut codes_seen = HashSet::new();
     for spec in &specs {
-        let (rendered, diagnostics) = run(spec);
+        let (rendered, diagnostics, sources) = run(spec);
         let name = spec.file_stem().expect("stem").to_string_lossy().into_owned();
         codes_seen.extend(diagnostics.iter().map(|d| d.code));
         if name.starts_with("warn_") {
@@ -70,6 +92,9 @@ fn diagnostics_match_golden_files() {
         for d in &diagnostics {
             if d.hint.is_none() {
                 failures.push(format!("{name}: {} has no hint naming the fix", d.code.as_str()));
+            }
+            if let Some(problem) = suggestion_problem(&sources, d) {
+                failures.push(format!("{name}: {}: {problem}", d.code.as_str()));
             }
         }
         let golden = spec.with_extension("stderr");
@@ -86,10 +111,13 @@ fn diagnostics_match_golden_files() {
             Err(_) => failures.push(format!("{name}: no golden file; run with NETC_BLESS=1\n{rendered}")),
         }
     }
-    for code in Code::ALL {
+    for code in Code::SPEC {
         if !codes_seen.contains(code) {
             failures.push(format!("no ui spec exercises {}", code.as_str()));
         }
+    }
+    for code in codes_seen.iter().filter(|c| !c.is_spec()) {
+        failures.push(format!("a ui spec gives the command code {}", code.as_str()));
     }
     assert!(
         failures.is_empty(),
