@@ -78,6 +78,17 @@ pub enum Unary {
 }
 
 impl Unary {
+    /// The name as written in specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Unary::Sigmoid => "sigmoid",
+            Unary::Tanh => "tanh",
+            Unary::Relu => "relu",
+            Unary::LeakyRelu(_) => "leaky_relu",
+            Unary::Elu(_) => "elu",
+        }
+    }
+
     /// `f(x)`.
     pub fn apply(self, x: f64) -> f64 {
         match self {
@@ -452,6 +463,45 @@ pub struct Graph {
 }
 
 impl Op {
+    /// The op's name in reports and plan snapshots.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::Targets => "targets",
+            Op::Param(_) => "param",
+            Op::MatMul { .. } => "matmul",
+            Op::AddRow { .. } => "add_row",
+            Op::Unary { func, .. } => func.name(),
+            Op::Prelu { .. } => "prelu",
+            Op::Maxout { .. } => "maxout",
+            Op::DropoutMask { .. } => "dropout_mask",
+            Op::Mul { .. } => "mul",
+            Op::Add { .. } => "add",
+            Op::Softmax { .. } => "softmax",
+            Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
+            Op::SigmoidCrossEntropy { .. } => "sigmoid_cross_entropy",
+            Op::MeanSquaredError { .. } => "mean_squared_error",
+            Op::Penalty { .. } => "penalty",
+            Op::UnaryGrad { func, .. } => match func {
+                Unary::Sigmoid => "sigmoid_grad",
+                Unary::Tanh => "tanh_grad",
+                Unary::Relu => "relu_grad",
+                Unary::LeakyRelu(_) => "leaky_relu_grad",
+                Unary::Elu(_) => "elu_grad",
+            },
+            Op::SoftmaxGrad { .. } => "softmax_grad",
+            Op::PreluGradInput { .. } => "prelu_grad_input",
+            Op::PreluGradSlope { .. } => "prelu_grad_slope",
+            Op::MaxoutGrad { .. } => "maxout_grad",
+            Op::SumRows { .. } => "sum_rows",
+            Op::SoftmaxCrossEntropyGrad { .. } => "softmax_cross_entropy_grad",
+            Op::SigmoidCrossEntropyGrad { .. } => "sigmoid_cross_entropy_grad",
+            Op::MeanSquaredErrorGrad { .. } => "mean_squared_error_grad",
+            Op::PenaltyGrad { .. } => "penalty_grad",
+            Op::Update { .. } => "update",
+        }
+    }
+
     /// The nodes this op reads.
     pub fn inputs(&self) -> Vec<NodeId> {
         match self {

@@ -61,6 +61,8 @@ pub struct MapKernel {
     pub stores: Vec<(usize, NodeId)>,
     /// (instruction, node) pairs summed over rows into the node's `[1, cols]` buffer.
     pub column_sums: Vec<(usize, NodeId)>,
+    /// The graph nodes the kernel computes, in order (for reports and plan snapshots).
+    pub members: Vec<NodeId>,
 }
 
 /// Row-wise kernels run natively.
@@ -546,7 +548,111 @@ impl Planner<'_> {
             ops,
             stores,
             column_sums,
+            members: group.members.iter().chain(&group.reductions).copied().collect(),
         });
         steps.push(Step::Map(index));
+    }
+}
+
+impl Plan {
+    /// The plan as text, one kernel per line: what each piece launches and which graph nodes
+    /// each fused kernel computes. Plan snapshots (`tests/fusion.rs`) pin this, so a fusion that
+    /// is lost shows up as a changed line.
+    pub fn describe(&self, graph: &Graph) -> String {
+        let node = |n: NodeId| {
+            if let Op::Param(p) = graph.nodes[n].op {
+                return graph.params[p].name.clone();
+            }
+            let layer = graph.nodes[n]
+                .layer
+                .map_or(String::new(), |l| format!("{}.", graph.layers[l].name));
+            format!("{layer}{}#{}", graph.nodes[n].op.name(), n.index())
+        };
+        let shape = |s: Shape| match s.rows {
+            Rows::Batch => format!("[batch, {}]", s.cols),
+            Rows::Fixed(r) => format!("[{r}, {}]", s.cols),
+        };
+        let mut out = String::new();
+        for (name, steps) in [
+            ("forward", &self.forward),
+            ("backward", &self.backward),
+            ("update", &self.update),
+        ] {
+            out.push_str(&format!("{name}: {} kernels\n", steps.len()));
+            for step in steps {
+                let line = match step {
+                    Step::Map(k) => {
+                        let map = &self.maps[*k];
+                        let members: Vec<String> = map.members.iter().map(|&n| node(n)).collect();
+                        let stores: Vec<String> = map
+                            .stores
+                            .iter()
+                            .chain(&map.column_sums)
+                            .map(|&(_, n)| node(n))
+                            .collect();
+                        format!(
+                            "map {}: {} -> {}",
+                            shape(map.shape),
+                            members.join(" + "),
+                            if stores.is_empty() {
+                                "-".to_string()
+                            } else {
+                                stores.join(", ")
+                            }
+                        )
+                    }
+                    Step::Gemm {
+                        a,
+                        b,
+                        transpose_a,
+                        transpose_b,
+                        out,
+                    } => format!(
+                        "gemm {}{} x {}{} -> {}",
+                        node(*a),
+                        if *transpose_a { "^T" } else { "" },
+                        node(*b),
+                        if *transpose_b { "^T" } else { "" },
+                        node(*out)
+                    ),
+                    Step::Row(row) => {
+                        let (kind, outs): (&str, Vec<Option<NodeId>>) = match row {
+                            RowKernel::SoftmaxCrossEntropy {
+                                loss,
+                                probabilities,
+                                grad,
+                                ..
+                            } => ("softmax_cross_entropy", vec![Some(*loss), *probabilities, *grad]),
+                            RowKernel::SigmoidCrossEntropy { loss, grad, .. } => {
+                                ("sigmoid_cross_entropy", vec![Some(*loss), *grad])
+                            }
+                            RowKernel::MeanSquaredError { loss, grad, .. } => {
+                                ("mean_squared_error", vec![Some(*loss), *grad])
+                            }
+                            RowKernel::Softmax { out, .. } => ("softmax", vec![Some(*out)]),
+                            RowKernel::SoftmaxGrad { out, .. } => ("softmax_grad", vec![Some(*out)]),
+                            RowKernel::Maxout { out, .. } => ("maxout", vec![Some(*out)]),
+                            RowKernel::MaxoutGrad { out, .. } => ("maxout_grad", vec![Some(*out)]),
+                            RowKernel::DropoutMask { out, .. } => ("dropout_mask", vec![Some(*out)]),
+                        };
+                        let outs: Vec<String> = outs.into_iter().flatten().map(node).collect();
+                        format!("row {kind} -> {}", outs.join(", "))
+                    }
+                    Step::Update { param, grad, l1, l2 } => format!(
+                        "update {} from {}{}",
+                        graph.params[*param].name,
+                        node(*grad),
+                        if *l1 > 0.0 || *l2 > 0.0 { " + penalty" } else { "" }
+                    ),
+                };
+                out.push_str("  ");
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        let mut stored: Vec<NodeId> = self.stored.iter().copied().collect();
+        stored.sort_by_key(|n| n.index());
+        out.push_str(&format!("buffers: {}\n", stored.len()));
+        out
     }
 }

@@ -279,6 +279,7 @@ pub fn compile_object(
             ops,
             stores: vec![(last, nodes[3])],
             column_sums: vec![],
+            members: vec![],
         };
         let map = kernels::define_map(&mut module, &format!("{symbol}_map{l}"), &kernel).map_err(err)?;
         let post = match layer.activation {
