@@ -14,6 +14,7 @@ pub mod front;
 pub mod fsutil;
 pub mod graph;
 pub mod ir;
+pub mod ops;
 pub mod passes;
 pub mod report;
 pub mod rng;

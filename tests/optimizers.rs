@@ -2,11 +2,12 @@
 //! of docs/language.md evaluated independently), and the dropout identities of the lecture.
 
 use ndarray::{Array2, arr2};
-use netc::back::interp::{Context, Interpreter, apply_update};
+use netc::back::interp::{Context, Interpreter};
 use netc::check::Limits;
 use netc::diag::source::SourceMap;
 use netc::graph;
 use netc::ir::{OptimizerKind, Schedule};
+use netc::ops::UpdateOp;
 
 const GRADIENTS: [f64; 3] = [0.5, -0.25, 0.1];
 
@@ -17,7 +18,7 @@ fn three_steps(kind: OptimizerKind) -> Vec<f64> {
         .iter()
         .enumerate()
         .map(|(t, &g)| {
-            apply_update(&mut w, &mut state, &arr2(&[[g]]), kind, 0.1, t as u64 + 1);
+            UpdateOp::apply(&mut w, &mut state, &arr2(&[[g]]), kind, 0.1, t as u64 + 1);
             w[[0, 0]]
         })
         .collect()

@@ -5,8 +5,8 @@
 //! has no `exp`, so [`Emitter::exp`] builds one from range reduction and a polynomial (relative
 //! error about 2e-7), used for sigmoid, tanh and elu.
 
-use crate::graph::{Rows, Unary};
-use crate::ir::OptimizerKind;
+use crate::ir::{Dim, OptimizerKind};
+use crate::ops::Scalar;
 use crate::passes::fuse::{Input, KOp, MapKernel};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -153,73 +153,44 @@ impl Emitter<'_, '_> {
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, ax, limit);
         self.choose(is_small, small, big)
     }
+}
 
-    fn act(&mut self, f: Unary, x: Value) -> Value {
-        match f {
-            Unary::Sigmoid => self.sigmoid(x),
-            Unary::Tanh => self.tanh(x),
-            Unary::Relu => {
-                let zero = self.konst(0.0);
-                let pos = self.gt_zero(x);
-                self.choose(pos, x, zero)
-            }
-            Unary::LeakyRelu(alpha) => {
-                let a = self.konst(alpha as f32);
-                let ax = self.b.ins().fmul(x, a);
-                let pos = self.gt_zero(x);
-                self.choose(pos, x, ax)
-            }
-            Unary::Elu(alpha) => {
-                let e = self.exp(x);
-                let one = self.konst(1.0);
-                let em1 = self.b.ins().fsub(e, one);
-                let a = self.konst(alpha as f32);
-                let neg = self.b.ins().fmul(em1, a);
-                let pos = self.gt_zero(x);
-                self.choose(pos, x, neg)
-            }
-        }
+/// Generated code for the ops' elementwise math ([`crate::ops::Family::scalar`]): `f32` or
+/// `f32x4` values; `exp` by [`Emitter::exp`], sigmoid and tanh from it.
+impl Scalar for Emitter<'_, '_> {
+    type V = Value;
+    fn constant(&mut self, c: f64) -> Value {
+        self.konst(c as f32)
     }
-
-    /// `dy * f'(x)`, using `y = f(x)` where that is cheaper.
-    fn act_grad(&mut self, f: Unary, x: Value, y: Value, dy: Value) -> Value {
-        let d = match f {
-            Unary::Sigmoid | Unary::Tanh => {
-                // e / (1 + e)^2 with e = exp(-|x|) (sigmoid), 4 e / (1 + e)^2 with
-                // e = exp(-2|x|) (tanh): accurate when the unit saturates, unlike y (1 - y).
-                let ax = self.b.ins().fabs(x);
-                let k = self.konst(if f == Unary::Tanh { -2.0 } else { -1.0 });
-                let t = self.b.ins().fmul(ax, k);
-                let e = self.exp(t);
-                let one = self.konst(1.0);
-                let ope = self.b.ins().fadd(one, e);
-                let sq = self.b.ins().fmul(ope, ope);
-                let e = if f == Unary::Tanh {
-                    let four = self.konst(4.0);
-                    self.b.ins().fmul(four, e)
-                } else {
-                    e
-                };
-                self.b.ins().fdiv(e, sq)
-            }
-            Unary::Relu => {
-                let (one, zero) = (self.konst(1.0), self.konst(0.0));
-                let pos = self.gt_zero(x);
-                self.choose(pos, one, zero)
-            }
-            Unary::LeakyRelu(alpha) => {
-                let (one, a) = (self.konst(1.0), self.konst(alpha as f32));
-                let pos = self.gt_zero(x);
-                self.choose(pos, one, a)
-            }
-            Unary::Elu(alpha) => {
-                let (one, a) = (self.konst(1.0), self.konst(alpha as f32));
-                let ya = self.b.ins().fadd(y, a);
-                let pos = self.gt_zero(x);
-                self.choose(pos, one, ya)
-            }
-        };
-        self.b.ins().fmul(dy, d)
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fadd(a, b)
+    }
+    fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fmul(a, b)
+    }
+    fn div(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fdiv(a, b)
+    }
+    fn abs(&mut self, a: Value) -> Value {
+        self.b.ins().fabs(a)
+    }
+    fn exp(&mut self, a: Value) -> Value {
+        Emitter::exp(self, a)
+    }
+    fn exp_m1(&mut self, a: Value) -> Value {
+        let e = Emitter::exp(self, a);
+        let one = self.konst(1.0);
+        self.b.ins().fsub(e, one)
+    }
+    fn sigmoid(&mut self, a: Value) -> Value {
+        Emitter::sigmoid(self, a)
+    }
+    fn tanh(&mut self, a: Value) -> Value {
+        Emitter::tanh(self, a)
+    }
+    fn select_positive(&mut self, x: Value, if_positive: Value, otherwise: Value) -> Value {
+        let positive = self.gt_zero(x);
+        self.choose(positive, if_positive, otherwise)
     }
 }
 
@@ -300,11 +271,11 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
         for i in 0..count {
             pointers.push(b.ins().load(ptr, mem(), bufs, (i * ptr.bytes() as usize) as i32));
         }
-        let cols = kernel.shape.cols as i64;
+        let cols = kernel.shape.cols() as i64;
         let vector_end = cols - cols % 4;
-        let rows = match kernel.shape.rows {
-            Rows::Batch => rows,
-            Rows::Fixed(n) => b.ins().iconst(types::I64, n as i64),
+        let rows = match kernel.shape.rows() {
+            Dim::Batch => rows,
+            Dim::Fixed(n) => b.ins().iconst(types::I64, n as i64),
         };
 
         // One column body for a given type and column index.
@@ -314,34 +285,18 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
             let mut values: Vec<Value> = Vec::with_capacity(kernel.ops.len());
             let mut e = Emitter { b, ty };
             for op in &kernel.ops {
-                let v = match *op {
+                let v = match op {
                     KOp::Load(i) => {
-                        let offset = match kernel.inputs[i] {
+                        let offset = match kernel.inputs[*i] {
                             Input::Full(_) => full_offset,
                             Input::Row(_) => col_offset,
                         };
-                        let addr = e.b.ins().iadd(pointers[i], offset);
+                        let addr = e.b.ins().iadd(pointers[*i], offset);
                         e.b.ins().load(ty, mem(), addr, 0)
                     }
-                    KOp::Add(x, y) => e.b.ins().fadd(values[x], values[y]),
-                    KOp::Mul(x, y) => e.b.ins().fmul(values[x], values[y]),
-                    KOp::Act(f, x) => e.act(f, values[x]),
-                    KOp::ActGrad(f, x, y, dy) => e.act_grad(f, values[x], values[y], values[dy]),
-                    KOp::Prelu(x, s) => {
-                        let sx = e.b.ins().fmul(values[x], values[s]);
-                        let pos = e.gt_zero(values[x]);
-                        e.choose(pos, values[x], sx)
-                    }
-                    KOp::PreluDx(x, s, dy) => {
-                        let sd = e.b.ins().fmul(values[dy], values[s]);
-                        let pos = e.gt_zero(values[x]);
-                        e.choose(pos, values[dy], sd)
-                    }
-                    KOp::PreluDslope(x, dy) => {
-                        let term = e.b.ins().fmul(values[dy], values[x]);
-                        let zero = e.konst(0.0);
-                        let pos = e.gt_zero(values[x]);
-                        e.choose(pos, zero, term)
+                    KOp::Apply { op, args } => {
+                        let args: Vec<Value> = args.iter().map(|&a| values[a]).collect();
+                        op.scalar(&mut e, &args)
                     }
                 };
                 values.push(v);

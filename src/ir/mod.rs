@@ -6,8 +6,10 @@
 //! live beside them in [`Spans`], so the IR itself stays plain data that backends can copy.
 
 pub mod arena;
+pub mod shape;
 
 pub use arena::{Arena, Handle};
+pub use shape::{Dim, MAX_RANK, Shape};
 
 use crate::diag::source::Span;
 use std::collections::HashMap;

@@ -208,7 +208,9 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, UserError> {
 /// reuses that run's compiled kernels, reset to fresh parameters.
 #[derive(Default)]
 pub struct Engines {
-    cached: Vec<(String, Box<dyn Engine>)>,
+    /// Engines by backend; an engine fits a run whose graph equals its own (graphs hold
+    /// structure only: learning rate and schedule reach the kernels at each step).
+    cached: Vec<(Backend, Box<dyn Engine>)>,
     /// Engines built (compiled, for the JIT).
     pub built: usize,
     /// Runs that reused a built engine.
@@ -216,18 +218,12 @@ pub struct Engines {
 }
 
 impl Engines {
-    /// What decides whether compiled code fits: everything in the graph but the learning rate
-    /// and its schedule (which reach the kernels as arguments at each step).
-    fn key(backend: Backend, graph: &Graph) -> String {
-        let mut g = graph.clone();
-        g.lr = 0.0;
-        g.schedule = crate::ir::Schedule::Constant;
-        format!("{backend:?} {g:?}")
-    }
-
     fn take(&mut self, backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, UserError> {
-        let key = Engines::key(backend, &graph);
-        if let Some(i) = self.cached.iter().position(|(k, _)| *k == key) {
+        if let Some(i) = self
+            .cached
+            .iter()
+            .position(|(b, e)| *b == backend && *e.graph() == graph)
+        {
             let (_, mut engine) = self.cached.swap_remove(i);
             engine.reset(seed);
             self.reused += 1;
@@ -238,8 +234,7 @@ impl Engines {
     }
 
     fn keep(&mut self, backend: Backend, engine: Box<dyn Engine>) {
-        let key = Engines::key(backend, engine.graph());
-        self.cached.push((key, engine));
+        self.cached.push((backend, engine));
     }
 }
 

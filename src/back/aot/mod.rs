@@ -12,8 +12,9 @@
 use crate::back::kernels;
 use crate::data::Normalization;
 use crate::error::UserError;
-use crate::graph::{self, Node, Op, Rows, Shape, Unary};
-use crate::ir::{Activation, Arena, DropoutMode, LayerKind, Program};
+use crate::graph::{self, Node, Op, Unary};
+use crate::ir::{Activation, Arena, DropoutMode, LayerKind, Program, Shape};
+use crate::ops::{ActivationOp, LinearOp, activation};
 use crate::passes::fuse::{Input, KOp, MapKernel};
 use crate::run::train::Run;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -257,24 +258,41 @@ pub fn compile_object(
         let weights = data(&mut module, format!("{symbol}_w{l}"), bytes_of(&layer.weights), 64)?;
         let bias = data(&mut module, format!("{symbol}_b{l}"), bytes_of(&layer.bias), 16)?;
         let mut inputs = vec![Input::Full(nodes[0]), Input::Row(nodes[1])];
-        let mut ops = vec![KOp::Load(0), KOp::Load(1), KOp::Add(0, 1)];
+        let add_bias = Op::Linear(LinearOp::AddRow {
+            x: nodes[0],
+            row: nodes[1],
+        });
+        let mut ops = vec![
+            KOp::Load(0),
+            KOp::Load(1),
+            KOp::Apply {
+                op: add_bias,
+                args: vec![0, 1],
+            },
+        ];
         let mut slope = None;
         match &layer.activation {
-            InferenceActivation::Unary(f) => ops.push(KOp::Act(*f, 2)),
+            InferenceActivation::Unary(f) => ops.push(KOp::Apply {
+                op: activation::unary(*f, nodes[2]),
+                args: vec![2],
+            }),
             InferenceActivation::Prelu(s) => {
                 inputs.push(Input::Row(nodes[2]));
                 ops.push(KOp::Load(2));
-                ops.push(KOp::Prelu(2, 3));
+                ops.push(KOp::Apply {
+                    op: Op::Activation(ActivationOp::Prelu {
+                        x: nodes[2],
+                        slope: nodes[2],
+                    }),
+                    args: vec![2, 3],
+                });
                 slope = Some(data(&mut module, format!("{symbol}_s{l}"), bytes_of(s), 16)?);
             }
             _ => {}
         }
         let last = ops.len() - 1;
         let kernel = MapKernel {
-            shape: Shape {
-                rows: Rows::Batch,
-                cols: layer.units,
-            },
+            shape: Shape::batch(layer.units),
             inputs,
             ops,
             stores: vec![(last, nodes[3])],

@@ -13,7 +13,8 @@ mod thin;
 use crate::back::engine::Engine;
 use crate::back::interp::Context;
 use crate::error::UserError;
-use crate::graph::{Graph, NodeId, Op, ParamKind, Rows};
+use crate::graph::{Graph, NodeId, Op, ParamKind};
+use crate::ir::Dim;
 use crate::ir::OptimizerKind;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -294,7 +295,7 @@ impl Jit {
 
     fn len_of(&self, node: NodeId, rows: usize) -> usize {
         let s = self.graph.nodes[node].shape;
-        s.rows_for(rows) * s.cols
+        s.rows_for(rows) * s.cols()
     }
 
     /// (Re)allocates every buffer for batches of up to `capacity` rows, keeping parameters.
@@ -345,7 +346,7 @@ impl Jit {
             .plan
             .maps
             .iter()
-            .map(|m| vec![0.0; m.column_sums.len() * m.shape.cols])
+            .map(|m| vec![0.0; m.column_sums.len() * m.shape.cols()])
             .collect();
         self.map_args = args;
     }
@@ -383,7 +384,7 @@ impl Jit {
                 Step::Update { param, grad, .. } => {
                     let t = self.updates;
                     // Adam's bias corrections folded into the step and the root, as the
-                    // interpreter does (`interp::apply_update`).
+                    // interpreter does (`UpdateOp::apply`).
                     let scalars = match self.graph.optimizer {
                         OptimizerKind::Adam { beta1, beta2, .. } => [
                             (ctx.lr / (1.0 - beta1.powi(t as i32))) as f32,
@@ -436,9 +437,9 @@ impl Jit {
         for &(_, n) in &map.column_sums {
             self.buffers[n.index()].fill(0.0);
         }
-        let (rows, cols) = (self.rows, map.shape.cols);
+        let (rows, cols) = (self.rows, map.shape.cols());
         let kernel = self.map_fns[k];
-        if !matches!(map.shape.rows, Rows::Batch) || rows < PARALLEL_ROWS || rows * cols < PARALLEL_MAP {
+        if !matches!(map.shape.rows(), Dim::Batch) || rows < PARALLEL_ROWS || rows * cols < PARALLEL_MAP {
             // SAFETY: the kernel reads and writes exactly the buffers whose pointers `allocate`
             // put in `map_args[k]`, each sized for `capacity >= rows` rows of the kernel's column
             // count, which was compiled into it.
@@ -478,7 +479,7 @@ impl Jit {
 
     fn dims(&self, node: NodeId) -> (usize, usize) {
         let s = self.graph.nodes[node].shape;
-        (s.rows_for(self.rows), s.cols)
+        (s.rows_for(self.rows), s.cols())
     }
 
     fn gemm(&mut self, a: NodeId, b: NodeId, transpose_a: bool, transpose_b: bool, out: NodeId) {
@@ -593,7 +594,7 @@ impl Jit {
                 grad,
                 ..
             } => {
-                let cols = self.graph.nodes[*logits].shape.cols;
+                let cols = self.graph.nodes[*logits].shape.cols();
                 // The outputs are taken out of `buffers` while the inputs are read in place.
                 let mut p = probabilities.map(|n| std::mem::take(&mut self.buffers[n.index()]));
                 let mut g = grad.map(|n| std::mem::take(&mut self.buffers[n.index()]));
@@ -635,17 +636,17 @@ impl Jit {
                 }
             }
             RowKernel::Softmax { x, out } => {
-                let cols = self.graph.nodes[*x].shape.cols;
+                let cols = self.graph.nodes[*x].shape.cols();
                 let (o, bufs) = self.split(*out);
                 native::softmax(&bufs[x.index()], o, rows, cols);
             }
             RowKernel::SoftmaxGrad { y, dy, out } => {
-                let cols = self.graph.nodes[*y].shape.cols;
+                let cols = self.graph.nodes[*y].shape.cols();
                 let (o, bufs) = self.split(*out);
                 native::softmax_grad(&bufs[y.index()], &bufs[dy.index()], o, rows, cols);
             }
             RowKernel::Maxout { x, pieces, out } => {
-                let units = self.graph.nodes[*x].shape.cols;
+                let units = self.graph.nodes[*x].shape.cols();
                 let mut winners = self.winners.remove(out).expect("maxout winners are allocated");
                 let (o, bufs) = self.split(*out);
                 native::maxout(&bufs[x.index()], o, &mut winners, rows, units, *pieces);
@@ -657,7 +658,7 @@ impl Jit {
                 dy,
                 out,
             } => {
-                let units = self.graph.nodes[*out].shape.cols;
+                let units = self.graph.nodes[*out].shape.cols();
                 let winners = self.winners.remove(forward).expect("maxout winners are allocated");
                 let (o, bufs) = self.split(*out);
                 native::maxout_grad(&winners, &bufs[dy.index()], o, rows, units, *pieces);
@@ -666,7 +667,7 @@ impl Jit {
             RowKernel::DropoutMask {
                 rate, mode, layer, out, ..
             } => {
-                let cols = self.graph.nodes[*out].shape.cols;
+                let cols = self.graph.nodes[*out].shape.cols();
                 let seed = self.seed;
                 let (o, _) = self.split(*out);
                 native::dropout_mask(o, rows, cols, *rate, *mode, *layer, seed, ctx.step, ctx.training);
@@ -897,7 +898,7 @@ impl Engine for Jit {
         }
         for &n in &self.graph.forward {
             if !self.plan.stored.contains(&n)
-                || matches!(self.graph.nodes[n].shape.rows, Rows::Fixed(_)) && self.graph.nodes[n].layer.is_none()
+                || matches!(self.graph.nodes[n].shape.rows(), Dim::Fixed(_)) && self.graph.nodes[n].layer.is_none()
             {
                 continue;
             }
