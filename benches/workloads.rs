@@ -16,12 +16,12 @@ fn engine(path: &str, backend: Backend) -> (Box<dyn Engine>, f64) {
     let text = std::fs::read_to_string(path).expect("workload spec");
     let mut sources = SourceMap::new();
     let id = sources.add(path, text);
-    let (program, _) = netc::compile(&sources, id, &[], &Limits::of_this_machine())
-        .program
+    let checked = netc::compile(&sources, id, &[], &Limits::of_this_machine())
+        .checked
         .expect("workload compiles");
-    let lr = program.train.optimizer.lr;
+    let lr = checked.program().train.optimizer.lr;
     (
-        make_engine(backend, netc::graph::build(&program), 0).expect("engine"),
+        make_engine(backend, netc::graph::build(&checked), 0).expect("engine"),
         lr,
     )
 }

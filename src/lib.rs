@@ -23,12 +23,11 @@ pub mod run;
 use diag::Diagnostic;
 use diag::source::{FileId, SourceMap};
 use front::lower::Override;
-use ir::{Program, Spans};
 
-/// A spec run through the front end.
+/// A spec run through the front end and the checker.
 pub struct Compiled {
-    /// The program, when the spec has no errors.
-    pub program: Option<(Program, Spans)>,
+    /// The checked program, when the spec has no errors.
+    pub checked: Option<check::Checked>,
     /// Every error and warning, in source order.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -39,22 +38,23 @@ pub fn compile(sources: &SourceMap, file: FileId, overrides: &[Override], limits
     let (tree, syntax_errors) = front::syntax::parse(file, sources.text(file));
     if !syntax_errors.is_empty() {
         return Compiled {
-            program: None,
+            checked: None,
             diagnostics: syntax_errors,
         };
     }
     let (program, mut diagnostics) = front::lower::lower(&tree, overrides);
-    if let Some((program, spans)) = &program {
-        diagnostics.extend(check::check(program, spans, limits));
-    }
+    let checked = program.and_then(|(program, spans)| {
+        let (checked, found) = check::check(program, spans, limits);
+        diagnostics.extend(found);
+        checked
+    });
     diagnostics.sort_by_key(|d| (d.span.file != file, d.span.file, d.span.start, d.severity));
     let failed = diagnostics.iter().any(Diagnostic::is_error);
     Compiled {
-        program: if failed { None } else { program },
+        checked: if failed { None } else { checked },
         diagnostics,
     }
 }
-
 /// Reads a spec file, applies `--set KEY=VALUE` overrides and checks it. On success returns the
 /// run and the warnings; on failure the diagnostics (or an unreadable-file error).
 pub fn load_spec(
@@ -83,12 +83,12 @@ pub fn load_spec(
         return Err(LoadError::Diagnostics(problems));
     }
     let compiled = compile(sources, file, &overrides, &check::Limits::of_this_machine());
-    match compiled.program {
-        Some((program, _)) => Ok((
+    match compiled.checked {
+        Some(checked) => Ok((
             run::train::Run {
                 spec_text: text,
                 overrides: sets.to_vec(),
-                program,
+                checked,
             },
             compiled.diagnostics,
         )),

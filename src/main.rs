@@ -429,13 +429,13 @@ fn train(
     } else {
         Progress::Lines
     };
-    let graph = graph::build(&run.program);
+    let graph = graph::build(&run.checked);
     if !quiet {
         println!(
             "training {} ({} parameters) with {} on the {} backend",
-            run.program.model.name,
+            run.program().model.name,
             graph.parameter_count(),
-            run.program.train.optimizer.kind.name(),
+            run.program().train.optimizer.kind.name(),
             netc::run::train::Backend::from(backend).name()
         );
     }
@@ -490,9 +490,9 @@ fn trained(
     weights: &Path,
     backend: Backend,
 ) -> Result<(Box<dyn Engine>, netc::data::Normalization), ExitCode> {
-    let graph = graph::build(&run.program);
+    let graph = graph::build(&run.checked);
     let (params, normalization) = netc::run::weights::load_model(&graph, weights).map_err(fail)?;
-    let mut engine = netc::run::train::make_engine(backend.into(), graph, run.program.train.seed).map_err(fail)?;
+    let mut engine = netc::run::train::make_engine(backend.into(), graph, run.program().train.seed).map_err(fail)?;
     engine.set_params(&params);
     Ok((engine, normalization))
 }
@@ -509,7 +509,7 @@ fn eval(
     let run = load(spec, &common.sets)?;
     if dropout_samples.is_some()
         && !run
-            .program
+            .program()
             .model
             .layers
             .values()
@@ -523,7 +523,7 @@ fn eval(
     }
     let (mut engine, normalization) = trained(&run, weights, backend)?;
     let splits = netc::data::load_with(
-        &run.program.train.data,
+        &run.program().train.data,
         &DataDirs { flag: common.data_dir },
         &spec_dir(spec),
         Some(&normalization),
@@ -671,7 +671,7 @@ fn sweep(
     }
     let model = runs
         .first()
-        .map_or("model".to_string(), |r| r.program.model.name.clone());
+        .map_or("model".to_string(), |r| r.program().model.name.clone());
     let out = out.unwrap_or_else(|| {
         let d = netc::run::train::default_run_dir(&model);
         d.with_file_name(format!(
@@ -908,8 +908,8 @@ fn check(files: Vec<PathBuf>, format: FormatArg, deny_warnings: bool, summary: b
         };
         let id = sources.add(path.display().to_string(), text);
         let compiled = netc::compile(&sources, id, &[], &limits);
-        if summary && let Some((program, _)) = &compiled.program {
-            summaries.push(netc::check::summary(program));
+        if summary && let Some(checked) = &compiled.checked {
+            summaries.push(netc::check::summary(checked));
         }
         all.extend(compiled.diagnostics);
     }

@@ -16,8 +16,8 @@ fn plan_of(relative: &str) -> String {
     let mut sources = SourceMap::new();
     let id = sources.add(relative.to_string(), text);
     let compiled = netc::compile(&sources, id, &[], &LIMITS);
-    let (program, _) = compiled.program.expect("the spec checks clean");
-    let graph = netc::graph::build(&program);
+    let checked = compiled.checked.expect("the spec checks clean");
+    let graph = netc::graph::build(&checked);
     netc::passes::fuse::plan(&graph).describe(&graph)
 }
 
@@ -69,8 +69,8 @@ fn other_losses() {
         let id = sources.add(format!("{name}.net"), text);
         let compiled = netc::compile(&sources, id, &[], &LIMITS);
         let rendered = netc::diag::render_plain(&sources, &compiled.diagnostics);
-        let (program, _) = compiled.program.unwrap_or_else(|| panic!("{name}: {rendered}"));
-        let graph = netc::graph::build(&program);
+        let checked = compiled.checked.unwrap_or_else(|| panic!("{name}: {rendered}"));
+        let graph = netc::graph::build(&checked);
         insta::assert_snapshot!(name, netc::passes::fuse::plan(&graph).describe(&graph));
     }
 }

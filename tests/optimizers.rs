@@ -100,8 +100,8 @@ fn interpreter(model: &str, seed: u64) -> Interpreter<f64> {
     let mut sources = SourceMap::new();
     let id = sources.add("d.net", text);
     let compiled = netc::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 });
-    let program = compiled.program.expect("compiles").0;
-    Interpreter::new(graph::build(&program), seed)
+    let checked = compiled.checked.expect("compiles");
+    Interpreter::new(graph::build(&checked), seed)
 }
 
 fn forward(interp: &mut Interpreter<f64>, x: &Array2<f64>, training: bool, step: u64) -> Array2<f64> {

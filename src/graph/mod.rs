@@ -9,21 +9,13 @@ pub mod autodiff;
 
 pub use crate::ops::{Node, NodeId, Op, Unary};
 
-use crate::ir::{Activation, Arena, Init, LayerKind, Loss, OptimizerKind, Program, Regularization, Shape};
+pub use crate::ir::ParamKind;
+
+use crate::check::Checked;
+use crate::ir::{Activation, Arena, Init, LayerKind, Loss, OptimizerKind, Regularization, Shape, Source};
 use crate::ops::{
     ActivationOp, ArithOp, DropoutOp, LinearOp, LossOp, MaxoutOp, PenaltyOp, ShapeCx, SoftmaxOp, activation, linear,
 };
-
-/// What a parameter is, for naming and regularization (never on biases).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParamKind {
-    /// A weight matrix `[inputs, outputs]`.
-    Weight,
-    /// A bias row.
-    Bias,
-    /// PReLU slopes.
-    Slope,
-}
 
 /// How a parameter starts.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -170,19 +162,15 @@ fn init_of(init: Init, fan_in: usize, fan_out: usize) -> ParamInit {
     }
 }
 
-/// The output width of a model.
-pub fn output_width(program: &Program) -> usize {
-    let mut width = program.model.input_width;
-    for layer in program.model.layers.values() {
-        width = layer.output_width(width);
-    }
-    width
-}
-
 /// Builds the forward graph of a checked program, then its backward and update pieces.
-pub fn build(program: &Program) -> Graph {
+///
+/// Each layer reads the values of its explicit inputs; its parameters are the ones the
+/// checker laid out ([`crate::check::LayerShapes::params`]), created in that order.
+pub fn build(checked: &Checked) -> Graph {
+    let program = checked.program();
     let model = &program.model;
-    let output_width = output_width(program);
+    let output_layer = checked.output();
+    let output_width = checked.output_shape().cols();
     let mut b = Builder {
         nodes: Arena::new(),
         params: Vec::new(),
@@ -193,51 +181,53 @@ pub fn build(program: &Program) -> Graph {
     let input = b.add(Op::Input);
     let targets = b.add(Op::Targets);
     let global = program.train.regularization;
-    let last_weighted = model
-        .layers
-        .iter()
-        .rposition(|(_, l)| !matches!(l.kind, LayerKind::Dropout { .. }))
-        .expect("the checker guarantees a layer with weights");
 
-    let mut x = input;
-    let mut width = model.input_width;
+    let mut value_of: Vec<NodeId> = Vec::with_capacity(model.layers.len());
     let mut logits = None;
-    let mut output = input;
     let mut layers = Vec::new();
-    for (index, (_, layer)) in model.layers.iter().enumerate() {
+    for (index, (h, layer)) in model.layers.iter().enumerate() {
         b.set_layer(Some(index));
-        let regularization = layer.regularization.resolve(global);
-        let affine = |b: &mut Builder, x: NodeId, units: usize, init: Init, bias: f64| {
-            let w = b.param(Param {
-                name: format!("{}.weight", layer.name),
-                rows: width,
-                cols: units,
-                kind: ParamKind::Weight,
-                init: init_of(init, width, units),
-                layer: index,
-                regularization,
-            });
-            let bias = b.param(Param {
-                name: format!("{}.bias", layer.name),
-                rows: 1,
-                cols: units,
-                kind: ParamKind::Bias,
-                init: ParamInit::Constant(bias),
-                layer: index,
-                regularization: Regularization::default(),
-            });
-            let z = b.add(linear::matmul(x, w));
-            b.add(Op::Linear(LinearOp::AddRow { x: z, row: bias }))
+        let x = match layer.inputs.first() {
+            Some(Source::Layer(from)) => value_of[from.index()],
+            Some(Source::Input) | None => input,
         };
-        x = match &layer.kind {
-            LayerKind::Dense {
-                width: units,
-                activation,
-                init,
-                bias,
-            } => {
-                let z = affine(&mut b, x, *units, *init, *bias);
-                let fused_loss = index == last_weighted
+        let shapes = checked.layer(h);
+        let params: Vec<NodeId> = shapes
+            .params
+            .iter()
+            .map(|p| {
+                let (regularization, init) = match (p.kind, &layer.kind) {
+                    (ParamKind::Weight, LayerKind::Dense { init, .. } | LayerKind::Maxout { init, .. }) => {
+                        (layer.regularization.resolve(global), init_of(*init, p.rows, p.cols))
+                    }
+                    (ParamKind::Bias, LayerKind::Dense { bias, .. } | LayerKind::Maxout { bias, .. }) => {
+                        (Regularization::default(), ParamInit::Constant(*bias))
+                    }
+                    (
+                        ParamKind::Slope,
+                        LayerKind::Dense {
+                            activation: Activation::Prelu { initial },
+                            ..
+                        },
+                    ) => (Regularization::default(), ParamInit::Constant(*initial)),
+                    (kind, other) => unreachable!("{other:?} has no {kind:?} parameter"),
+                };
+                b.param(Param {
+                    name: format!("{}.{}", layer.name, p.kind.suffix()),
+                    rows: p.rows,
+                    cols: p.cols,
+                    kind: p.kind,
+                    init,
+                    layer: index,
+                    regularization,
+                })
+            })
+            .collect();
+        let is_output = h == output_layer;
+        let y = match &layer.kind {
+            LayerKind::Dense { activation, .. } => {
+                let z = affine(&mut b, x, params[0], params[1]);
+                let fused_loss = is_output
                     && matches!(
                         (model.loss, activation),
                         (Loss::CrossEntropy, Activation::Softmax) | (Loss::BinaryCrossEntropy, Activation::Sigmoid)
@@ -252,29 +242,12 @@ pub fn build(program: &Program) -> Graph {
                     Activation::Relu => b.add(activation::unary(Unary::Relu, z)),
                     Activation::LeakyRelu { alpha } => b.add(activation::unary(Unary::LeakyRelu(*alpha), z)),
                     Activation::Elu { alpha } => b.add(activation::unary(Unary::Elu(*alpha), z)),
-                    Activation::Prelu { initial } => {
-                        let slope = b.param(Param {
-                            name: format!("{}.slope", layer.name),
-                            rows: 1,
-                            cols: *units,
-                            kind: ParamKind::Slope,
-                            init: ParamInit::Constant(*initial),
-                            layer: index,
-                            regularization: Regularization::default(),
-                        });
-                        b.add(Op::Activation(ActivationOp::Prelu { x: z, slope }))
-                    }
+                    Activation::Prelu { .. } => b.add(Op::Activation(ActivationOp::Prelu { x: z, slope: params[2] })),
                     Activation::Softmax => b.add(Op::Softmax(SoftmaxOp::Softmax { x: z })),
                 }
             }
-            LayerKind::Maxout {
-                pieces,
-                init,
-                bias,
-                fixed_zero,
-                ..
-            } => {
-                let z = affine(&mut b, x, layer.learned_units(), *init, *bias);
+            LayerKind::Maxout { pieces, fixed_zero, .. } => {
+                let z = affine(&mut b, x, params[0], params[1]);
                 // With one piece of each group fixed at zero, max(z_1..z_{k-1}, 0) is relu of the
                 // maxout of the learned pieces (of z itself when one piece is learned).
                 let learned = if *fixed_zero { pieces - 1 } else { *pieces };
@@ -299,17 +272,15 @@ pub fn build(program: &Program) -> Graph {
                 b.add(Op::Arith(ArithOp::Mul { a: x, b: mask }))
             }
         };
-        width = layer.output_width(width);
-        if index == last_weighted {
-            output = x;
-        }
+        value_of.push(y);
         layers.push(LayerInfo {
             name: layer.name.clone(),
             kind: layer.kind_name(),
-            width,
+            width: shapes.output.cols(),
         });
     }
     b.set_layer(None);
+    let output = value_of[output_layer.index()];
     let loss = match (model.loss, logits) {
         (Loss::CrossEntropy, Some(z)) => b.add(Op::Loss(LossOp::SoftmaxCrossEntropy { logits: z, targets })),
         (Loss::BinaryCrossEntropy, Some(z)) => b.add(Op::Loss(LossOp::SigmoidCrossEntropy { logits: z, targets })),
@@ -349,6 +320,12 @@ pub fn build(program: &Program) -> Graph {
     };
     autodiff::differentiate(&mut graph, b);
     graph
+}
+
+/// `x w + bias`.
+fn affine(b: &mut Builder, x: NodeId, w: NodeId, bias: NodeId) -> NodeId {
+    let z = b.add(linear::matmul(x, w));
+    b.add(Op::Linear(LinearOp::AddRow { x: z, row: bias }))
 }
 
 impl Graph {

@@ -87,10 +87,11 @@ pub fn bench(spec_text: &str, options: &BenchOptions, backend: Backend) -> Resul
     let mut sources = SourceMap::new();
     let id = sources.add("bench.net", spec_text.to_string());
     let compiled = crate::compile(&sources, id, &[], &Limits::of_this_machine());
-    let Some((program, _)) = compiled.program else {
+    let Some(checked) = compiled.checked else {
         return Err(crate::diag::render_plain(&sources, &compiled.diagnostics));
     };
-    let graph = graph::build(&program);
+    let program = checked.program();
+    let graph = graph::build(&checked);
     let mut engine = make_engine(backend, graph, program.train.seed).map_err(|e| e.to_string())?;
     let compile_ms = started.elapsed().as_secs_f64() * 1e3;
 

@@ -8,6 +8,7 @@
 
 use crate::back::engine::Engine;
 use crate::back::interp::{Context, Interpreter};
+use crate::check::Checked;
 use crate::data::{self, DataDirs, Dataset, Splits};
 use crate::error::UserError;
 use crate::fsutil::write_atomic;
@@ -32,10 +33,15 @@ pub struct Run {
     /// `--set` overrides as given (`KEY=VALUE`), in order.
     pub overrides: Vec<String>,
     /// The checked program (overrides applied).
-    pub program: Program,
+    pub checked: Checked,
 }
 
 impl Run {
+    /// The program.
+    pub fn program(&self) -> &Program {
+        self.checked.program()
+    }
+
     /// A hash of the spec text and overrides: checkpoints only resume under the same spec.
     pub fn spec_hash(&self) -> String {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -241,9 +247,9 @@ impl Engines {
 /// [`train`], taking its engine from (and returning it to) `engines`.
 pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> Result<Outcome, UserError> {
     let started = Instant::now();
-    let program = &run.program;
+    let program = &run.program();
     let config = &program.train;
-    let graph = graph::build(program);
+    let graph = graph::build(&run.checked);
     let splits = data::load(&config.data, &options.data_dirs, &options.spec_dir)?;
     check_data_fits(&graph, &splits)?;
 
@@ -481,15 +487,15 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
     let tensors = weights::model_tensors(engine.graph(), &final_params, &splits.normalization);
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "pt".to_string());
-    meta.insert("netc.model".to_string(), run.program.model.name.clone());
+    meta.insert("netc.model".to_string(), run.program().model.name.clone());
     meta.insert("netc.spec_hash".to_string(), run.spec_hash());
     write_bytes(&out_dir.join("weights.safetensors"), &weights::encode(&tensors, meta))?;
-    let svg = crate::report::plot::curves_svg(&run.program.model.name, &state.history, report.best_epoch, stop_epoch);
+    let svg = crate::report::plot::curves_svg(&run.program().model.name, &state.history, report.best_epoch, stop_epoch);
     write_text(&out_dir.join("curves.svg"), &svg)?;
     if state.history.iter().any(|r| !r.grad_stats.is_empty()) {
         write_text(
             &out_dir.join("gradients.svg"),
-            &crate::report::plot::gradients_svg(&run.program.model.name, &state.history),
+            &crate::report::plot::gradients_svg(&run.program().model.name, &state.history),
         )?;
     }
     let json = serde_json::to_string_pretty(&report).expect("reports serialize");

@@ -10,10 +10,11 @@
 //! runtime, and is safe to call from several threads.
 
 use crate::back::kernels;
+use crate::check::Checked;
 use crate::data::Normalization;
 use crate::error::UserError;
 use crate::graph::{self, Node, Op, Unary};
-use crate::ir::{Activation, Arena, DropoutMode, LayerKind, Program, Shape};
+use crate::ir::{Activation, Arena, DropoutMode, LayerKind, ParamKind, Shape};
 use crate::ops::{ActivationOp, LinearOp, activation};
 use crate::passes::fuse::{Input, KOp, MapKernel};
 use crate::run::train::Run;
@@ -79,19 +80,21 @@ pub struct InferenceModel {
 }
 
 /// Folds normalization and dropout into the weights of a trained model.
-pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &Normalization) -> InferenceModel {
-    let graph = graph::build(program);
+pub fn fold(checked: &Checked, params: &[ndarray::Array2<f32>], normalization: &Normalization) -> InferenceModel {
+    let program = checked.program();
+    let graph = graph::build(checked);
     let mut layers = Vec::new();
     let mut pending_scale = 1.0f32;
-    let mut width = program.model.input_width;
-    let mut next_param = 0;
-    let mut take = |n: usize| {
-        let out: Vec<ndarray::Array2<f32>> = params[next_param..next_param + n].to_vec();
-        next_param += n;
-        out
-    };
-    for layer in program.model.layers.values() {
-        let units_after = layer.output_width(width);
+    for (index, (h, layer)) in program.model.layers.iter().enumerate() {
+        let width = checked.layer(h).input.cols();
+        // The layer's trained tensors, by kind (the graph names each parameter's layer).
+        let tensor = |kind: ParamKind| {
+            graph
+                .params
+                .iter()
+                .position(|p| p.layer == index && p.kind == kind)
+                .map(|i| &params[i])
+        };
         match &layer.kind {
             LayerKind::Dropout { rate, mode } => {
                 if *mode == DropoutMode::ScaleAtTest {
@@ -101,16 +104,13 @@ pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &
             LayerKind::Dense { width: units, .. } | LayerKind::Maxout { units, .. } => {
                 let units = *units;
                 let activation = &layer.activation().unwrap_or(Activation::Linear);
-                let is_prelu = matches!(
-                    layer.kind,
-                    LayerKind::Dense {
-                        activation: Activation::Prelu { .. },
-                        ..
-                    }
-                );
-                let tensors = take(if is_prelu { 3 } else { 2 });
-                let mut weights: Vec<f32> = tensors[0].iter().map(|w| w * pending_scale).collect();
-                let mut bias: Vec<f32> = tensors[1].iter().copied().collect();
+                let weight = tensor(ParamKind::Weight).expect("dense and maxout layers have weights");
+                let mut weights: Vec<f32> = weight.iter().map(|w| w * pending_scale).collect();
+                let mut bias: Vec<f32> = tensor(ParamKind::Bias)
+                    .expect("dense and maxout layers have biases")
+                    .iter()
+                    .copied()
+                    .collect();
                 if let LayerKind::Maxout {
                     pieces,
                     fixed_zero: true,
@@ -154,7 +154,13 @@ pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &
                     (_, Activation::Relu) => InferenceActivation::Unary(Unary::Relu),
                     (_, Activation::LeakyRelu { alpha }) => InferenceActivation::Unary(Unary::LeakyRelu(*alpha)),
                     (_, Activation::Elu { alpha }) => InferenceActivation::Unary(Unary::Elu(*alpha)),
-                    (_, Activation::Prelu { .. }) => InferenceActivation::Prelu(tensors[2].iter().copied().collect()),
+                    (_, Activation::Prelu { .. }) => InferenceActivation::Prelu(
+                        tensor(ParamKind::Slope)
+                            .expect("prelu layers have slopes")
+                            .iter()
+                            .copied()
+                            .collect(),
+                    ),
                     (_, Activation::Softmax) => InferenceActivation::Softmax,
                 };
                 layers.push(InferenceLayer {
@@ -166,7 +172,6 @@ pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &
                 });
             }
         }
-        width = units_after;
     }
     InferenceModel {
         name: program.model.name.clone(),
@@ -567,12 +572,12 @@ pub fn build(
         return Err(UserError::new("--batch-max must be at least 1").hint("e.g. --batch-max 4096"));
     }
     let symbol = symbol_of(output)?;
-    let graph = graph::build(&run.program);
+    let graph = graph::build(&run.checked);
     let (params, normalization) = crate::run::weights::load_model(&graph, weights)?;
-    let model = fold(&run.program, &params, &normalization);
+    let model = fold(&run.checked, &params, &normalization);
     let hash = run.spec_hash();
     let object = compile_object(&model, &symbol, &hash, batch_max)?;
-    let outputs_are = match run.program.model.loss {
+    let outputs_are = match run.program().model.loss {
         crate::ir::Loss::CrossEntropy => "class probabilities (softmax)",
         crate::ir::Loss::BinaryCrossEntropy => "probabilities (sigmoid)",
         crate::ir::Loss::Mse => "the output layer's values",
@@ -622,7 +627,7 @@ fn link_executable(
     let io = |e: std::io::Error| UserError::new(format!("cannot write a temporary file: {e}")).hint("check $TMPDIR");
     std::fs::write(dir.join("model.o"), object).map_err(io)?;
     std::fs::write(dir.join("model.h"), header_text).map_err(io)?;
-    let loss = match run.program.model.loss {
+    let loss = match run.program().model.loss {
         crate::ir::Loss::Mse => 0,
         _ => 1,
     };
