@@ -8,9 +8,8 @@
 pub use crate::ops::Float;
 pub use crate::ops::softmax::softmax;
 
-use crate::graph::{Graph, NodeId, Op, ParamInit};
-use crate::ops::{EvalCx, UpdateOp, cast as c};
-use crate::rng::{Rng, streams};
+use crate::graph::{Graph, NodeId, Op};
+use crate::ops::{EvalCx, UpdateOp};
 use ndarray::{Array2, ArrayView2};
 
 /// Settings of one execution.
@@ -43,21 +42,7 @@ pub struct Interpreter<F: Float> {
 impl<F: Float> Interpreter<F> {
     /// An interpreter with freshly initialized parameters.
     pub fn new(graph: Graph, seed: u64) -> Self {
-        let params = graph
-            .params
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let mut r = Rng::new(seed, streams::INIT + i as u64);
-                Array2::from_shape_fn((p.rows, p.cols), |_| {
-                    c(match p.init {
-                        ParamInit::Normal(std) => r.normal() * std,
-                        ParamInit::Uniform(limit) => (2.0 * r.uniform() - 1.0) * limit,
-                        ParamInit::Constant(v) => v,
-                    })
-                })
-            })
-            .collect::<Vec<_>>();
+        let params = crate::graph::init::initial_params(&graph, seed);
         let slots = graph.optimizer.state_slots();
         let state = params
             .iter()

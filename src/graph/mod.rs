@@ -6,6 +6,7 @@
 //! of nodes. The ops themselves (shape rules, reference math, derivatives) are [`crate::ops`].
 
 pub mod autodiff;
+pub mod init;
 
 pub use crate::ops::{Node, NodeId, Op, Unary};
 

@@ -287,8 +287,7 @@ impl Jit {
         }
         jit.allocate(1);
         // Same initial parameters as the interpreter (the same counter-based streams).
-        let init = crate::back::interp::Interpreter::<f32>::new(jit.graph.clone(), seed);
-        jit.set_params(&init.params);
+        jit.set_params(&crate::graph::init::initial_params(&jit.graph, seed));
         jit.compile_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(jit)
     }
@@ -850,8 +849,7 @@ impl Engine for Jit {
         self.updates = updates;
     }
     fn reset(&mut self, seed: u64) {
-        let init = crate::back::interp::Interpreter::<f32>::new(self.graph.clone(), seed);
-        self.set_params(&init.params);
+        self.set_params(&crate::graph::init::initial_params(&self.graph, seed));
         for slots in &mut self.state {
             for slot in slots {
                 slot.fill(0.0);
