@@ -1,5 +1,6 @@
 //! Cranelift code generation for fused kernels, written once against `cranelift_module::Module`
-//! so that the JIT and an object-file backend differ only in the module they pass.
+//! so that the JIT and an object-file backend differ only in the module they pass. Their
+//! signatures as Rust function types live with the code that calls them (`back/jit`).
 //!
 //! Kernels work on f32x4 vectors (Cranelift's widest on x86-64) with a scalar tail. Cranelift
 //! has no `exp`, so [`Emitter::exp`] builds one from range reduction and a polynomial (relative
@@ -193,12 +194,6 @@ impl Scalar for Emitter<'_, '_> {
         self.choose(positive, if_positive, otherwise)
     }
 }
-
-/// A compiled kernel's entry: `(buffers, rows)` for map kernels.
-pub type MapFn = unsafe extern "C" fn(*const *mut f32, i64);
-
-/// A compiled update kernel: `(w, g, state0, state1, scalars, n)`.
-pub type UpdateFn = unsafe extern "C" fn(*mut f32, *const f32, *mut f32, *mut f32, *const f32, i64);
 
 /// Emits `for (i = from; i + step <= to; i += step) body(i)` and returns the first `i` it did
 /// not run (where a tail loop starts). `body` must leave the block it ends in open.
@@ -459,9 +454,6 @@ pub fn define_update<M: Module>(
         },
     )
 }
-
-/// A compiled matrix product `(a, b, c, m)`: `c[m x n] = a[m x k] b[k x n]`, row-major.
-pub type MatmulFn = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64);
 
 /// Declares and defines a matrix product for fixed `k` and `n` and any `m`. Register tiles:
 /// 4 rows x 8 columns (eight f32x4 accumulators); single rows (batch 1, the row tail) take 16

@@ -15,6 +15,8 @@ pub use memory::{human_bytes, memory_estimate, total_parameters};
 pub use summary::summary;
 
 use crate::diag::{Code, Diagnostic};
+#[cfg(test)]
+use crate::ir::ParamKind;
 use crate::ir::{Handle, Layer, LayerKind, ParamShape, Program, Shape, Source, Spans};
 
 /// Machine limits the checker measures against.
@@ -239,6 +241,47 @@ mod tests {
         assert_eq!(parse_size("1024"), Some(1024));
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("x"), None);
+    }
+
+    fn check_model(model: &str) -> (Option<Checked>, Vec<Diagnostic>) {
+        let text = format!("model m {{\n{model}\n}}\ntrain {{\n  data \"x.csv\"\n}}\n");
+        let (tree, errors) = crate::front::syntax::parse(0, &text);
+        assert!(errors.is_empty());
+        let (program, _) = crate::front::lower::lower(&tree, &[]);
+        let (program, spans) = program.expect("lowers");
+        check(program, spans, &Limits { memory_bytes: 1 << 30 })
+    }
+
+    #[test]
+    fn shapes_are_inferred_once_per_layer() {
+        let (checked, diagnostics) =
+            check_model("  input 6\n  dense a: 8 prelu\n  dropout 0.1\n  maxout 10 pieces 2\n  loss mse");
+        assert!(!diagnostics.iter().any(Diagnostic::is_error), "{diagnostics:?}");
+        let checked = checked.expect("no errors");
+        let shapes = checked.shapes();
+        assert_eq!(format!("{:?}", shapes[0].input), "[batch, 6]");
+        assert_eq!(format!("{:?}", shapes[0].output), "[batch, 8]");
+        // prelu: weight, bias and one slope per unit.
+        let kinds: Vec<ParamKind> = shapes[0].params.iter().map(|p| p.kind).collect();
+        assert_eq!(kinds, [ParamKind::Weight, ParamKind::Bias, ParamKind::Slope]);
+        assert_eq!(shapes[1].output, shapes[0].output);
+        assert!(shapes[1].params.is_empty());
+        assert_eq!(format!("{:?}", shapes[2].output), "[batch, 5]");
+        assert_eq!((shapes[2].params[0].rows, shapes[2].params[0].cols), (8, 10));
+        assert_eq!(checked.output_shape().cols(), 5);
+        assert_eq!(checked.parameter_count(), 6 * 8 + 8 + 8 + 8 * 10 + 10);
+    }
+
+    #[test]
+    fn a_program_with_errors_is_not_checked() {
+        let (checked, diagnostics) = check_model("  input 6\n  maxout 10 pieces 3\n  loss mse");
+        assert!(checked.is_none());
+        assert!(diagnostics.iter().any(|d| d.code == Code::MaxoutDivisibility));
+        let (without_output, _) = check_model("  input 6\n  dropout 0.5\n  loss mse");
+        assert!(
+            without_output.is_none(),
+            "a model whose output is a dropout has no output layer"
+        );
     }
 
     #[test]

@@ -344,3 +344,91 @@ impl Graph {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Limits;
+    use crate::diag::source::SourceMap;
+    use crate::ops::Fusion;
+
+    fn graph(model: &str, train: &str) -> Graph {
+        let text = format!("model m {{\n{model}\n}}\ntrain {{\n  data \"x.csv\"\n  {train}\n}}\n");
+        let mut sources = SourceMap::new();
+        let id = sources.add("m.net", text);
+        let compiled = crate::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 });
+        build(&compiled.checked.expect("checks"))
+    }
+
+    fn names(g: &Graph, list: &[NodeId]) -> Vec<&'static str> {
+        list.iter().map(|&n| g.nodes[n].op.name()).collect()
+    }
+
+    #[test]
+    fn a_dense_softmax_layer_under_cross_entropy() {
+        let g = graph(
+            "  input 3\n  dense 2 softmax\n  loss cross_entropy",
+            "optimizer sgd lr 0.1",
+        );
+        assert_eq!(
+            names(&g, &g.forward),
+            ["matmul", "add_row", "softmax", "softmax_cross_entropy"]
+        );
+        // The loss reads the logits (the bias sum), not the softmax: its gradient is p - t.
+        let Op::Loss(LossOp::SoftmaxCrossEntropy { logits, .. }) = g.nodes[g.loss].op else {
+            panic!("cross-entropy loss")
+        };
+        assert_eq!(g.nodes[logits].op.name(), "add_row");
+        assert_eq!(g.nodes[g.output].op.name(), "softmax");
+        let params: Vec<(&str, usize, usize)> = g.params.iter().map(|p| (p.name.as_str(), p.rows, p.cols)).collect();
+        assert_eq!(params, [("dense1.weight", 3, 2), ("dense1.bias", 1, 2)]);
+        assert_eq!(g.nodes[g.output].shape, Shape::batch(2));
+    }
+
+    /// Autodiff on the smallest graph: one linear layer under mse.
+    #[test]
+    fn autodiff_of_a_linear_layer() {
+        let g = graph(
+            "  input 3\n  dense 1 linear\n  loss mse",
+            "optimizer sgd lr 0.1 regularize l2 0.01",
+        );
+        assert_eq!(
+            names(&g, &g.backward),
+            ["mean_squared_error_grad", "sum_rows", "matmul", "penalty_grad"]
+        );
+        // d loss / d W = x^T (d loss / d z), then the L2 term; the bias gets the column sum.
+        let weight = g.grads[0];
+        let Op::Penalty(PenaltyOp::PenaltyGrad { grad, l2, .. }) = g.nodes[weight].op else {
+            panic!("the weight's gradient includes its penalty")
+        };
+        assert_eq!(l2, 0.01);
+        let Op::Linear(LinearOp::MatMul {
+            a, transpose_a: true, ..
+        }) = g.nodes[grad].op
+        else {
+            panic!("x^T dz")
+        };
+        assert_eq!(a, g.input);
+        assert_eq!(g.nodes[g.grads[1]].op.name(), "sum_rows");
+        assert_eq!(g.update.len(), 2);
+        assert!(g.update.iter().all(|&u| g.nodes[u].op.fusion() == Fusion::Update));
+        // No gradient flows into the input: nothing computes x's gradient.
+        assert_eq!(names(&g, &g.backward).iter().filter(|n| **n == "matmul").count(), 1);
+    }
+
+    #[test]
+    fn dropout_masks_get_no_gradient_and_mse_layers_no_fused_loss() {
+        let g = graph(
+            "  input 4\n  dense 5 relu\n  dropout 0.5 scale_at_test\n  dense 2 sigmoid\n  loss mse",
+            "optimizer adam lr 0.001",
+        );
+        assert!(names(&g, &g.forward).contains(&"dropout_mask"));
+        assert!(!names(&g, &g.backward).contains(&"dropout_mask"));
+        let Op::Loss(LossOp::MeanSquaredError { output, .. }) = g.nodes[g.loss].op else {
+            panic!("mse")
+        };
+        assert_eq!(output, g.output);
+        assert_eq!(g.nodes[g.output].op.name(), "sigmoid");
+        assert!(names(&g, &g.backward).contains(&"sigmoid_grad"));
+    }
+}

@@ -1,5 +1,5 @@
-//! Stage 5b: the JIT backend. Fuses the graph ([`fuse`]), compiles the elementwise and update
-//! kernels with Cranelift ([`codegen`]), runs matrix products through the `gemm` crate (which
+//! The JIT backend. Fuses the graph ([`crate::passes::fuse`]), compiles the elementwise and update
+//! kernels with Cranelift ([`crate::back::kernels`]), runs matrix products through the `gemm` crate (which
 //! uses this CPU's AVX-512 units; Cranelift's vectors stop at 128 bits) and row kernels natively
 //! ([`native`]). It is tested against the interpreter on random networks (`tests/jit.rs`).
 //!
@@ -72,7 +72,7 @@ const PARALLEL_MACS: usize = 1 << 19;
 /// The arguments of one update kernel call.
 #[derive(Clone, Copy)]
 struct UpdateArgs {
-    kernel: kernels::UpdateFn,
+    kernel: UpdateFn,
     w: *mut f32,
     g: *const f32,
     s0: *mut f32,
@@ -145,14 +145,24 @@ const PARALLEL_ROWS: usize = 64;
 /// halves of its inner dimension (one per core when there are two).
 const PARALLEL_THIN_MACS: usize = 1 << 15;
 
+/// A compiled map kernel's entry (`kernels::define_map`): `(buffers, rows)`.
+pub type MapFn = unsafe extern "C" fn(*const *mut f32, i64);
+
+/// A compiled update kernel (`kernels::define_update`): `(w, g, state0, state1, scalars, n)`.
+pub type UpdateFn = unsafe extern "C" fn(*mut f32, *const f32, *mut f32, *mut f32, *const f32, i64);
+
+/// A compiled matrix product (`kernels::define_matmul`) `(a, b, c, m)`:
+/// `c[m x n] = a[m x k] b[k x n]`, row-major.
+pub type MatmulFn = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64);
+
 /// The JIT engine.
 pub struct Jit {
     graph: Graph,
     plan: Plan,
     // Keeps the generated code alive.
     _module: JITModule,
-    map_fns: Vec<kernels::MapFn>,
-    update_fns: Vec<kernels::UpdateFn>,
+    map_fns: Vec<MapFn>,
+    update_fns: Vec<UpdateFn>,
     buffers: Vec<Vec<f32>>,
     winners: HashMap<NodeId, Vec<u32>>,
     map_args: Vec<Vec<*mut f32>>,
@@ -233,14 +243,14 @@ impl Jit {
         // owns the code is kept alive in the returned struct for as long as the pointers exist.
         let map_fns = map_ids
             .iter()
-            .map(|&id| unsafe { std::mem::transmute::<*const u8, kernels::MapFn>(module.get_finalized_function(id)) })
+            .map(|&id| unsafe { std::mem::transmute::<*const u8, MapFn>(module.get_finalized_function(id)) })
             .collect();
         let update_fns = update_ids
             .iter()
             .map(|id| {
                 let id = id.expect("every parameter has an update step");
                 // SAFETY: as above.
-                unsafe { std::mem::transmute::<*const u8, kernels::UpdateFn>(module.get_finalized_function(id)) }
+                unsafe { std::mem::transmute::<*const u8, UpdateFn>(module.get_finalized_function(id)) }
             })
             .collect();
         let param_nodes: Vec<NodeId> = {
@@ -915,7 +925,7 @@ impl Engine for Jit {
 /// A matrix product compiled by Cranelift for fixed `k` and `n`.
 pub struct CompiledMatmul {
     _module: JITModule,
-    function: kernels::MatmulFn,
+    function: MatmulFn,
     k: usize,
     n: usize,
 }
@@ -931,8 +941,7 @@ impl CompiledMatmul {
         module.finalize_definitions().map_err(|e| error(e.to_string()))?;
         // SAFETY: `define_matmul` defines exactly the `MatmulFn` signature; the module that
         // owns the code lives as long as the pointer, in this struct.
-        let function =
-            unsafe { std::mem::transmute::<*const u8, kernels::MatmulFn>(module.get_finalized_function(id)) };
+        let function = unsafe { std::mem::transmute::<*const u8, MatmulFn>(module.get_finalized_function(id)) };
         Ok(CompiledMatmul {
             _module: module,
             function,
