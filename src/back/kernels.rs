@@ -371,81 +371,7 @@ pub fn define_update<M: Module>(
                     let t = e.b.ins().fmul(k, wv);
                     gv = e.b.ins().fadd(gv, t);
                 }
-                let step = |e: &mut Emitter, g: Value| e.b.ins().fmul(lr, g);
-                match kind {
-                    OptimizerKind::Sgd => {
-                        let d = step(&mut e, gv);
-                        let nw = e.b.ins().fsub(wv, d);
-                        e.b.ins().store(mem(), nw, wa, 0);
-                    }
-                    OptimizerKind::Momentum { lambda } | OptimizerKind::Nesterov { lambda } => {
-                        let lam = e.konst(lambda as f32);
-                        let v = e.b.ins().load(ty, mem(), s0a, 0);
-                        let lv = e.b.ins().fmul(lam, v);
-                        let d = step(&mut e, gv);
-                        let v = e.b.ins().fsub(lv, d);
-                        e.b.ins().store(mem(), v, s0a, 0);
-                        let nw = if matches!(kind, OptimizerKind::Nesterov { .. }) {
-                            let lv = e.b.ins().fmul(lam, v);
-                            let t = e.b.ins().fsub(lv, d);
-                            e.b.ins().fadd(wv, t)
-                        } else {
-                            e.b.ins().fadd(wv, v)
-                        };
-                        e.b.ins().store(mem(), nw, wa, 0);
-                    }
-                    OptimizerKind::Adagrad { eps } | OptimizerKind::Rmsprop { eps, .. } => {
-                        let s = e.b.ins().load(ty, mem(), s0a, 0);
-                        // Same operation order as the interpreter, so results agree bit for bit.
-                        let s = match kind {
-                            OptimizerKind::Rmsprop { alpha, .. } => {
-                                let a = e.konst(alpha as f32);
-                                let oma = e.konst(1.0 - alpha as f32);
-                                let as_ = e.b.ins().fmul(a, s);
-                                let t = e.b.ins().fmul(oma, gv);
-                                let t = e.b.ins().fmul(t, gv);
-                                e.b.ins().fadd(as_, t)
-                            }
-                            _ => {
-                                let g2 = e.b.ins().fmul(gv, gv);
-                                e.b.ins().fadd(s, g2)
-                            }
-                        };
-                        e.b.ins().store(mem(), s, s0a, 0);
-                        let d = step(&mut e, gv);
-                        let root = e.b.ins().sqrt(s);
-                        let epsv = e.konst(eps as f32);
-                        let den = e.b.ins().fadd(root, epsv);
-                        let q = e.b.ins().fdiv(d, den);
-                        let nw = e.b.ins().fsub(wv, q);
-                        e.b.ins().store(mem(), nw, wa, 0);
-                    }
-                    OptimizerKind::Adam { beta1, beta2, eps } => {
-                        let (b1, omb1) = (e.konst(beta1 as f32), e.konst(1.0 - beta1 as f32));
-                        let (b2, omb2) = (e.konst(beta2 as f32), e.konst(1.0 - beta2 as f32));
-                        let m = e.b.ins().load(ty, mem(), s0a, 0);
-                        let v = e.b.ins().load(ty, mem(), s1a, 0);
-                        let bm = e.b.ins().fmul(b1, m);
-                        let t = e.b.ins().fmul(omb1, gv);
-                        let m = e.b.ins().fadd(bm, t);
-                        let bv = e.b.ins().fmul(b2, v);
-                        let g2 = e.b.ins().fmul(omb2, gv);
-                        let g2 = e.b.ins().fmul(g2, gv);
-                        let v = e.b.ins().fadd(bv, g2);
-                        e.b.ins().store(mem(), m, s0a, 0);
-                        e.b.ins().store(mem(), v, s1a, 0);
-                        // Same operation order as the interpreter.
-                        let root2 = splat(&mut e, root2);
-                        let d = e.b.ins().fmul(lr, m);
-                        let root = e.b.ins().sqrt(v);
-                        let root = e.b.ins().fmul(root, root2);
-                        let epsv = e.konst(eps as f32);
-                        let den = e.b.ins().fadd(root, epsv);
-                        let q = e.b.ins().fdiv(d, den);
-                        let nw = e.b.ins().fsub(wv, q);
-                        e.b.ins().store(mem(), nw, wa, 0);
-                    }
-                }
+                optimizer_step(&mut e, kind, [wa, s0a, s1a], wv, gv, lr, root2);
             };
 
             let i = counted_loop(b, zero, n, 4, |b, i| body(b, types::F32X4, i));
@@ -453,6 +379,89 @@ pub fn define_update<M: Module>(
             b.ins().return_(&[]);
         },
     )
+}
+
+/// The optimizer step of one element (or vector of elements): `gv` is the gradient with the
+/// regularizer's added, `wv` the weight, `at` the addresses of the weight and the two state
+/// slots. Same operation order as the interpreter ([`crate::ops::UpdateOp::apply`]).
+fn optimizer_step(e: &mut Emitter, kind: OptimizerKind, at: [Value; 3], wv: Value, gv: Value, lr: Value, root2: Value) {
+    let (ty, [wa, s0a, s1a]) = (e.ty, at);
+    let splat = |e: &mut Emitter, v: Value| if e.vector() { e.b.ins().splat(e.ty, v) } else { v };
+    let step = |e: &mut Emitter, g: Value| e.b.ins().fmul(lr, g);
+    match kind {
+        OptimizerKind::Sgd => {
+            let d = step(e, gv);
+            let nw = e.b.ins().fsub(wv, d);
+            e.b.ins().store(mem(), nw, wa, 0);
+        }
+        OptimizerKind::Momentum { lambda } | OptimizerKind::Nesterov { lambda } => {
+            let lam = e.konst(lambda as f32);
+            let v = e.b.ins().load(ty, mem(), s0a, 0);
+            let lv = e.b.ins().fmul(lam, v);
+            let d = step(e, gv);
+            let v = e.b.ins().fsub(lv, d);
+            e.b.ins().store(mem(), v, s0a, 0);
+            let nw = if matches!(kind, OptimizerKind::Nesterov { .. }) {
+                let lv = e.b.ins().fmul(lam, v);
+                let t = e.b.ins().fsub(lv, d);
+                e.b.ins().fadd(wv, t)
+            } else {
+                e.b.ins().fadd(wv, v)
+            };
+            e.b.ins().store(mem(), nw, wa, 0);
+        }
+        OptimizerKind::Adagrad { eps } | OptimizerKind::Rmsprop { eps, .. } => {
+            let s = e.b.ins().load(ty, mem(), s0a, 0);
+            // Same operation order as the interpreter, so results agree bit for bit.
+            let s = match kind {
+                OptimizerKind::Rmsprop { alpha, .. } => {
+                    let a = e.konst(alpha as f32);
+                    let oma = e.konst(1.0 - alpha as f32);
+                    let as_ = e.b.ins().fmul(a, s);
+                    let t = e.b.ins().fmul(oma, gv);
+                    let t = e.b.ins().fmul(t, gv);
+                    e.b.ins().fadd(as_, t)
+                }
+                _ => {
+                    let g2 = e.b.ins().fmul(gv, gv);
+                    e.b.ins().fadd(s, g2)
+                }
+            };
+            e.b.ins().store(mem(), s, s0a, 0);
+            let d = step(e, gv);
+            let root = e.b.ins().sqrt(s);
+            let epsv = e.konst(eps as f32);
+            let den = e.b.ins().fadd(root, epsv);
+            let q = e.b.ins().fdiv(d, den);
+            let nw = e.b.ins().fsub(wv, q);
+            e.b.ins().store(mem(), nw, wa, 0);
+        }
+        OptimizerKind::Adam { beta1, beta2, eps } => {
+            let (b1, omb1) = (e.konst(beta1 as f32), e.konst(1.0 - beta1 as f32));
+            let (b2, omb2) = (e.konst(beta2 as f32), e.konst(1.0 - beta2 as f32));
+            let m = e.b.ins().load(ty, mem(), s0a, 0);
+            let v = e.b.ins().load(ty, mem(), s1a, 0);
+            let bm = e.b.ins().fmul(b1, m);
+            let t = e.b.ins().fmul(omb1, gv);
+            let m = e.b.ins().fadd(bm, t);
+            let bv = e.b.ins().fmul(b2, v);
+            let g2 = e.b.ins().fmul(omb2, gv);
+            let g2 = e.b.ins().fmul(g2, gv);
+            let v = e.b.ins().fadd(bv, g2);
+            e.b.ins().store(mem(), m, s0a, 0);
+            e.b.ins().store(mem(), v, s1a, 0);
+            // Same operation order as the interpreter.
+            let root2 = splat(e, root2);
+            let d = e.b.ins().fmul(lr, m);
+            let root = e.b.ins().sqrt(v);
+            let root = e.b.ins().fmul(root, root2);
+            let epsv = e.konst(eps as f32);
+            let den = e.b.ins().fadd(root, epsv);
+            let q = e.b.ins().fdiv(d, den);
+            let nw = e.b.ins().fsub(wv, q);
+            e.b.ins().store(mem(), nw, wa, 0);
+        }
+    }
 }
 
 /// Declares and defines a matrix product for fixed `k` and `n` and any `m`. Register tiles:

@@ -6,16 +6,23 @@ use crate::ir::{Activation, Handle, Layer, LayerKind, Program, Regularization, S
 
 /// The lecture's warnings (W0001-W0005) and E0021 (early stopping without validation data).
 pub(super) fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
-    let model = &program.model;
-    let layers: Vec<(Handle<Layer>, &Layer)> = model.layers.iter().collect();
-    let last = layers.len().saturating_sub(1);
-    // The output layer: the last layer with weights.
-    let output = layers
-        .iter()
-        .rposition(|(_, l)| !matches!(l.kind, LayerKind::Dropout { .. }))
-        .unwrap_or(last);
+    let layers: Vec<(Handle<Layer>, &Layer)> = program.model.layers.iter().collect();
+    deep_saturating_stack(program, spans, &layers, out);
+    hidden_softmax(spans, &layers, out);
+    dropout_before_output(spans, &layers, out);
+    no_validation(program, spans, &layers, out);
+    regularization_extremes(program, spans, &layers, out);
+}
 
-    // W0001: deep stacks of saturating activations.
+/// W0001: deep stacks of saturating activations.
+fn deep_saturating_stack(
+    program: &Program,
+    spans: &Spans,
+    layers: &[(Handle<Layer>, &Layer)],
+    out: &mut Vec<Diagnostic>,
+) {
+    let model = &program.model;
+    let last = layers.len().saturating_sub(1);
     let mut run: Vec<Handle<Layer>> = Vec::new();
     let flush = |run: &mut Vec<Handle<Layer>>, out: &mut Vec<Diagnostic>| {
         if run.len() > SATURATING_DEPTH_LIMIT {
@@ -53,8 +60,15 @@ pub(super) fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) 
         }
     }
     flush(&mut run, out);
+}
 
-    // W0005: softmax on a hidden layer.
+/// W0005: softmax on a hidden layer.
+fn hidden_softmax(spans: &Spans, layers: &[(Handle<Layer>, &Layer)], out: &mut Vec<Diagnostic>) {
+    // The output layer: the last layer with weights.
+    let output = layers
+        .iter()
+        .rposition(|(_, l)| !matches!(l.kind, LayerKind::Dropout { .. }))
+        .unwrap_or(layers.len().saturating_sub(1));
     for (i, &(h, layer)) in layers.iter().enumerate() {
         if i < output && layer.activation() == Some(Activation::Softmax) {
             out.push(
@@ -65,8 +79,11 @@ pub(super) fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) 
             );
         }
     }
+}
 
-    // W0002: dropout right before the output layer.
+/// W0002: dropout right before the output layer.
+fn dropout_before_output(spans: &Spans, layers: &[(Handle<Layer>, &Layer)], out: &mut Vec<Diagnostic>) {
+    let last = layers.len().saturating_sub(1);
     if last >= 1
         && let (h, LayerKind::Dropout { .. }) = (layers[last - 1].0, &layers[last - 1].1.kind)
     {
@@ -77,8 +94,11 @@ pub(super) fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) 
                 .with_hint("move the dropout between hidden layers, or lower its rate"),
         );
     }
+}
 
-    // W0003: things that need validation data to be judged.
+/// W0003: dropout or regularization that needs validation data to be judged; E0021: early
+/// stopping with nothing to watch.
+fn no_validation(program: &Program, spans: &Spans, layers: &[(Handle<Layer>, &Layer)], out: &mut Vec<Diagnostic>) {
     let data = &program.train.data;
     if !data.validation.is_some() {
         let data_span = spans.setting("data").statement;
@@ -129,14 +149,21 @@ pub(super) fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) 
             );
         }
     }
+}
 
-    // W0004: regularization with no effect, or strong enough to wipe out the weights.
+/// W0004: regularization with no effect, or strong enough to wipe out the weights.
+fn regularization_extremes(
+    program: &Program,
+    spans: &Spans,
+    layers: &[(Handle<Layer>, &Layer)],
+    out: &mut Vec<Diagnostic>,
+) {
     let lr = program.train.optimizer.lr;
     // Each entry: the strengths, their spans, and the strengths a zero would switch off.
     let global = program.train.regularization;
     let mut regs: Vec<(Regularization, crate::ir::SlotSpans, Regularization)> = Vec::new();
     regs.push((global, spans.setting("regularize"), Regularization::default()));
-    for (h, layer) in &layers {
+    for (h, layer) in layers {
         regs.push((layer.regularization.resolve(global), spans.layer(*h).clone(), global));
     }
     for (r, s, replaced) in regs {

@@ -193,86 +193,12 @@ pub fn build(checked: &Checked) -> Graph {
             Some(Source::Input) | None => input,
         };
         let shapes = checked.layer(h);
-        let params: Vec<NodeId> = shapes
-            .params
-            .iter()
-            .map(|p| {
-                let (regularization, init) = match (p.kind, &layer.kind) {
-                    (ParamKind::Weight, LayerKind::Dense { init, .. } | LayerKind::Maxout { init, .. }) => {
-                        (layer.regularization.resolve(global), init_of(*init, p.rows, p.cols))
-                    }
-                    (ParamKind::Bias, LayerKind::Dense { bias, .. } | LayerKind::Maxout { bias, .. }) => {
-                        (Regularization::default(), ParamInit::Constant(*bias))
-                    }
-                    (
-                        ParamKind::Slope,
-                        LayerKind::Dense {
-                            activation: Activation::Prelu { initial },
-                            ..
-                        },
-                    ) => (Regularization::default(), ParamInit::Constant(*initial)),
-                    (kind, other) => unreachable!("{other:?} has no {kind:?} parameter"),
-                };
-                b.param(Param {
-                    name: format!("{}.{}", layer.name, p.kind.suffix()),
-                    rows: p.rows,
-                    cols: p.cols,
-                    kind: p.kind,
-                    init,
-                    layer: index,
-                    regularization,
-                })
-            })
-            .collect();
-        let is_output = h == output_layer;
-        let y = match &layer.kind {
-            LayerKind::Dense { activation, .. } => {
-                let z = affine(&mut b, x, params[0], params[1]);
-                let fused_loss = is_output
-                    && matches!(
-                        (model.loss, activation),
-                        (Loss::CrossEntropy, Activation::Softmax) | (Loss::BinaryCrossEntropy, Activation::Sigmoid)
-                    );
-                if fused_loss {
-                    logits = Some(z);
-                }
-                match activation {
-                    Activation::Linear => z,
-                    Activation::Sigmoid => b.add(activation::unary(Unary::Sigmoid, z)),
-                    Activation::Tanh => b.add(activation::unary(Unary::Tanh, z)),
-                    Activation::Relu => b.add(activation::unary(Unary::Relu, z)),
-                    Activation::LeakyRelu { alpha } => b.add(activation::unary(Unary::LeakyRelu(*alpha), z)),
-                    Activation::Elu { alpha } => b.add(activation::unary(Unary::Elu(*alpha), z)),
-                    Activation::Prelu { .. } => b.add(Op::Activation(ActivationOp::Prelu { x: z, slope: params[2] })),
-                    Activation::Softmax => b.add(Op::Softmax(SoftmaxOp::Softmax { x: z })),
-                }
-            }
-            LayerKind::Maxout { pieces, fixed_zero, .. } => {
-                let z = affine(&mut b, x, params[0], params[1]);
-                // With one piece of each group fixed at zero, max(z_1..z_{k-1}, 0) is relu of the
-                // maxout of the learned pieces (of z itself when one piece is learned).
-                let learned = if *fixed_zero { pieces - 1 } else { *pieces };
-                let m = if learned > 1 {
-                    b.add(Op::Maxout(MaxoutOp::Maxout { x: z, pieces: learned }))
-                } else {
-                    z
-                };
-                if *fixed_zero {
-                    b.add(activation::unary(Unary::Relu, m))
-                } else {
-                    m
-                }
-            }
-            LayerKind::Dropout { rate, mode } => {
-                let mask = b.add(Op::Dropout(DropoutOp::Mask {
-                    like: x,
-                    rate: *rate,
-                    mode: *mode,
-                    layer: index,
-                }));
-                b.add(Op::Arith(ArithOp::Mul { a: x, b: mask }))
-            }
-        };
+        let params = layer_params(&mut b, layer, index, &shapes.params, global);
+        let fuse_loss = h == output_layer;
+        let (y, z) = layer_nodes(&mut b, layer, index, x, &params, fuse_loss.then_some(model.loss));
+        if z.is_some() {
+            logits = z;
+        }
         value_of.push(y);
         layers.push(LayerInfo {
             name: layer.name.clone(),
@@ -321,6 +247,106 @@ pub fn build(checked: &Checked) -> Graph {
     };
     autodiff::differentiate(&mut graph, b);
     graph
+}
+
+/// Creates a layer's parameters in the checker's layout, with their initializers and
+/// regularization (never on biases or slopes).
+fn layer_params(
+    b: &mut Builder,
+    layer: &crate::ir::Layer,
+    index: usize,
+    shapes: &[crate::ir::ParamShape],
+    global: Regularization,
+) -> Vec<NodeId> {
+    shapes
+        .iter()
+        .map(|p| {
+            let (regularization, init) = match (p.kind, &layer.kind) {
+                (ParamKind::Weight, LayerKind::Dense { init, .. } | LayerKind::Maxout { init, .. }) => {
+                    (layer.regularization.resolve(global), init_of(*init, p.rows, p.cols))
+                }
+                (ParamKind::Bias, LayerKind::Dense { bias, .. } | LayerKind::Maxout { bias, .. }) => {
+                    (Regularization::default(), ParamInit::Constant(*bias))
+                }
+                (
+                    ParamKind::Slope,
+                    LayerKind::Dense {
+                        activation: Activation::Prelu { initial },
+                        ..
+                    },
+                ) => (Regularization::default(), ParamInit::Constant(*initial)),
+                (kind, other) => unreachable!("{other:?} has no {kind:?} parameter"),
+            };
+            b.param(Param {
+                name: format!("{}.{}", layer.name, p.kind.suffix()),
+                rows: p.rows,
+                cols: p.cols,
+                kind: p.kind,
+                init,
+                layer: index,
+                regularization,
+            })
+        })
+        .collect()
+}
+
+/// The nodes of one layer reading `x`: returns its output and, when it is the output layer of
+/// a loss fused with its activation (`loss` given: softmax + cross-entropy, sigmoid + binary
+/// cross-entropy), the logits the loss reads.
+fn layer_nodes(
+    b: &mut Builder,
+    layer: &crate::ir::Layer,
+    index: usize,
+    x: NodeId,
+    params: &[NodeId],
+    loss: Option<Loss>,
+) -> (NodeId, Option<NodeId>) {
+    match &layer.kind {
+        LayerKind::Dense { activation, .. } => {
+            let z = affine(b, x, params[0], params[1]);
+            let fused = matches!(
+                (loss, activation),
+                (Some(Loss::CrossEntropy), Activation::Softmax) | (Some(Loss::BinaryCrossEntropy), Activation::Sigmoid)
+            );
+            let y = match activation {
+                Activation::Linear => z,
+                Activation::Sigmoid => b.add(activation::unary(Unary::Sigmoid, z)),
+                Activation::Tanh => b.add(activation::unary(Unary::Tanh, z)),
+                Activation::Relu => b.add(activation::unary(Unary::Relu, z)),
+                Activation::LeakyRelu { alpha } => b.add(activation::unary(Unary::LeakyRelu(*alpha), z)),
+                Activation::Elu { alpha } => b.add(activation::unary(Unary::Elu(*alpha), z)),
+                Activation::Prelu { .. } => b.add(Op::Activation(ActivationOp::Prelu { x: z, slope: params[2] })),
+                Activation::Softmax => b.add(Op::Softmax(SoftmaxOp::Softmax { x: z })),
+            };
+            (y, fused.then_some(z))
+        }
+        LayerKind::Maxout { pieces, fixed_zero, .. } => {
+            let z = affine(b, x, params[0], params[1]);
+            // With one piece of each group fixed at zero, max(z_1..z_{k-1}, 0) is relu of the
+            // maxout of the learned pieces (of z itself when one piece is learned).
+            let learned = if *fixed_zero { pieces - 1 } else { *pieces };
+            let m = if learned > 1 {
+                b.add(Op::Maxout(MaxoutOp::Maxout { x: z, pieces: learned }))
+            } else {
+                z
+            };
+            let y = if *fixed_zero {
+                b.add(activation::unary(Unary::Relu, m))
+            } else {
+                m
+            };
+            (y, None)
+        }
+        LayerKind::Dropout { rate, mode } => {
+            let mask = b.add(Op::Dropout(DropoutOp::Mask {
+                like: x,
+                rate: *rate,
+                mode: *mode,
+                layer: index,
+            }));
+            (b.add(Op::Arith(ArithOp::Mul { a: x, b: mask })), None)
+        }
+    }
 }
 
 /// `x w + bias`.
