@@ -212,3 +212,52 @@ fn the_checks_see_what_they_check() {
     assert_eq!(crate_references("use crate::{data, ir::Shape};"), vec!["data", "ir"]);
     assert_eq!(code_lines("// crate::run\nuse crate::ir;").count(), 1);
 }
+
+/// Slot spans are looked up by name (`spans.get("width")`), falling back to the statement's
+/// span when a value was not written. A misspelt name would fall back silently, so every name
+/// the checker looks up must be a slot, option or flag of some statement (or the label).
+#[test]
+fn slot_names_the_checker_looks_up_exist() {
+    use netc::front::schema::SCHEMAS;
+    let slot_exists = |name: &str| {
+        name == "name"
+            || SCHEMAS
+                .iter()
+                .any(|s| s.positional.iter().chain(s.options).any(|slot| slot.name == name) || s.flags.contains(&name))
+    };
+    let head_exists = |name: &str| SCHEMAS.iter().any(|s| s.head == name);
+    let mut unknown = Vec::new();
+    let mut seen = 0;
+    for path in sources() {
+        let rel = relative(&path);
+        if !rel.starts_with("check/") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for (line_number, line) in code_lines(&text) {
+            for (call, exists) in [
+                (".get(\"", &slot_exists as &dyn Fn(&str) -> bool),
+                (".has(\"", &slot_exists),
+                (".setting(\"", &head_exists),
+            ] {
+                let mut rest = line;
+                while let Some(at) = rest.find(call) {
+                    let after = rest[at + call.len()..].trim_start_matches('"');
+                    let name = &after[..after.find('"').unwrap_or(0)];
+                    if !name.is_empty() {
+                        seen += 1;
+                        if !exists(name) {
+                            unknown.push(format!("src/{rel}:{line_number}: no statement has `{name}`"));
+                        }
+                    }
+                    rest = &after[name.len()..];
+                }
+            }
+        }
+    }
+    assert!(
+        seen >= 10,
+        "the scan found only {seen} lookups: has the lookup API changed?"
+    );
+    assert!(unknown.is_empty(), "{}", unknown.join("\n"));
+}
