@@ -10,14 +10,19 @@ use netc::back::interp::Context;
 use netc::diag::source::SourceMap;
 use netc::run::train::{Backend, make_engine};
 
-fn engine(path: &str, backend: Backend) -> Box<dyn Engine> {
+/// The engine of a workload and its learning rate.
+fn engine(path: &str, backend: Backend) -> (Box<dyn Engine>, f64) {
     let text = std::fs::read_to_string(path).expect("workload spec");
     let mut sources = SourceMap::new();
     let id = sources.add(path, text);
-    let (program, _) = netc::compile(&sources, id, &[], &netc::run::limits::of_this_machine())
-        .program
+    let checked = netc::compile(&sources, id, &[], &netc::run::limits::of_this_machine())
+        .checked
         .expect("workload compiles");
-    make_engine(backend, netc::graph::build(&program), 0).expect("engine")
+    let lr = checked.program().train.optimizer.lr;
+    (
+        make_engine(backend, netc::graph::build(&checked), 0).expect("engine"),
+        lr,
+    )
 }
 
 fn batch(engine: &dyn Engine, rows: usize) -> (Array2<f32>, Array2<f32>) {
@@ -35,10 +40,9 @@ fn training_steps(c: &mut Criterion) {
     group.sample_size(20);
     for (name, rows) in [("mlp", 128), ("deep", 64), ("wide", 256)] {
         for (backend_name, backend) in [("jit", Backend::Jit), ("interp", Backend::Interp)] {
-            let mut e = engine(&format!("benches/workloads/{name}.net"), backend);
+            let (mut e, lr) = engine(&format!("benches/workloads/{name}.net"), backend);
             let (x, t) = batch(e.as_ref(), rows);
             e.set_batch(x.view(), t.view());
-            let lr = e.graph().lr;
             let mut step = 0;
             group.bench_function(format!("{name} {backend_name}"), |b| {
                 b.iter(|| {
@@ -58,7 +62,7 @@ fn training_steps(c: &mut Criterion) {
 fn inference(c: &mut Criterion) {
     let mut group = c.benchmark_group("infer1");
     for (backend_name, backend) in [("jit", Backend::Jit), ("interp", Backend::Interp)] {
-        let mut e = engine("benches/workloads/mlp.net", backend);
+        let (mut e, _) = engine("benches/workloads/mlp.net", backend);
         let (x, t) = batch(e.as_ref(), 1);
         let ctx = Context {
             training: false,

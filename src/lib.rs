@@ -13,6 +13,7 @@ pub mod front;
 pub mod fsutil;
 pub mod graph;
 pub mod ir;
+pub mod ops;
 pub mod passes;
 pub mod report;
 pub mod rng;
@@ -21,12 +22,11 @@ pub mod run;
 use diag::Diagnostic;
 use diag::source::{FileId, SourceMap};
 use front::lower::Override;
-use ir::{Program, Spans};
 
-/// A spec run through the front end.
+/// A spec run through the front end and the checker.
 pub struct Compiled {
-    /// The program, when the spec has no errors.
-    pub program: Option<(Program, Spans)>,
+    /// The checked program, when the spec has no errors.
+    pub checked: Option<check::Checked>,
     /// Every error and warning, in source order.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -37,21 +37,23 @@ pub fn compile(sources: &SourceMap, file: FileId, overrides: &[Override], limits
     let (tree, syntax_errors) = front::syntax::parse(file, sources.text(file));
     if !syntax_errors.is_empty() {
         return Compiled {
-            program: None,
+            checked: None,
             diagnostics: syntax_errors,
         };
     }
     let (program, mut diagnostics) = front::lower::lower(&tree, overrides);
-    if let Some((program, spans)) = &program {
-        diagnostics.extend(check::check(program, spans, limits));
-    }
+    let checked = program.and_then(|(program, spans)| {
+        let (checked, found) = check::check(program, spans, limits);
+        diagnostics.extend(found);
+        checked
+    });
     diagnostics.sort_by_key(|d| {
         let at = d.span.map(|s| (s.file, s.start));
         (at.is_none_or(|(f, _)| f != file), at, d.severity)
     });
     let failed = diagnostics.iter().any(Diagnostic::is_error);
     Compiled {
-        program: if failed { None } else { program },
+        checked: if failed { None } else { checked },
         diagnostics,
     }
 }

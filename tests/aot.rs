@@ -270,10 +270,10 @@ fn compiled_models_match_the_interpreter() {
         std::fs::write(&spec, &spec_text).expect("write");
         let mut sources = SourceMap::new();
         let id = sources.add("m.net", spec_text.clone());
-        let (program, _) = netc::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 })
-            .program
+        let checked = netc::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 })
+            .checked
             .expect("compiles");
-        let graph = netc::graph::build(&program);
+        let graph = netc::graph::build(&checked);
         let mut interp: Interpreter<f32> = Interpreter::new(graph.clone(), 40 + case as u64);
         let mut rng = Rng::new(case as u64, 1);
         // Random parameters (larger than the initial ones) and a non-trivial normalization.

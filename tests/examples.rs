@@ -35,7 +35,7 @@ fn examples_check_clean_and_are_formatted() {
         let compiled = netc::compile(&sources, id, &[], &LIMITS);
         let name = path.file_name().expect("name").to_string_lossy().into_owned();
         let rendered = netc::diag::render_plain(&sources, &compiled.diagnostics);
-        assert!(compiled.program.is_some(), "{name} has errors:\n{rendered}");
+        assert!(compiled.checked.is_some(), "{name} has errors:\n{rendered}");
         // The deep sigmoid stack is the lecture's cautionary example: it must warn, and only it.
         let codes: Vec<&str> = compiled.diagnostics.iter().map(|d| d.code.as_str()).collect();
         if name == "deep_sigmoid.net" {
@@ -60,8 +60,9 @@ fn the_ten_layer_sigmoid_stack_is_one_line_plus_a_block() {
     assert_eq!(repeat_lines.len(), 1);
     let mut sources = SourceMap::new();
     let id = sources.add("deep_sigmoid.net", text);
-    let (program, _) = netc::compile(&sources, id, &[], &LIMITS).program.expect("compiles");
-    let sigmoid = program
+    let checked = netc::compile(&sources, id, &[], &LIMITS).checked.expect("compiles");
+    let sigmoid = checked
+        .program()
         .model
         .layers
         .values()

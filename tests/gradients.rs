@@ -9,7 +9,7 @@ use netc::diag::source::SourceMap;
 use netc::graph;
 use netc::rng::Rng;
 
-fn program(model: &str, loss: &str, train_extra: &str) -> netc::ir::Program {
+fn program(model: &str, loss: &str, train_extra: &str) -> netc::check::Checked {
     let text = format!(
         "model g {{\n{model}\n  loss {loss}\n}}\ntrain {{\n  data \"unused.csv\" validation 10%\n  optimizer sgd lr 0.1\n  {train_extra}\n}}\n"
     );
@@ -18,9 +18,8 @@ fn program(model: &str, loss: &str, train_extra: &str) -> netc::ir::Program {
     let compiled = netc::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 });
     let rendered = netc::diag::render_plain(&sources, &compiled.diagnostics);
     compiled
-        .program
+        .checked
         .unwrap_or_else(|| panic!("spec does not compile:\n{rendered}"))
-        .0
 }
 
 fn targets(loss: &str, batch: usize, width: usize, rng: &mut Rng) -> Array2<f64> {

@@ -12,15 +12,14 @@ use netc::graph;
 use netc::rng::Rng;
 use proptest::prelude::*;
 
-fn program(text: &str) -> netc::ir::Program {
+fn program(text: &str) -> netc::check::Checked {
     let mut sources = SourceMap::new();
     let id = sources.add("g.net", text.to_string());
     let compiled = netc::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 });
     let rendered = netc::diag::render_plain(&sources, &compiled.diagnostics);
     compiled
-        .program
+        .checked
         .unwrap_or_else(|| panic!("spec does not compile:\n{rendered}\n{text}"))
-        .0
 }
 
 /// Elementwise agreement: within `rtol` of the element, plus `atol` times the tensor's largest
@@ -71,10 +70,10 @@ fn differential(text: &str, batch: usize, steps: usize, seed: u64) -> Result<(),
     let mut jit = Jit::new(g, seed).map_err(|e| TestCaseError::fail(e.to_string()))?;
     close(&Engine::params(&jit)[0], &interp.params[0], "initial weights", 0.0)?;
     let mut rng = Rng::new(seed, 77);
-    let lr = p.train.optimizer.lr;
+    let lr = p.program().train.optimizer.lr;
     for step in 0..steps {
         let x = Array2::from_shape_fn((batch, iw), |_| (rng.normal() * 1.5) as f32);
-        let t = match p.model.loss {
+        let t = match p.program().model.loss {
             netc::ir::Loss::CrossEntropy => {
                 let mut t = Array2::zeros((batch, ow));
                 for r in 0..batch {

@@ -2,11 +2,12 @@
 //! of docs/language.md evaluated independently), and the dropout identities of the lecture.
 
 use ndarray::{Array2, arr2};
-use netc::back::interp::{Context, Interpreter, apply_update};
+use netc::back::interp::{Context, Interpreter};
 use netc::check::Limits;
 use netc::diag::source::SourceMap;
 use netc::graph;
 use netc::ir::{OptimizerKind, Schedule};
+use netc::ops::UpdateOp;
 
 const GRADIENTS: [f64; 3] = [0.5, -0.25, 0.1];
 
@@ -17,7 +18,7 @@ fn three_steps(kind: OptimizerKind) -> Vec<f64> {
         .iter()
         .enumerate()
         .map(|(t, &g)| {
-            apply_update(&mut w, &mut state, &arr2(&[[g]]), kind, 0.1, t as u64 + 1);
+            UpdateOp::apply(&mut w, &mut state, &arr2(&[[g]]), kind, 0.1, t as u64 + 1);
             w[[0, 0]]
         })
         .collect()
@@ -99,8 +100,8 @@ fn interpreter(model: &str, seed: u64) -> Interpreter<f64> {
     let mut sources = SourceMap::new();
     let id = sources.add("d.net", text);
     let compiled = netc::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 });
-    let program = compiled.program.expect("compiles").0;
-    Interpreter::new(graph::build(&program), seed)
+    let checked = compiled.checked.expect("compiles");
+    Interpreter::new(graph::build(&checked), seed)
 }
 
 fn forward(interp: &mut Interpreter<f64>, x: &Array2<f64>, training: bool, step: u64) -> Array2<f64> {

@@ -23,7 +23,7 @@ fn compile_checked(text: &str) -> netc::Compiled {
     let compiled = netc::compile(&sources, id, &[], &LIMITS);
     let has_error = compiled.diagnostics.iter().any(|d| d.is_error());
     assert_eq!(
-        compiled.program.is_none(),
+        compiled.checked.is_none(),
         has_error,
         "a program exactly when there are no errors"
     );
@@ -153,7 +153,10 @@ proptest! {
         prop_assert_eq!(&twice, &once);
         let before = compile_checked(&text);
         let after = compile_checked(&once);
-        prop_assert_eq!(before.program.map(|p| p.0), after.program.map(|p| p.0));
+        prop_assert_eq!(
+            before.checked.map(|c| c.program().clone()),
+            after.checked.map(|c| c.program().clone())
+        );
         let codes = |c: &netc::Compiled| c.diagnostics.iter().map(|d| d.code).collect::<Vec<_>>();
         prop_assert_eq!(codes(&compile_checked(&text)), codes(&compile_checked(&once)));
     }

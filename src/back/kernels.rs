@@ -1,12 +1,13 @@
 //! Cranelift code generation for fused kernels, written once against `cranelift_module::Module`
-//! so that the JIT and an object-file backend differ only in the module they pass.
+//! so that the JIT and an object-file backend differ only in the module they pass. Their
+//! signatures as Rust function types live with the code that calls them (`back/jit`).
 //!
 //! Kernels work on f32x4 vectors (Cranelift's widest on x86-64) with a scalar tail. Cranelift
 //! has no `exp`, so [`Emitter::exp`] builds one from range reduction and a polynomial (relative
 //! error about 2e-7), used for sigmoid, tanh and elu.
 
-use crate::graph::{Rows, Unary};
-use crate::ir::OptimizerKind;
+use crate::ir::{Dim, OptimizerKind};
+use crate::ops::Scalar;
 use crate::passes::fuse::{Input, KOp, MapKernel};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -153,81 +154,46 @@ impl Emitter<'_, '_> {
         let is_small = self.b.ins().fcmp(FloatCC::LessThan, ax, limit);
         self.choose(is_small, small, big)
     }
-
-    fn act(&mut self, f: Unary, x: Value) -> Value {
-        match f {
-            Unary::Sigmoid => self.sigmoid(x),
-            Unary::Tanh => self.tanh(x),
-            Unary::Relu => {
-                let zero = self.konst(0.0);
-                let pos = self.gt_zero(x);
-                self.choose(pos, x, zero)
-            }
-            Unary::LeakyRelu(alpha) => {
-                let a = self.konst(alpha as f32);
-                let ax = self.b.ins().fmul(x, a);
-                let pos = self.gt_zero(x);
-                self.choose(pos, x, ax)
-            }
-            Unary::Elu(alpha) => {
-                let e = self.exp(x);
-                let one = self.konst(1.0);
-                let em1 = self.b.ins().fsub(e, one);
-                let a = self.konst(alpha as f32);
-                let neg = self.b.ins().fmul(em1, a);
-                let pos = self.gt_zero(x);
-                self.choose(pos, x, neg)
-            }
-        }
-    }
-
-    /// `dy * f'(x)`, using `y = f(x)` where that is cheaper.
-    fn act_grad(&mut self, f: Unary, x: Value, y: Value, dy: Value) -> Value {
-        let d = match f {
-            Unary::Sigmoid | Unary::Tanh => {
-                // e / (1 + e)^2 with e = exp(-|x|) (sigmoid), 4 e / (1 + e)^2 with
-                // e = exp(-2|x|) (tanh): accurate when the unit saturates, unlike y (1 - y).
-                let ax = self.b.ins().fabs(x);
-                let k = self.konst(if f == Unary::Tanh { -2.0 } else { -1.0 });
-                let t = self.b.ins().fmul(ax, k);
-                let e = self.exp(t);
-                let one = self.konst(1.0);
-                let ope = self.b.ins().fadd(one, e);
-                let sq = self.b.ins().fmul(ope, ope);
-                let e = if f == Unary::Tanh {
-                    let four = self.konst(4.0);
-                    self.b.ins().fmul(four, e)
-                } else {
-                    e
-                };
-                self.b.ins().fdiv(e, sq)
-            }
-            Unary::Relu => {
-                let (one, zero) = (self.konst(1.0), self.konst(0.0));
-                let pos = self.gt_zero(x);
-                self.choose(pos, one, zero)
-            }
-            Unary::LeakyRelu(alpha) => {
-                let (one, a) = (self.konst(1.0), self.konst(alpha as f32));
-                let pos = self.gt_zero(x);
-                self.choose(pos, one, a)
-            }
-            Unary::Elu(alpha) => {
-                let (one, a) = (self.konst(1.0), self.konst(alpha as f32));
-                let ya = self.b.ins().fadd(y, a);
-                let pos = self.gt_zero(x);
-                self.choose(pos, one, ya)
-            }
-        };
-        self.b.ins().fmul(dy, d)
-    }
 }
 
-/// A compiled kernel's entry: `(buffers, rows)` for map kernels.
-pub type MapFn = unsafe extern "C" fn(*const *mut f32, i64);
-
-/// A compiled update kernel: `(w, g, state0, state1, scalars, n)`.
-pub type UpdateFn = unsafe extern "C" fn(*mut f32, *const f32, *mut f32, *mut f32, *const f32, i64);
+/// Generated code for the ops' elementwise math ([`crate::ops::Family::scalar`]): `f32` or
+/// `f32x4` values; `exp` by [`Emitter::exp`], sigmoid and tanh from it.
+impl Scalar for Emitter<'_, '_> {
+    type V = Value;
+    fn constant(&mut self, c: f64) -> Value {
+        self.konst(c as f32)
+    }
+    fn add(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fadd(a, b)
+    }
+    fn mul(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fmul(a, b)
+    }
+    fn div(&mut self, a: Value, b: Value) -> Value {
+        self.b.ins().fdiv(a, b)
+    }
+    fn abs(&mut self, a: Value) -> Value {
+        self.b.ins().fabs(a)
+    }
+    fn exp(&mut self, a: Value) -> Value {
+        Emitter::exp(self, a)
+    }
+    fn exp_m1(&mut self, a: Value) -> Value {
+        let e = Emitter::exp(self, a);
+        let one = self.konst(1.0);
+        self.b.ins().fsub(e, one)
+    }
+    fn sigmoid(&mut self, a: Value) -> Value {
+        Emitter::sigmoid(self, a)
+    }
+    fn tanh(&mut self, a: Value) -> Value {
+        Emitter::tanh(self, a)
+    }
+    fn select_positive(&mut self, x: Value, if_positive: Value, otherwise: Value) -> Value {
+        let positive = self.gt_zero(x);
+        self.choose(positive, if_positive, otherwise)
+    }
+}
 
 /// Emits `for (i = from; i + step <= to; i += step) body(i)` and returns the first `i` it did
 /// not run (where a tail loop starts). `body` must leave the block it ends in open.
@@ -300,11 +266,11 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
         for i in 0..count {
             pointers.push(b.ins().load(ptr, mem(), bufs, (i * ptr.bytes() as usize) as i32));
         }
-        let cols = kernel.shape.cols as i64;
+        let cols = kernel.shape.cols() as i64;
         let vector_end = cols - cols % 4;
-        let rows = match kernel.shape.rows {
-            Rows::Batch => rows,
-            Rows::Fixed(n) => b.ins().iconst(types::I64, n as i64),
+        let rows = match kernel.shape.rows() {
+            Dim::Batch => rows,
+            Dim::Fixed(n) => b.ins().iconst(types::I64, n as i64),
         };
 
         // One column body for a given type and column index.
@@ -314,34 +280,18 @@ pub fn define_map<M: Module>(module: &mut M, name: &str, kernel: &MapKernel) -> 
             let mut values: Vec<Value> = Vec::with_capacity(kernel.ops.len());
             let mut e = Emitter { b, ty };
             for op in &kernel.ops {
-                let v = match *op {
+                let v = match op {
                     KOp::Load(i) => {
-                        let offset = match kernel.inputs[i] {
+                        let offset = match kernel.inputs[*i] {
                             Input::Full(_) => full_offset,
                             Input::Row(_) => col_offset,
                         };
-                        let addr = e.b.ins().iadd(pointers[i], offset);
+                        let addr = e.b.ins().iadd(pointers[*i], offset);
                         e.b.ins().load(ty, mem(), addr, 0)
                     }
-                    KOp::Add(x, y) => e.b.ins().fadd(values[x], values[y]),
-                    KOp::Mul(x, y) => e.b.ins().fmul(values[x], values[y]),
-                    KOp::Act(f, x) => e.act(f, values[x]),
-                    KOp::ActGrad(f, x, y, dy) => e.act_grad(f, values[x], values[y], values[dy]),
-                    KOp::Prelu(x, s) => {
-                        let sx = e.b.ins().fmul(values[x], values[s]);
-                        let pos = e.gt_zero(values[x]);
-                        e.choose(pos, values[x], sx)
-                    }
-                    KOp::PreluDx(x, s, dy) => {
-                        let sd = e.b.ins().fmul(values[dy], values[s]);
-                        let pos = e.gt_zero(values[x]);
-                        e.choose(pos, values[dy], sd)
-                    }
-                    KOp::PreluDslope(x, dy) => {
-                        let term = e.b.ins().fmul(values[dy], values[x]);
-                        let zero = e.konst(0.0);
-                        let pos = e.gt_zero(values[x]);
-                        e.choose(pos, zero, term)
+                    KOp::Apply { op, args } => {
+                        let args: Vec<Value> = args.iter().map(|&a| values[a]).collect();
+                        op.scalar(&mut e, &args)
                     }
                 };
                 values.push(v);
@@ -421,81 +371,7 @@ pub fn define_update<M: Module>(
                     let t = e.b.ins().fmul(k, wv);
                     gv = e.b.ins().fadd(gv, t);
                 }
-                let step = |e: &mut Emitter, g: Value| e.b.ins().fmul(lr, g);
-                match kind {
-                    OptimizerKind::Sgd => {
-                        let d = step(&mut e, gv);
-                        let nw = e.b.ins().fsub(wv, d);
-                        e.b.ins().store(mem(), nw, wa, 0);
-                    }
-                    OptimizerKind::Momentum { lambda } | OptimizerKind::Nesterov { lambda } => {
-                        let lam = e.konst(lambda as f32);
-                        let v = e.b.ins().load(ty, mem(), s0a, 0);
-                        let lv = e.b.ins().fmul(lam, v);
-                        let d = step(&mut e, gv);
-                        let v = e.b.ins().fsub(lv, d);
-                        e.b.ins().store(mem(), v, s0a, 0);
-                        let nw = if matches!(kind, OptimizerKind::Nesterov { .. }) {
-                            let lv = e.b.ins().fmul(lam, v);
-                            let t = e.b.ins().fsub(lv, d);
-                            e.b.ins().fadd(wv, t)
-                        } else {
-                            e.b.ins().fadd(wv, v)
-                        };
-                        e.b.ins().store(mem(), nw, wa, 0);
-                    }
-                    OptimizerKind::Adagrad { eps } | OptimizerKind::Rmsprop { eps, .. } => {
-                        let s = e.b.ins().load(ty, mem(), s0a, 0);
-                        // Same operation order as the interpreter, so results agree bit for bit.
-                        let s = match kind {
-                            OptimizerKind::Rmsprop { alpha, .. } => {
-                                let a = e.konst(alpha as f32);
-                                let oma = e.konst(1.0 - alpha as f32);
-                                let as_ = e.b.ins().fmul(a, s);
-                                let t = e.b.ins().fmul(oma, gv);
-                                let t = e.b.ins().fmul(t, gv);
-                                e.b.ins().fadd(as_, t)
-                            }
-                            _ => {
-                                let g2 = e.b.ins().fmul(gv, gv);
-                                e.b.ins().fadd(s, g2)
-                            }
-                        };
-                        e.b.ins().store(mem(), s, s0a, 0);
-                        let d = step(&mut e, gv);
-                        let root = e.b.ins().sqrt(s);
-                        let epsv = e.konst(eps as f32);
-                        let den = e.b.ins().fadd(root, epsv);
-                        let q = e.b.ins().fdiv(d, den);
-                        let nw = e.b.ins().fsub(wv, q);
-                        e.b.ins().store(mem(), nw, wa, 0);
-                    }
-                    OptimizerKind::Adam { beta1, beta2, eps } => {
-                        let (b1, omb1) = (e.konst(beta1 as f32), e.konst(1.0 - beta1 as f32));
-                        let (b2, omb2) = (e.konst(beta2 as f32), e.konst(1.0 - beta2 as f32));
-                        let m = e.b.ins().load(ty, mem(), s0a, 0);
-                        let v = e.b.ins().load(ty, mem(), s1a, 0);
-                        let bm = e.b.ins().fmul(b1, m);
-                        let t = e.b.ins().fmul(omb1, gv);
-                        let m = e.b.ins().fadd(bm, t);
-                        let bv = e.b.ins().fmul(b2, v);
-                        let g2 = e.b.ins().fmul(omb2, gv);
-                        let g2 = e.b.ins().fmul(g2, gv);
-                        let v = e.b.ins().fadd(bv, g2);
-                        e.b.ins().store(mem(), m, s0a, 0);
-                        e.b.ins().store(mem(), v, s1a, 0);
-                        // Same operation order as the interpreter.
-                        let root2 = splat(&mut e, root2);
-                        let d = e.b.ins().fmul(lr, m);
-                        let root = e.b.ins().sqrt(v);
-                        let root = e.b.ins().fmul(root, root2);
-                        let epsv = e.konst(eps as f32);
-                        let den = e.b.ins().fadd(root, epsv);
-                        let q = e.b.ins().fdiv(d, den);
-                        let nw = e.b.ins().fsub(wv, q);
-                        e.b.ins().store(mem(), nw, wa, 0);
-                    }
-                }
+                optimizer_step(&mut e, kind, [wa, s0a, s1a], wv, gv, lr, root2);
             };
 
             let i = counted_loop(b, zero, n, 4, |b, i| body(b, types::F32X4, i));
@@ -505,8 +381,88 @@ pub fn define_update<M: Module>(
     )
 }
 
-/// A compiled matrix product `(a, b, c, m)`: `c[m x n] = a[m x k] b[k x n]`, row-major.
-pub type MatmulFn = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64);
+/// The optimizer step of one element (or vector of elements): `gv` is the gradient with the
+/// regularizer's added, `wv` the weight, `at` the addresses of the weight and the two state
+/// slots. Same operation order as the interpreter ([`crate::ops::UpdateOp::apply`]).
+fn optimizer_step(e: &mut Emitter, kind: OptimizerKind, at: [Value; 3], wv: Value, gv: Value, lr: Value, root2: Value) {
+    let (ty, [wa, s0a, s1a]) = (e.ty, at);
+    let splat = |e: &mut Emitter, v: Value| if e.vector() { e.b.ins().splat(e.ty, v) } else { v };
+    let step = |e: &mut Emitter, g: Value| e.b.ins().fmul(lr, g);
+    match kind {
+        OptimizerKind::Sgd => {
+            let d = step(e, gv);
+            let nw = e.b.ins().fsub(wv, d);
+            e.b.ins().store(mem(), nw, wa, 0);
+        }
+        OptimizerKind::Momentum { lambda } | OptimizerKind::Nesterov { lambda } => {
+            let lam = e.konst(lambda as f32);
+            let v = e.b.ins().load(ty, mem(), s0a, 0);
+            let lv = e.b.ins().fmul(lam, v);
+            let d = step(e, gv);
+            let v = e.b.ins().fsub(lv, d);
+            e.b.ins().store(mem(), v, s0a, 0);
+            let nw = if matches!(kind, OptimizerKind::Nesterov { .. }) {
+                let lv = e.b.ins().fmul(lam, v);
+                let t = e.b.ins().fsub(lv, d);
+                e.b.ins().fadd(wv, t)
+            } else {
+                e.b.ins().fadd(wv, v)
+            };
+            e.b.ins().store(mem(), nw, wa, 0);
+        }
+        OptimizerKind::Adagrad { eps } | OptimizerKind::Rmsprop { eps, .. } => {
+            let s = e.b.ins().load(ty, mem(), s0a, 0);
+            // Same operation order as the interpreter, so results agree bit for bit.
+            let s = match kind {
+                OptimizerKind::Rmsprop { alpha, .. } => {
+                    let a = e.konst(alpha as f32);
+                    let oma = e.konst(1.0 - alpha as f32);
+                    let as_ = e.b.ins().fmul(a, s);
+                    let t = e.b.ins().fmul(oma, gv);
+                    let t = e.b.ins().fmul(t, gv);
+                    e.b.ins().fadd(as_, t)
+                }
+                _ => {
+                    let g2 = e.b.ins().fmul(gv, gv);
+                    e.b.ins().fadd(s, g2)
+                }
+            };
+            e.b.ins().store(mem(), s, s0a, 0);
+            let d = step(e, gv);
+            let root = e.b.ins().sqrt(s);
+            let epsv = e.konst(eps as f32);
+            let den = e.b.ins().fadd(root, epsv);
+            let q = e.b.ins().fdiv(d, den);
+            let nw = e.b.ins().fsub(wv, q);
+            e.b.ins().store(mem(), nw, wa, 0);
+        }
+        OptimizerKind::Adam { beta1, beta2, eps } => {
+            let (b1, omb1) = (e.konst(beta1 as f32), e.konst(1.0 - beta1 as f32));
+            let (b2, omb2) = (e.konst(beta2 as f32), e.konst(1.0 - beta2 as f32));
+            let m = e.b.ins().load(ty, mem(), s0a, 0);
+            let v = e.b.ins().load(ty, mem(), s1a, 0);
+            let bm = e.b.ins().fmul(b1, m);
+            let t = e.b.ins().fmul(omb1, gv);
+            let m = e.b.ins().fadd(bm, t);
+            let bv = e.b.ins().fmul(b2, v);
+            let g2 = e.b.ins().fmul(omb2, gv);
+            let g2 = e.b.ins().fmul(g2, gv);
+            let v = e.b.ins().fadd(bv, g2);
+            e.b.ins().store(mem(), m, s0a, 0);
+            e.b.ins().store(mem(), v, s1a, 0);
+            // Same operation order as the interpreter.
+            let root2 = splat(e, root2);
+            let d = e.b.ins().fmul(lr, m);
+            let root = e.b.ins().sqrt(v);
+            let root = e.b.ins().fmul(root, root2);
+            let epsv = e.konst(eps as f32);
+            let den = e.b.ins().fadd(root, epsv);
+            let q = e.b.ins().fdiv(d, den);
+            let nw = e.b.ins().fsub(wv, q);
+            e.b.ins().store(mem(), nw, wa, 0);
+        }
+    }
+}
 
 /// Declares and defines a matrix product for fixed `k` and `n` and any `m`. Register tiles:
 /// 4 rows x 8 columns (eight f32x4 accumulators); single rows (batch 1, the row tail) take 16

@@ -1,135 +1,78 @@
 //! Reverse-mode differentiation of the forward graph, and the update piece.
 //!
-//! Walks the forward nodes backwards and appends, for each op, the nodes that compute the
-//! gradients of its inputs (the derivative rules of every op are here, one arm each). The loss
-//! ops are fused with their output activation: cross-entropy's gradient w.r.t. the logits is
-//! `softmax - target`, never formed through the softmax's Jacobian.
+//! Walks the forward nodes backwards and asks each op for the gradients of its inputs (the
+//! derivative rules live with the ops, in [`crate::ops`]); sums the gradients of values read
+//! twice; adds each regularized weight's penalty gradient; appends one update per parameter.
 
-use crate::graph::{Builder, Graph, NodeId, Op, ParamKind};
+use super::{Builder, Graph, NodeId, Op, ParamKind};
+use crate::ops::ArithOp;
+use crate::ops::{GradCx, PenaltyOp, UpdateOp};
 use std::collections::HashMap;
 
+/// Autodiff's state: the builder, which nodes need gradients, and the gradients so far.
+struct Gradients {
+    builder: Builder,
+    needs: Vec<bool>,
+    grads: HashMap<NodeId, NodeId>,
+}
+
+impl GradCx for Gradients {
+    fn needs(&self, n: NodeId) -> bool {
+        self.needs.get(n.index()).copied().unwrap_or(false)
+    }
+
+    fn add(&mut self, op: Op) -> NodeId {
+        self.builder.add(op)
+    }
+
+    fn accumulate(&mut self, n: NodeId, g: NodeId) {
+        if !self.needs(n) {
+            return;
+        }
+        let total = match self.grads.get(&n) {
+            Some(&existing) => self.builder.add(Op::Arith(ArithOp::Add { a: existing, b: g })),
+            None => g,
+        };
+        self.grads.insert(n, total);
+    }
+}
+
 /// Appends the backward and update pieces to `graph`, taking its nodes from `builder`.
-/// `logits` is the pre-activation of a fused softmax/sigmoid output, if any.
-pub fn differentiate(graph: &mut Graph, mut b: Builder, logits: Option<NodeId>) {
-    let forward_end = b.nodes().len();
+pub fn differentiate(graph: &mut Graph, builder: Builder) {
+    let forward_end = builder.nodes().len();
     // Which nodes depend on a parameter (only those need gradients).
     let mut needs = vec![false; forward_end];
-    for (h, node) in b.nodes().iter() {
+    for (h, node) in builder.nodes().iter() {
         needs[h.index()] = match node.op {
             Op::Param(_) => true,
-            Op::DropoutMask { .. } => false,
+            ref op if op.is_constant() => false,
             ref op => op.inputs().iter().any(|i| needs[i.index()]),
         };
     }
-
-    let mut grads: HashMap<NodeId, NodeId> = HashMap::new();
-    let accumulate = |b: &mut Builder, grads: &mut HashMap<NodeId, NodeId>, node: NodeId, g: NodeId| {
-        if !needs[node.index()] {
-            return;
-        }
-        let total = match grads.get(&node) {
-            Some(&existing) => b.add(Op::Add { a: existing, b: g }),
-            None => g,
-        };
-        grads.insert(node, total);
+    let mut cx = Gradients {
+        builder,
+        needs,
+        grads: HashMap::new(),
     };
 
-    // Seed: the gradient of the (mean) loss w.r.t. what it reads.
-    let loss_op = b.nodes()[graph.loss].op.clone();
-    match loss_op {
-        Op::SoftmaxCrossEntropy { logits: z, targets } => {
-            debug_assert_eq!(Some(z), logits);
-            let g = b.add(Op::SoftmaxCrossEntropyGrad { logits: z, targets });
-            accumulate(&mut b, &mut grads, z, g);
-        }
-        Op::SigmoidCrossEntropy { logits: z, targets } => {
-            let g = b.add(Op::SigmoidCrossEntropyGrad { logits: z, targets });
-            accumulate(&mut b, &mut grads, z, g);
-        }
-        Op::MeanSquaredError { output, targets } => {
-            let g = b.add(Op::MeanSquaredErrorGrad { output, targets });
-            accumulate(&mut b, &mut grads, output, g);
-        }
-        ref other => unreachable!("the loss node is a loss op, found {other:?}"),
-    }
-
+    // The loss is the root: its op seeds the gradient of what it reads.
+    let loss_op = cx.builder.nodes()[graph.loss].op.clone();
+    loss_op.differentiate(graph.loss, None, &mut cx);
     for &node in graph.forward.iter().rev() {
-        let Some(&dy) = grads.get(&node) else { continue };
-        let op = b.nodes()[node].op.clone();
-        b.set_layer(b.nodes()[node].layer);
-        match op {
-            Op::MatMul {
-                a,
-                b: w,
-                transpose_a: false,
-                transpose_b: false,
-            } => {
-                if needs[a.index()] {
-                    let da = b.add(Op::MatMul {
-                        a: dy,
-                        b: w,
-                        transpose_a: false,
-                        transpose_b: true,
-                    });
-                    accumulate(&mut b, &mut grads, a, da);
-                }
-                if needs[w.index()] {
-                    let dw = b.add(Op::MatMul {
-                        a,
-                        b: dy,
-                        transpose_a: true,
-                        transpose_b: false,
-                    });
-                    accumulate(&mut b, &mut grads, w, dw);
-                }
-            }
-            Op::AddRow { x, row } => {
-                accumulate(&mut b, &mut grads, x, dy);
-                let drow = b.add(Op::SumRows { x: dy });
-                accumulate(&mut b, &mut grads, row, drow);
-            }
-            Op::Unary { func, x } => {
-                let dx = b.add(Op::UnaryGrad { func, x, y: node, dy });
-                accumulate(&mut b, &mut grads, x, dx);
-            }
-            Op::Prelu { x, slope } => {
-                if needs[x.index()] {
-                    let dx = b.add(Op::PreluGradInput { x, slope, dy });
-                    accumulate(&mut b, &mut grads, x, dx);
-                }
-                let ds = b.add(Op::PreluGradSlope { x, dy });
-                accumulate(&mut b, &mut grads, slope, ds);
-            }
-            Op::Maxout { x, pieces } => {
-                let dx = b.add(Op::MaxoutGrad { x, pieces, dy });
-                accumulate(&mut b, &mut grads, x, dx);
-            }
-            Op::Mul { a, b: m } => {
-                if needs[a.index()] {
-                    let da = b.add(Op::Mul { a: dy, b: m });
-                    accumulate(&mut b, &mut grads, a, da);
-                }
-                if needs[m.index()] {
-                    let dm = b.add(Op::Mul { a: dy, b: a });
-                    accumulate(&mut b, &mut grads, m, dm);
-                }
-            }
-            Op::Add { a, b: c } => {
-                accumulate(&mut b, &mut grads, a, dy);
-                accumulate(&mut b, &mut grads, c, dy);
-            }
-            Op::Softmax { x } => {
-                let dx = b.add(Op::SoftmaxGrad { y: node, dy });
-                accumulate(&mut b, &mut grads, x, dx);
-            }
-            Op::Param(_) => {}
-            ref other => unreachable!("no forward graph holds {other:?} above its loss"),
+        if node == graph.loss {
+            continue;
         }
+        let Some(&dy) = cx.grads.get(&node) else { continue };
+        let op = cx.builder.nodes()[node].op.clone();
+        let layer = cx.builder.nodes()[node].layer;
+        cx.builder.set_layer(layer);
+        op.differentiate(node, Some(dy), &mut cx);
     }
-    b.set_layer(None);
+    cx.builder.set_layer(None);
 
     // Final gradients (with the regularizer's) and one update per parameter.
-    let param_nodes: Vec<(usize, NodeId)> = b
+    let param_nodes: Vec<(usize, NodeId)> = cx
+        .builder
         .nodes()
         .iter()
         .filter_map(|(h, n)| match n.op {
@@ -139,24 +82,27 @@ pub fn differentiate(graph: &mut Graph, mut b: Builder, logits: Option<NodeId>) 
         .collect();
     let mut final_grads = vec![None; param_nodes.len()];
     let mut updates = Vec::new();
-    let params = b.params().to_vec();
+    let params = cx.builder.params().to_vec();
+    let Gradients {
+        builder: mut b, grads, ..
+    } = cx;
     for (p, node) in param_nodes {
         let g = *grads.get(&node).expect("every parameter reaches the loss");
         let info = &params[p];
         b.set_layer(Some(info.layer));
         let r = info.regularization;
         let g = if info.kind == ParamKind::Weight && (r.l1 > 0.0 || r.l2 > 0.0) {
-            b.add(Op::PenaltyGrad {
+            b.add(Op::Penalty(PenaltyOp::PenaltyGrad {
                 grad: g,
                 param: p,
                 l1: r.l1,
                 l2: r.l2,
-            })
+            }))
         } else {
             g
         };
         final_grads[p] = Some(g);
-        updates.push(b.add(Op::Update { param: p, grad: g }));
+        updates.push(b.add(Op::Update(UpdateOp::Update { param: p, grad: g })));
     }
     b.set_layer(None);
 
@@ -164,7 +110,7 @@ pub fn differentiate(graph: &mut Graph, mut b: Builder, logits: Option<NodeId>) 
     graph.backward = nodes
         .iter()
         .skip(forward_end)
-        .filter(|(_, n)| !matches!(n.op, Op::Update { .. }))
+        .filter(|(_, n)| !matches!(n.op, Op::Update(_)))
         .map(|(h, _)| h)
         .collect();
     graph.update = updates;

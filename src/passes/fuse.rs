@@ -14,8 +14,9 @@
 //!
 //! A node's value is stored in a buffer only when something outside its kernel reads it.
 
-use crate::graph::{Graph, NodeId, Op, Rows, Shape, Unary};
-use crate::ir::DropoutMode;
+use crate::graph::{Graph, NodeId, Op};
+use crate::ir::{Dim, DropoutMode, Shape};
+use crate::ops::{DropoutOp, Fusion, LossOp, MaxoutOp, PenaltyOp, SoftmaxOp, UpdateOp};
 use std::collections::{HashMap, HashSet};
 
 /// An input of a map kernel.
@@ -28,24 +29,18 @@ pub enum Input {
 }
 
 /// One scalar instruction of a map kernel; operands are earlier instruction indices.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KOp {
     /// Loads input `i`.
     Load(usize),
-    /// `a + b`.
-    Add(usize, usize),
-    /// `a * b`.
-    Mul(usize, usize),
-    /// `f(x)`.
-    Act(Unary, usize),
-    /// `dy * f'(x)` from x, y = f(x) and dy.
-    ActGrad(Unary, usize, usize, usize),
-    /// PReLU forward `(x, slope)`.
-    Prelu(usize, usize),
-    /// PReLU backward to the input `(x, slope, dy)`.
-    PreluDx(usize, usize, usize),
-    /// The prelu slope-gradient term `(x, dy)`: `dy x` where `x <= 0`, else 0.
-    PreluDslope(usize, usize),
+    /// An elementwise op's math ([`Op::scalar`]) on earlier instructions, in the order of the
+    /// op's inputs. The op's own node handles are not read.
+    Apply {
+        /// The op.
+        op: Op,
+        /// Its operands.
+        args: Vec<usize>,
+    },
 }
 
 /// A fused elementwise kernel over a `[rows, cols]` iteration space.
@@ -61,6 +56,8 @@ pub struct MapKernel {
     pub stores: Vec<(usize, NodeId)>,
     /// (instruction, node) pairs summed over rows into the node's `[1, cols]` buffer.
     pub column_sums: Vec<(usize, NodeId)>,
+    /// The graph nodes the kernel computes, in order (for reports and plan snapshots).
+    pub members: Vec<NodeId>,
 }
 
 /// Row-wise kernels run natively.
@@ -200,19 +197,6 @@ pub struct Plan {
     pub stored: HashSet<NodeId>,
 }
 
-fn is_elementwise(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::AddRow { .. }
-            | Op::Unary { .. }
-            | Op::Prelu { .. }
-            | Op::Mul { .. }
-            | Op::Add { .. }
-            | Op::UnaryGrad { .. }
-            | Op::PreluGradInput { .. }
-    )
-}
-
 struct Group {
     shape: Shape,
     members: Vec<NodeId>,
@@ -227,181 +211,23 @@ pub fn plan(graph: &Graph) -> Plan {
             consumers.entry(i).or_default().push(h);
         }
     }
-    // Nodes computed inside a fused row kernel (so skipped where they appear in a list).
-    let mut fused_into_row: HashSet<NodeId> = HashSet::new();
-    let find = |pred: &dyn Fn(&Op) -> bool| graph.nodes.iter().find(|(_, n)| pred(&n.op)).map(|(h, _)| h);
-
     let mut planner = Planner {
         graph,
         maps: Vec::new(),
         group_of: HashMap::new(),
+        fused_into_row: HashSet::new(),
     };
-    let mut pieces: Vec<Vec<Step>> = Vec::new();
-    for list in [&graph.forward, &graph.backward] {
-        let mut steps: Vec<Step> = Vec::new();
-        let mut prologue: Vec<Step> = Vec::new();
-        let mut open: Option<Group> = None;
-        for &n in list.iter() {
-            if fused_into_row.contains(&n) {
-                continue;
-            }
-            let node = &graph.nodes[n];
-            match &node.op {
-                op if is_elementwise(op) => {
-                    if open.as_ref().is_some_and(|g| g.shape != node.shape) {
-                        planner.close(open.take(), &mut steps);
-                    }
-                    open.get_or_insert_with(|| Group {
-                        shape: node.shape,
-                        members: Vec::new(),
-                        reductions: Vec::new(),
-                    })
-                    .members
-                    .push(n);
-                }
-                Op::SumRows { x } | Op::PreluGradSlope { x, .. } => {
-                    let shape = graph.nodes[*x].shape;
-                    if open.as_ref().is_some_and(|g| g.shape != shape) {
-                        planner.close(open.take(), &mut steps);
-                    }
-                    open.get_or_insert_with(|| Group {
-                        shape,
-                        members: Vec::new(),
-                        reductions: Vec::new(),
-                    })
-                    .reductions
-                    .push(n);
-                }
-                Op::DropoutMask {
-                    like,
-                    rate,
-                    mode,
-                    layer,
-                } => prologue.push(Step::Row(RowKernel::DropoutMask {
-                    like: *like,
-                    rate: *rate,
-                    mode: *mode,
-                    layer: *layer,
-                    out: n,
-                })),
-                Op::PenaltyGrad { .. } => {} // folded into the update kernel
-                op => {
-                    planner.close(open.take(), &mut steps);
-                    let step = match op {
-                        Op::MatMul {
-                            a,
-                            b,
-                            transpose_a,
-                            transpose_b,
-                        } => Step::Gemm {
-                            a: *a,
-                            b: *b,
-                            transpose_a: *transpose_a,
-                            transpose_b: *transpose_b,
-                            out: n,
-                        },
-                        Op::SoftmaxCrossEntropy { logits, targets } => {
-                            let probabilities = find(&|o| matches!(o, Op::Softmax { x } if x == logits));
-                            let grad =
-                                find(&|o| matches!(o, Op::SoftmaxCrossEntropyGrad { logits: l, .. } if l == logits));
-                            fused_into_row.extend(probabilities);
-                            fused_into_row.extend(grad);
-                            Step::Row(RowKernel::SoftmaxCrossEntropy {
-                                logits: *logits,
-                                targets: *targets,
-                                loss: n,
-                                probabilities,
-                                grad,
-                            })
-                        }
-                        Op::SigmoidCrossEntropy { logits, targets } => {
-                            let grad =
-                                find(&|o| matches!(o, Op::SigmoidCrossEntropyGrad { logits: l, .. } if l == logits));
-                            fused_into_row.extend(grad);
-                            Step::Row(RowKernel::SigmoidCrossEntropy {
-                                logits: *logits,
-                                targets: *targets,
-                                loss: n,
-                                grad,
-                            })
-                        }
-                        Op::MeanSquaredError { output, targets } => {
-                            let grad =
-                                find(&|o| matches!(o, Op::MeanSquaredErrorGrad { output: y, .. } if y == output));
-                            fused_into_row.extend(grad);
-                            Step::Row(RowKernel::MeanSquaredError {
-                                output: *output,
-                                targets: *targets,
-                                loss: n,
-                                grad,
-                            })
-                        }
-                        Op::Softmax { x } => Step::Row(RowKernel::Softmax { x: *x, out: n }),
-                        Op::SoftmaxGrad { y, dy } => Step::Row(RowKernel::SoftmaxGrad { y: *y, dy: *dy, out: n }),
-                        Op::Maxout { x, pieces } => Step::Row(RowKernel::Maxout {
-                            x: *x,
-                            pieces: *pieces,
-                            out: n,
-                        }),
-                        Op::MaxoutGrad { x, pieces, dy } => {
-                            let forward = find(&|o| matches!(o, Op::Maxout { x: mx, .. } if mx == x))
-                                .expect("a maxout gradient has its maxout");
-                            Step::Row(RowKernel::MaxoutGrad {
-                                forward,
-                                pieces: *pieces,
-                                dy: *dy,
-                                out: n,
-                            })
-                        }
-                        // Fused into their loss's forward kernel when it exists.
-                        Op::SoftmaxCrossEntropyGrad { .. }
-                        | Op::SigmoidCrossEntropyGrad { .. }
-                        | Op::MeanSquaredErrorGrad { .. } => {
-                            unreachable!("loss gradients are computed by their loss kernel")
-                        }
-                        other => unreachable!("no piece schedules {other:?} here"),
-                    };
-                    steps.push(step);
-                }
-            }
-        }
-        planner.close(open.take(), &mut steps);
-        prologue.extend(steps);
-        pieces.push(prologue);
-    }
-    let update: Vec<Step> = graph
-        .update
-        .iter()
-        .map(|&u| {
-            let Op::Update { param, grad } = graph.nodes[u].op else {
-                unreachable!("update lists hold update nodes")
-            };
-            match graph.nodes[grad].op {
-                Op::PenaltyGrad { grad: raw, l1, l2, .. } => Step::Update {
-                    param,
-                    grad: raw,
-                    l1,
-                    l2,
-                },
-                _ => Step::Update {
-                    param,
-                    grad,
-                    l1: 0.0,
-                    l2: 0.0,
-                },
-            }
-        })
-        .collect();
+    let pieces = [&graph.forward, &graph.backward].map(|list| planner.piece(list));
+    let update: Vec<Step> = graph.update.iter().map(|&u| update_step(graph, u)).collect();
 
     // Buffers: leaves, everything that steps write outside map kernels, and map members that
     // are read outside their kernel.
     let mut stored: HashSet<NodeId> = HashSet::new();
     for (h, node) in graph.nodes.iter() {
-        let in_group = planner.group_of.get(&h);
-        let needed = match in_group {
+        let needed = match planner.group_of.get(&h) {
             None => {
-                let internal = matches!(node.op, Op::PenaltyGrad { .. } | Op::Update { .. } | Op::Penalty { .. });
-                let skipped = fused_into_row.contains(&h) && !is_written_by_row(&pieces, h);
+                let internal = matches!(node.op.fusion(), Fusion::IntoUpdate | Fusion::Update | Fusion::Report);
+                let skipped = planner.fused_into_row.contains(&h) && !is_written_by_row(&pieces, h);
                 !internal && !skipped
             }
             Some(g) => {
@@ -416,17 +242,37 @@ pub fn plan(graph: &Graph) -> Plan {
         }
     }
     let mut maps = planner.maps;
-    for (k, map) in maps.iter_mut().enumerate() {
+    for map in maps.iter_mut() {
         map.stores.retain(|(_, n)| stored.contains(n));
-        debug_assert!(planner.group_of.values().any(|&g| g == k) || map.ops.is_empty() || !map.column_sums.is_empty());
     }
-    let mut pieces = pieces.into_iter();
+    let [forward, backward] = pieces;
     Plan {
-        forward: pieces.next().expect("forward piece"),
-        backward: pieces.next().expect("backward piece"),
+        forward,
+        backward,
         update,
         maps,
         stored,
+    }
+}
+
+/// The update step of one update node: its regularizer gradient folded in.
+fn update_step(graph: &Graph, node: NodeId) -> Step {
+    let Op::Update(UpdateOp::Update { param, grad }) = graph.nodes[node].op else {
+        unreachable!("update lists hold update nodes")
+    };
+    match graph.nodes[grad].op {
+        Op::Penalty(PenaltyOp::PenaltyGrad { grad: raw, l1, l2, .. }) => Step::Update {
+            param,
+            grad: raw,
+            l1,
+            l2,
+        },
+        _ => Step::Update {
+            param,
+            grad,
+            l1: 0.0,
+            l2: 0.0,
+        },
     }
 }
 
@@ -445,108 +291,316 @@ struct Planner<'g> {
     graph: &'g Graph,
     maps: Vec<MapKernel>,
     group_of: HashMap<NodeId, usize>,
+    /// Nodes computed inside a fused row kernel (so skipped where they appear in a list).
+    fused_into_row: HashSet<NodeId>,
 }
 
 impl Planner<'_> {
+    /// The steps of one piece: its prologue (dropout masks), then its kernels in order.
+    fn piece(&mut self, list: &[NodeId]) -> Vec<Step> {
+        let graph = self.graph;
+        let mut steps: Vec<Step> = Vec::new();
+        let mut prologue: Vec<Step> = Vec::new();
+        let mut open: Option<Group> = None;
+        for &n in list {
+            if self.fused_into_row.contains(&n) {
+                continue;
+            }
+            let node = &graph.nodes[n];
+            let (shape, reduction) = match node.op.fusion() {
+                Fusion::Elementwise => (node.shape, false),
+                Fusion::ColumnSum { over } => (graph.nodes[over].shape, true),
+                Fusion::Prologue => {
+                    prologue.push(Step::Row(self.row_kernel(n)));
+                    continue;
+                }
+                Fusion::IntoUpdate | Fusion::Report | Fusion::Update | Fusion::Leaf => continue,
+                Fusion::MatMul | Fusion::Row => {
+                    self.close(open.take(), &mut steps);
+                    steps.push(match &node.op {
+                        Op::Linear(crate::ops::LinearOp::MatMul {
+                            a,
+                            b,
+                            transpose_a,
+                            transpose_b,
+                        }) => Step::Gemm {
+                            a: *a,
+                            b: *b,
+                            transpose_a: *transpose_a,
+                            transpose_b: *transpose_b,
+                            out: n,
+                        },
+                        _ => Step::Row(self.row_kernel(n)),
+                    });
+                    continue;
+                }
+            };
+            if open.as_ref().is_some_and(|g| g.shape != shape) {
+                self.close(open.take(), &mut steps);
+            }
+            let group = open.get_or_insert_with(|| Group {
+                shape,
+                members: Vec::new(),
+                reductions: Vec::new(),
+            });
+            if reduction {
+                group.reductions.push(n);
+            } else {
+                group.members.push(n);
+            }
+        }
+        self.close(open.take(), &mut steps);
+        prologue.extend(steps);
+        prologue
+    }
+
+    /// The row kernel that computes node `n` (and, for a loss, its gradient and probabilities).
+    fn row_kernel(&mut self, n: NodeId) -> RowKernel {
+        let graph = self.graph;
+        let find = |pred: &dyn Fn(&Op) -> bool| graph.nodes.iter().find(|(_, m)| pred(&m.op)).map(|(h, _)| h);
+        match graph.nodes[n].op {
+            Op::Dropout(DropoutOp::Mask {
+                like,
+                rate,
+                mode,
+                layer,
+            }) => RowKernel::DropoutMask {
+                like,
+                rate,
+                mode,
+                layer,
+                out: n,
+            },
+            Op::Loss(LossOp::SoftmaxCrossEntropy { logits, targets }) => {
+                let probabilities = find(&|o| matches!(o, Op::Softmax(SoftmaxOp::Softmax { x }) if *x == logits));
+                let grad =
+                    find(&|o| matches!(o, Op::Loss(LossOp::SoftmaxCrossEntropyGrad { logits: l, .. }) if *l == logits));
+                self.fused_into_row.extend(probabilities);
+                self.fused_into_row.extend(grad);
+                RowKernel::SoftmaxCrossEntropy {
+                    logits,
+                    targets,
+                    loss: n,
+                    probabilities,
+                    grad,
+                }
+            }
+            Op::Loss(LossOp::SigmoidCrossEntropy { logits, targets }) => {
+                let grad =
+                    find(&|o| matches!(o, Op::Loss(LossOp::SigmoidCrossEntropyGrad { logits: l, .. }) if *l == logits));
+                self.fused_into_row.extend(grad);
+                RowKernel::SigmoidCrossEntropy {
+                    logits,
+                    targets,
+                    loss: n,
+                    grad,
+                }
+            }
+            Op::Loss(LossOp::MeanSquaredError { output, targets }) => {
+                let grad =
+                    find(&|o| matches!(o, Op::Loss(LossOp::MeanSquaredErrorGrad { output: y, .. }) if *y == output));
+                self.fused_into_row.extend(grad);
+                RowKernel::MeanSquaredError {
+                    output,
+                    targets,
+                    loss: n,
+                    grad,
+                }
+            }
+            Op::Softmax(SoftmaxOp::Softmax { x }) => RowKernel::Softmax { x, out: n },
+            Op::Softmax(SoftmaxOp::SoftmaxGrad { y, dy }) => RowKernel::SoftmaxGrad { y, dy, out: n },
+            Op::Maxout(MaxoutOp::Maxout { x, pieces }) => RowKernel::Maxout { x, pieces, out: n },
+            Op::Maxout(MaxoutOp::MaxoutGrad { x, pieces, dy }) => {
+                let forward = find(&|o| matches!(o, Op::Maxout(MaxoutOp::Maxout { x: mx, .. }) if *mx == x))
+                    .expect("a maxout gradient has its maxout");
+                RowKernel::MaxoutGrad {
+                    forward,
+                    pieces,
+                    dy,
+                    out: n,
+                }
+            }
+            // Fused into their loss's kernel, which comes first in the forward piece.
+            Op::Loss(_) => unreachable!("loss gradients are computed by their loss kernel"),
+            ref other => unreachable!("{other:?} has no row kernel"),
+        }
+    }
+
     /// Turns an open group into a map kernel step.
     fn close(&mut self, group: Option<Group>, steps: &mut Vec<Step>) {
         let Some(group) = group else { return };
         let index = self.maps.len();
-        let mut inputs: Vec<Input> = Vec::new();
-        let mut ops: Vec<KOp> = Vec::new();
-        let mut value_of: HashMap<NodeId, usize> = HashMap::new();
-        let members: HashSet<NodeId> = group.members.iter().copied().collect();
         let graph = self.graph;
-        let operand =
-            |n: NodeId, ops: &mut Vec<KOp>, inputs: &mut Vec<Input>, value_of: &mut HashMap<NodeId, usize>| -> usize {
-                if let Some(&v) = value_of.get(&n) {
-                    return v;
-                }
-                debug_assert!(!members.contains(&n), "members are computed before use");
-                let shape = graph.nodes[n].shape;
-                let input = if shape.rows == Rows::Fixed(1) && group.shape.rows != Rows::Fixed(1) {
-                    Input::Row(n)
-                } else {
-                    Input::Full(n)
-                };
-                let slot = inputs.iter().position(|i| *i == input).unwrap_or_else(|| {
-                    inputs.push(input);
-                    inputs.len() - 1
-                });
-                ops.push(KOp::Load(slot));
-                value_of.insert(n, ops.len() - 1);
-                ops.len() - 1
-            };
+        let mut kernel = KernelBuilder {
+            graph,
+            rows: group.shape.rows(),
+            inputs: Vec::new(),
+            ops: Vec::new(),
+            value_of: HashMap::new(),
+        };
         let mut stores = Vec::new();
+        let mut column_sums = Vec::new();
         for &m in &group.members {
-            let kop = match graph.nodes[m].op {
-                Op::AddRow { x, row } => {
-                    let (a, b) = (
-                        operand(x, &mut ops, &mut inputs, &mut value_of),
-                        operand(row, &mut ops, &mut inputs, &mut value_of),
-                    );
-                    KOp::Add(a, b)
-                }
-                Op::Add { a, b } => {
-                    let (a, b) = (
-                        operand(a, &mut ops, &mut inputs, &mut value_of),
-                        operand(b, &mut ops, &mut inputs, &mut value_of),
-                    );
-                    KOp::Add(a, b)
-                }
-                Op::Mul { a, b } => {
-                    let (a, b) = (
-                        operand(a, &mut ops, &mut inputs, &mut value_of),
-                        operand(b, &mut ops, &mut inputs, &mut value_of),
-                    );
-                    KOp::Mul(a, b)
-                }
-                Op::Unary { func, x } => KOp::Act(func, operand(x, &mut ops, &mut inputs, &mut value_of)),
-                Op::UnaryGrad { func, x, y, dy } => {
-                    let x = operand(x, &mut ops, &mut inputs, &mut value_of);
-                    let y = operand(y, &mut ops, &mut inputs, &mut value_of);
-                    let dy = operand(dy, &mut ops, &mut inputs, &mut value_of);
-                    KOp::ActGrad(func, x, y, dy)
-                }
-                Op::Prelu { x, slope } => {
-                    let x = operand(x, &mut ops, &mut inputs, &mut value_of);
-                    let s = operand(slope, &mut ops, &mut inputs, &mut value_of);
-                    KOp::Prelu(x, s)
-                }
-                Op::PreluGradInput { x, slope, dy } => {
-                    let x = operand(x, &mut ops, &mut inputs, &mut value_of);
-                    let s = operand(slope, &mut ops, &mut inputs, &mut value_of);
-                    let dy = operand(dy, &mut ops, &mut inputs, &mut value_of);
-                    KOp::PreluDx(x, s, dy)
-                }
-                ref other => unreachable!("{other:?} is not elementwise"),
-            };
-            ops.push(kop);
-            value_of.insert(m, ops.len() - 1);
-            stores.push((ops.len() - 1, m));
+            let v = kernel.apply(m);
+            kernel.value_of.insert(m, v);
+            stores.push((v, m));
             self.group_of.insert(m, index);
         }
-        let mut column_sums = Vec::new();
         for &r in &group.reductions {
-            let v = match graph.nodes[r].op {
-                Op::SumRows { x } => operand(x, &mut ops, &mut inputs, &mut value_of),
-                Op::PreluGradSlope { x, dy } => {
-                    let x = operand(x, &mut ops, &mut inputs, &mut value_of);
-                    let dy = operand(dy, &mut ops, &mut inputs, &mut value_of);
-                    ops.push(KOp::PreluDslope(x, dy));
-                    ops.len() - 1
-                }
-                ref other => unreachable!("{other:?} is not a column reduction"),
-            };
-            column_sums.push((v, r));
+            column_sums.push((kernel.apply(r), r));
         }
         self.maps.push(MapKernel {
             shape: group.shape,
-            inputs,
-            ops,
+            inputs: kernel.inputs,
+            ops: kernel.ops,
             stores,
             column_sums,
+            members: group.members.iter().chain(&group.reductions).copied().collect(),
         });
         steps.push(Step::Map(index));
+    }
+}
+
+/// The instructions of one map kernel under construction.
+struct KernelBuilder<'g> {
+    graph: &'g Graph,
+    /// The rows of the kernel's iteration space.
+    rows: Dim,
+    inputs: Vec<Input>,
+    ops: Vec<KOp>,
+    /// The instruction that holds each node's value inside the kernel.
+    value_of: HashMap<NodeId, usize>,
+}
+
+impl KernelBuilder<'_> {
+    /// The instruction holding `n`: computed earlier in the kernel, or loaded from its buffer
+    /// (as a broadcast row when it is `[1, cols]` in a kernel of more rows).
+    fn operand(&mut self, n: NodeId) -> usize {
+        if let Some(&v) = self.value_of.get(&n) {
+            return v;
+        }
+        let input = if self.graph.nodes[n].shape.rows() == Dim::Fixed(1) && self.rows != Dim::Fixed(1) {
+            Input::Row(n)
+        } else {
+            Input::Full(n)
+        };
+        let slot = self.inputs.iter().position(|i| *i == input).unwrap_or_else(|| {
+            self.inputs.push(input);
+            self.inputs.len() - 1
+        });
+        self.ops.push(KOp::Load(slot));
+        self.value_of.insert(n, self.ops.len() - 1);
+        self.ops.len() - 1
+    }
+
+    /// Appends node `m`'s math on its operands; returns the instruction.
+    fn apply(&mut self, m: NodeId) -> usize {
+        let op = &self.graph.nodes[m].op;
+        let args: Vec<usize> = op.inputs().into_iter().map(|i| self.operand(i)).collect();
+        self.ops.push(KOp::Apply { op: op.clone(), args });
+        self.ops.len() - 1
+    }
+}
+
+impl Plan {
+    /// The plan as text, one kernel per line: what each piece launches and which graph nodes
+    /// each fused kernel computes. Plan snapshots (`tests/fusion.rs`) pin this, so a fusion that
+    /// is lost shows up as a changed line.
+    pub fn describe(&self, graph: &Graph) -> String {
+        let node = |n: NodeId| {
+            if let Op::Param(p) = graph.nodes[n].op {
+                return graph.params[p].name.clone();
+            }
+            let layer = graph.nodes[n]
+                .layer
+                .map_or(String::new(), |l| format!("{}.", graph.layers[l].name));
+            format!("{layer}{}#{}", graph.nodes[n].op.name(), n.index())
+        };
+        let shape = |s: Shape| match s.rows() {
+            Dim::Batch => format!("[batch, {}]", s.cols()),
+            Dim::Fixed(r) => format!("[{r}, {}]", s.cols()),
+        };
+        let mut out = String::new();
+        for (name, steps) in [
+            ("forward", &self.forward),
+            ("backward", &self.backward),
+            ("update", &self.update),
+        ] {
+            out.push_str(&format!("{name}: {} kernels\n", steps.len()));
+            for step in steps {
+                let line = match step {
+                    Step::Map(k) => {
+                        let map = &self.maps[*k];
+                        let members: Vec<String> = map.members.iter().map(|&n| node(n)).collect();
+                        let stores: Vec<String> = map
+                            .stores
+                            .iter()
+                            .chain(&map.column_sums)
+                            .map(|&(_, n)| node(n))
+                            .collect();
+                        format!(
+                            "map {}: {} -> {}",
+                            shape(map.shape),
+                            members.join(" + "),
+                            if stores.is_empty() {
+                                "-".to_string()
+                            } else {
+                                stores.join(", ")
+                            }
+                        )
+                    }
+                    Step::Gemm {
+                        a,
+                        b,
+                        transpose_a,
+                        transpose_b,
+                        out,
+                    } => format!(
+                        "gemm {}{} x {}{} -> {}",
+                        node(*a),
+                        if *transpose_a { "^T" } else { "" },
+                        node(*b),
+                        if *transpose_b { "^T" } else { "" },
+                        node(*out)
+                    ),
+                    Step::Row(row) => {
+                        let (kind, outs): (&str, Vec<Option<NodeId>>) = match row {
+                            RowKernel::SoftmaxCrossEntropy {
+                                loss,
+                                probabilities,
+                                grad,
+                                ..
+                            } => ("softmax_cross_entropy", vec![Some(*loss), *probabilities, *grad]),
+                            RowKernel::SigmoidCrossEntropy { loss, grad, .. } => {
+                                ("sigmoid_cross_entropy", vec![Some(*loss), *grad])
+                            }
+                            RowKernel::MeanSquaredError { loss, grad, .. } => {
+                                ("mean_squared_error", vec![Some(*loss), *grad])
+                            }
+                            RowKernel::Softmax { out, .. } => ("softmax", vec![Some(*out)]),
+                            RowKernel::SoftmaxGrad { out, .. } => ("softmax_grad", vec![Some(*out)]),
+                            RowKernel::Maxout { out, .. } => ("maxout", vec![Some(*out)]),
+                            RowKernel::MaxoutGrad { out, .. } => ("maxout_grad", vec![Some(*out)]),
+                            RowKernel::DropoutMask { out, .. } => ("dropout_mask", vec![Some(*out)]),
+                        };
+                        let outs: Vec<String> = outs.into_iter().flatten().map(node).collect();
+                        format!("row {kind} -> {}", outs.join(", "))
+                    }
+                    Step::Update { param, grad, l1, l2 } => format!(
+                        "update {} from {}{}",
+                        graph.params[*param].name,
+                        node(*grad),
+                        if *l1 > 0.0 || *l2 > 0.0 { " + penalty" } else { "" }
+                    ),
+                };
+                out.push_str("  ");
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        let mut stored: Vec<NodeId> = self.stored.iter().copied().collect();
+        stored.sort_by_key(|n| n.index());
+        out.push_str(&format!("buffers: {}\n", stored.len()));
+        out
     }
 }

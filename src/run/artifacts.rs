@@ -61,7 +61,7 @@ impl Settings {
             netc_version: env!("CARGO_PKG_VERSION").to_string(),
             overrides: run.overrides.clone(),
             spec_hash: run.spec_hash(),
-            program: Some(run.program.clone()),
+            program: Some(run.program().clone()),
         }
     }
 }

@@ -105,8 +105,8 @@ impl BenchOptions {
 pub fn bench(loaded: &Loaded, options: &BenchOptions, backend: Backend) -> Result<BenchReport, Box<Diagnostic>> {
     options.check()?;
     let started = Instant::now();
-    let program = &loaded.run.program;
-    let graph = graph::build(program);
+    let program = loaded.run.program();
+    let graph = graph::build(&loaded.run.checked);
     let mut engine = make_engine(backend, graph, program.train.seed)?;
     let compile_ms = loaded.load_ms + started.elapsed().as_secs_f64() * 1e3;
 

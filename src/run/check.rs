@@ -37,8 +37,8 @@ pub fn check_files(files: &[PathBuf], limits: &Limits, summary: bool) -> CheckRe
         };
         let id = report.sources.add(path.display().to_string(), text);
         let compiled = crate::compile(&report.sources, id, &[], limits);
-        if summary && let Some((program, _)) = &compiled.program {
-            report.summaries.push(crate::check::summary(program));
+        if summary && let Some(checked) = &compiled.checked {
+            report.summaries.push(crate::check::summary(checked));
         }
         report.diagnostics.extend(compiled.diagnostics);
     }

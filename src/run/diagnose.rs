@@ -136,7 +136,7 @@ fn trained_program(dir: &Path, settings: &artifacts::Settings) -> Result<Program
         .with_hint("put back the run's spec.net, or retrain")
         .into());
     }
-    Ok(loaded.run.program)
+    Ok(loaded.run.program().clone())
 }
 
 /// Hidden dense layers with a saturating activation (sigmoid, tanh): every layer but the last.

@@ -73,7 +73,7 @@ pub struct EvalReport {
 pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalReport, Box<Diagnostic>> {
     if options.dropout_samples.is_some()
         && !run
-            .program
+            .program()
             .model
             .layers
             .values()
@@ -88,7 +88,7 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalReport, Box<Diag
     }
     let (mut engine, normalization) = trained_engine(run, &options.weights, options.backend)?;
     let splits = crate::data::load_with(
-        &run.program.train.data,
+        &run.program().train.data,
         &options.data_dirs,
         &crate::run::spec::spec_dir(&options.spec),
         Some(&normalization),

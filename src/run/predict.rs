@@ -35,9 +35,9 @@ pub fn trained_engine(
     weights: &Path,
     backend: Backend,
 ) -> Result<(Box<dyn Engine>, Normalization), Box<Diagnostic>> {
-    let graph = crate::graph::build(&run.program);
+    let graph = crate::graph::build(&run.checked);
     let (params, normalization) = crate::run::weights::load_model(&graph, weights)?;
-    let mut engine = make_engine(backend, graph, run.program.train.seed)?;
+    let mut engine = make_engine(backend, graph, run.program().train.seed)?;
     engine.set_params(&params);
     Ok((engine, normalization))
 }

@@ -60,12 +60,12 @@ pub fn compile_spec(name: &str, text: String, sets: &[String], limits: &Limits) 
         return Err(nothing_was_run(name, sources, problems));
     }
     let compiled = crate::compile(&sources, file, &overrides, limits);
-    match compiled.program {
-        Some((program, _)) => Ok(Loaded {
+    match compiled.checked {
+        Some(checked) => Ok(Loaded {
             run: Run {
                 spec_text: text,
                 overrides: sets.to_vec(),
-                program,
+                checked,
             },
             sources,
             warnings: compiled.diagnostics,

@@ -234,7 +234,7 @@ pub fn sweep(options: &SweepOptions) -> Result<SweepOutcome, Failure> {
     let runs = check_combinations(options, &combinations)?;
     let model = runs
         .first()
-        .map_or("model".to_string(), |r| r.program.model.name.clone());
+        .map_or("model".to_string(), |r| r.program().model.name.clone());
     let out_dir = options.out.clone().unwrap_or_else(|| {
         let d = crate::run::train::default_run_dir(&model);
         d.with_file_name(format!(

@@ -4,6 +4,7 @@
 
 use crate::back::engine::Engine;
 use crate::back::interp::{Context, Interpreter};
+use crate::check::Checked;
 use crate::data::{self, DataDirs, Dataset, Splits};
 use crate::diag::{Code, Diagnostic};
 use crate::graph::{self, Graph};
@@ -30,10 +31,15 @@ pub struct Run {
     /// `--set` overrides as given (`KEY=VALUE`), in order.
     pub overrides: Vec<String>,
     /// The checked program (overrides applied).
-    pub program: Program,
+    pub checked: Checked,
 }
 
 impl Run {
+    /// The program.
+    pub fn program(&self) -> &Program {
+        self.checked.program()
+    }
+
     /// A hash of the spec text and overrides: checkpoints only resume under the same spec.
     pub fn spec_hash(&self) -> String {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -122,7 +128,9 @@ pub fn train(run: &Run, options: &TrainOptions) -> Result<Outcome, Box<Diagnosti
 /// reuses that run's compiled kernels, reset to fresh parameters.
 #[derive(Default)]
 pub struct Engines {
-    cached: Vec<(String, Box<dyn Engine>)>,
+    /// Engines by backend; an engine fits a run whose graph equals its own (graphs hold
+    /// structure only: learning rate and schedule reach the kernels at each step).
+    cached: Vec<(Backend, Box<dyn Engine>)>,
     /// Engines built (compiled, for the JIT).
     pub built: usize,
     /// Runs that reused a built engine.
@@ -130,18 +138,12 @@ pub struct Engines {
 }
 
 impl Engines {
-    /// What decides whether compiled code fits: everything in the graph but the learning rate
-    /// and its schedule (which reach the kernels as arguments at each step).
-    fn key(backend: Backend, graph: &Graph) -> String {
-        let mut g = graph.clone();
-        g.lr = 0.0;
-        g.schedule = crate::ir::Schedule::Constant;
-        format!("{backend:?} {g:?}")
-    }
-
     fn take(&mut self, backend: Backend, graph: Graph, seed: u64) -> Result<Box<dyn Engine>, Box<Diagnostic>> {
-        let key = Engines::key(backend, &graph);
-        if let Some(i) = self.cached.iter().position(|(k, _)| *k == key) {
+        if let Some(i) = self
+            .cached
+            .iter()
+            .position(|(b, e)| *b == backend && *e.graph() == graph)
+        {
             let (_, mut engine) = self.cached.swap_remove(i);
             engine.reset(seed);
             self.reused += 1;
@@ -152,16 +154,15 @@ impl Engines {
     }
 
     fn keep(&mut self, backend: Backend, engine: Box<dyn Engine>) {
-        let key = Engines::key(backend, engine.graph());
-        self.cached.push((key, engine));
+        self.cached.push((backend, engine));
     }
 }
 
 /// [`train`], taking its engine from (and returning it to) `engines`.
 pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> Result<Outcome, Box<Diagnostic>> {
     let started = Instant::now();
-    let program = &run.program;
-    let graph = graph::build(program);
+    let program = run.program();
+    let graph = graph::build(&run.checked);
     let splits = data::load(&program.train.data, &options.data_dirs, &options.spec_dir)?;
     check_data_fits(&graph, &splits)?;
 
@@ -238,7 +239,7 @@ impl<'a> Session<'a> {
             (State::new(run.spec_hash()), None)
         };
         let n = splits.train.len();
-        let batch = run.program.train.batch.min(n).max(1);
+        let batch = run.program().train.batch.min(n).max(1);
         Ok(Session {
             run,
             options,
@@ -258,7 +259,7 @@ impl<'a> Session<'a> {
     /// interrupt (Ctrl-C or the test's step limit) stopped at, after checkpointing.
     fn train_epoch(&mut self, order: &[usize]) -> Result<Option<usize>, Box<Diagnostic>> {
         let run = self.run;
-        let config = &run.program.train;
+        let config = &run.program().train;
         let epoch = self.state.epoch;
         let lr = config.schedule.rate(config.optimizer.lr, epoch);
         let bar = progress_bar(self.options.progress, self.batches, epoch, config.epochs);
@@ -363,7 +364,7 @@ impl<'a> Session<'a> {
             grad_stats: grad_stats_of(self.engine.graph(), &state.grad_sums, self.batches),
         };
         if self.options.progress != Progress::Quiet {
-            println!("{}", epoch_line(&record, self.run.program.train.epochs));
+            println!("{}", epoch_line(&record, self.run.program().train.epochs));
         }
         self.watch(&record);
         let state = &mut self.state;
@@ -383,7 +384,7 @@ impl<'a> Session<'a> {
     /// Early stopping (or, without it, remembering the best validation loss).
     fn watch(&mut self, record: &EpochRecord) {
         let run = self.run;
-        let config = &run.program.train;
+        let config = &run.program().train;
         let watched = match config.early_stop {
             Some(e) => match e.metric {
                 Metric::ValLoss => record.val_loss.map(|v| (v, true)),
@@ -441,7 +442,7 @@ impl<'a> Session<'a> {
         let final_params = engine.params();
         let tensors = weights::model_tensors(engine.graph(), &final_params, &self.splits.normalization);
         let mut meta = BTreeMap::new();
-        let name = &self.run.program.model.name;
+        let name = &self.run.program().model.name;
         meta.insert("format".to_string(), "pt".to_string());
         meta.insert("netc.model".to_string(), name.clone());
         meta.insert("netc.spec_hash".to_string(), self.run.spec_hash());
@@ -533,9 +534,9 @@ fn check_data_fits(graph: &Graph, splits: &Splits) -> Result<(), Box<Diagnostic>
 pub fn banner(run: &Run, backend: Backend) -> String {
     format!(
         "training {} ({} parameters) with {} on the {} backend",
-        run.program.model.name,
-        graph::build(&run.program).parameter_count(),
-        run.program.train.optimizer.kind.name(),
+        run.program().model.name,
+        graph::build(&run.checked).parameter_count(),
+        run.program().train.optimizer.kind.name(),
         backend.name()
     )
 }

@@ -10,10 +10,12 @@
 //! runtime, and is safe to call from several threads.
 
 use crate::back::kernels;
+use crate::check::Checked;
 use crate::data::Normalization;
 use crate::diag::{Code, Diagnostic};
-use crate::graph::{self, Node, Op, Rows, Shape, Unary};
-use crate::ir::{Activation, Arena, DropoutMode, LayerKind, Program};
+use crate::graph::{self, Node, Op, Unary};
+use crate::ir::{Activation, Arena, DropoutMode, LayerKind, ParamKind, Shape};
+use crate::ops::{ActivationOp, LinearOp, activation};
 use crate::passes::fuse::{Input, KOp, MapKernel};
 use crate::run::train::Run;
 use cranelift_codegen::ir::condcodes::IntCC;
@@ -78,19 +80,21 @@ pub struct InferenceModel {
 }
 
 /// Folds normalization and dropout into the weights of a trained model.
-pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &Normalization) -> InferenceModel {
-    let graph = graph::build(program);
+pub fn fold(checked: &Checked, params: &[ndarray::Array2<f32>], normalization: &Normalization) -> InferenceModel {
+    let program = checked.program();
+    let graph = graph::build(checked);
     let mut layers = Vec::new();
     let mut pending_scale = 1.0f32;
-    let mut width = program.model.input_width;
-    let mut next_param = 0;
-    let mut take = |n: usize| {
-        let out: Vec<ndarray::Array2<f32>> = params[next_param..next_param + n].to_vec();
-        next_param += n;
-        out
-    };
-    for layer in program.model.layers.values() {
-        let units_after = layer.output_width(width);
+    for (index, (h, layer)) in program.model.layers.iter().enumerate() {
+        let width = checked.layer(h).input.cols();
+        // The layer's trained tensors, by kind (the graph names each parameter's layer).
+        let tensor = |kind: ParamKind| {
+            graph
+                .params
+                .iter()
+                .position(|p| p.layer == index && p.kind == kind)
+                .map(|i| &params[i])
+        };
         match &layer.kind {
             LayerKind::Dropout { rate, mode } => {
                 if *mode == DropoutMode::ScaleAtTest {
@@ -100,16 +104,13 @@ pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &
             LayerKind::Dense { width: units, .. } | LayerKind::Maxout { units, .. } => {
                 let units = *units;
                 let activation = &layer.activation().unwrap_or(Activation::Linear);
-                let is_prelu = matches!(
-                    layer.kind,
-                    LayerKind::Dense {
-                        activation: Activation::Prelu { .. },
-                        ..
-                    }
-                );
-                let tensors = take(if is_prelu { 3 } else { 2 });
-                let mut weights: Vec<f32> = tensors[0].iter().map(|w| w * pending_scale).collect();
-                let mut bias: Vec<f32> = tensors[1].iter().copied().collect();
+                let weight = tensor(ParamKind::Weight).expect("dense and maxout layers have weights");
+                let mut weights: Vec<f32> = weight.iter().map(|w| w * pending_scale).collect();
+                let mut bias: Vec<f32> = tensor(ParamKind::Bias)
+                    .expect("dense and maxout layers have biases")
+                    .iter()
+                    .copied()
+                    .collect();
                 if let LayerKind::Maxout {
                     pieces,
                     fixed_zero: true,
@@ -153,7 +154,13 @@ pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &
                     (_, Activation::Relu) => InferenceActivation::Unary(Unary::Relu),
                     (_, Activation::LeakyRelu { alpha }) => InferenceActivation::Unary(Unary::LeakyRelu(*alpha)),
                     (_, Activation::Elu { alpha }) => InferenceActivation::Unary(Unary::Elu(*alpha)),
-                    (_, Activation::Prelu { .. }) => InferenceActivation::Prelu(tensors[2].iter().copied().collect()),
+                    (_, Activation::Prelu { .. }) => InferenceActivation::Prelu(
+                        tensor(ParamKind::Slope)
+                            .expect("prelu layers have slopes")
+                            .iter()
+                            .copied()
+                            .collect(),
+                    ),
                     (_, Activation::Softmax) => InferenceActivation::Softmax,
                 };
                 layers.push(InferenceLayer {
@@ -165,7 +172,6 @@ pub fn fold(program: &Program, params: &[ndarray::Array2<f32>], normalization: &
                 });
             }
         }
-        width = units_after;
     }
     InferenceModel {
         name: program.model.name.clone(),
@@ -263,28 +269,46 @@ pub fn compile_object(
         let weights = data(&mut module, format!("{symbol}_w{l}"), bytes_of(&layer.weights), 64)?;
         let bias = data(&mut module, format!("{symbol}_b{l}"), bytes_of(&layer.bias), 16)?;
         let mut inputs = vec![Input::Full(nodes[0]), Input::Row(nodes[1])];
-        let mut ops = vec![KOp::Load(0), KOp::Load(1), KOp::Add(0, 1)];
+        let add_bias = Op::Linear(LinearOp::AddRow {
+            x: nodes[0],
+            row: nodes[1],
+        });
+        let mut ops = vec![
+            KOp::Load(0),
+            KOp::Load(1),
+            KOp::Apply {
+                op: add_bias,
+                args: vec![0, 1],
+            },
+        ];
         let mut slope = None;
         match &layer.activation {
-            InferenceActivation::Unary(f) => ops.push(KOp::Act(*f, 2)),
+            InferenceActivation::Unary(f) => ops.push(KOp::Apply {
+                op: activation::unary(*f, nodes[2]),
+                args: vec![2],
+            }),
             InferenceActivation::Prelu(s) => {
                 inputs.push(Input::Row(nodes[2]));
                 ops.push(KOp::Load(2));
-                ops.push(KOp::Prelu(2, 3));
+                ops.push(KOp::Apply {
+                    op: Op::Activation(ActivationOp::Prelu {
+                        x: nodes[2],
+                        slope: nodes[2],
+                    }),
+                    args: vec![2, 3],
+                });
                 slope = Some(data(&mut module, format!("{symbol}_s{l}"), bytes_of(s), 16)?);
             }
             _ => {}
         }
         let last = ops.len() - 1;
         let kernel = MapKernel {
-            shape: Shape {
-                rows: Rows::Batch,
-                cols: layer.units,
-            },
+            shape: Shape::batch(layer.units),
             inputs,
             ops,
             stores: vec![(last, nodes[3])],
             column_sums: vec![],
+            members: vec![],
         };
         let map = kernels::define_map(&mut module, &format!("{symbol}_map{l}"), &kernel).map_err(err)?;
         let post = match layer.activation {
@@ -559,12 +583,12 @@ pub fn build(
             .into());
     }
     let symbol = symbol_of(output)?;
-    let graph = graph::build(&run.program);
+    let graph = graph::build(&run.checked);
     let (params, normalization) = crate::run::weights::load_model(&graph, weights)?;
-    let model = fold(&run.program, &params, &normalization);
+    let model = fold(&run.checked, &params, &normalization);
     let hash = run.spec_hash();
     let object = compile_object(&model, &symbol, &hash, batch_max)?;
-    let outputs_are = match run.program.model.loss {
+    let outputs_are = match run.program().model.loss {
         crate::ir::Loss::CrossEntropy => "class probabilities (softmax)",
         crate::ir::Loss::BinaryCrossEntropy => "probabilities (sigmoid)",
         crate::ir::Loss::Mse => "the output layer's values",
@@ -630,7 +654,7 @@ fn link_executable(
     };
     std::fs::write(dir.join("model.o"), object).map_err(io)?;
     std::fs::write(dir.join("model.h"), header_text).map_err(io)?;
-    let loss = match run.program.model.loss {
+    let loss = match run.program().model.loss {
         crate::ir::Loss::Mse => 0,
         _ => 1,
     };

@@ -1,5 +1,5 @@
-//! Stage 5b: the JIT backend. Fuses the graph ([`fuse`]), compiles the elementwise and update
-//! kernels with Cranelift ([`codegen`]), runs matrix products through the `gemm` crate (which
+//! The JIT backend. Fuses the graph ([`crate::passes::fuse`]), compiles the elementwise and update
+//! kernels with Cranelift ([`crate::back::kernels`]), runs matrix products through the `gemm` crate (which
 //! uses this CPU's AVX-512 units; Cranelift's vectors stop at 128 bits) and row kernels natively
 //! ([`native`]). It is tested against the interpreter on random networks (`tests/jit.rs`).
 //!
@@ -13,7 +13,8 @@ mod thin;
 use crate::back::engine::Engine;
 use crate::back::interp::Context;
 use crate::diag::{Code, Diagnostic};
-use crate::graph::{Graph, NodeId, Op, ParamKind, Rows};
+use crate::graph::{Graph, NodeId, Op, ParamKind};
+use crate::ir::Dim;
 use crate::ir::OptimizerKind;
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -71,7 +72,7 @@ const PARALLEL_MACS: usize = 1 << 19;
 /// The arguments of one update kernel call.
 #[derive(Clone, Copy)]
 struct UpdateArgs {
-    kernel: kernels::UpdateFn,
+    kernel: UpdateFn,
     w: *mut f32,
     g: *const f32,
     s0: *mut f32,
@@ -144,14 +145,24 @@ const PARALLEL_ROWS: usize = 64;
 /// halves of its inner dimension (one per core when there are two).
 const PARALLEL_THIN_MACS: usize = 1 << 15;
 
+/// A compiled map kernel's entry (`kernels::define_map`): `(buffers, rows)`.
+pub type MapFn = unsafe extern "C" fn(*const *mut f32, i64);
+
+/// A compiled update kernel (`kernels::define_update`): `(w, g, state0, state1, scalars, n)`.
+pub type UpdateFn = unsafe extern "C" fn(*mut f32, *const f32, *mut f32, *mut f32, *const f32, i64);
+
+/// A compiled matrix product (`kernels::define_matmul`) `(a, b, c, m)`:
+/// `c[m x n] = a[m x k] b[k x n]`, row-major.
+pub type MatmulFn = unsafe extern "C" fn(*const f32, *const f32, *mut f32, i64);
+
 /// The JIT engine.
 pub struct Jit {
     graph: Graph,
     plan: Plan,
     // Keeps the generated code alive.
     _module: JITModule,
-    map_fns: Vec<kernels::MapFn>,
-    update_fns: Vec<kernels::UpdateFn>,
+    map_fns: Vec<MapFn>,
+    update_fns: Vec<UpdateFn>,
     buffers: Vec<Vec<f32>>,
     winners: HashMap<NodeId, Vec<u32>>,
     map_args: Vec<Vec<*mut f32>>,
@@ -239,14 +250,14 @@ impl Jit {
         // owns the code is kept alive in the returned struct for as long as the pointers exist.
         let map_fns = map_ids
             .iter()
-            .map(|&id| unsafe { std::mem::transmute::<*const u8, kernels::MapFn>(module.get_finalized_function(id)) })
+            .map(|&id| unsafe { std::mem::transmute::<*const u8, MapFn>(module.get_finalized_function(id)) })
             .collect();
         let update_fns = update_ids
             .iter()
             .map(|id| {
                 let id = id.expect("every parameter has an update step");
                 // SAFETY: as above.
-                unsafe { std::mem::transmute::<*const u8, kernels::UpdateFn>(module.get_finalized_function(id)) }
+                unsafe { std::mem::transmute::<*const u8, UpdateFn>(module.get_finalized_function(id)) }
             })
             .collect();
         let param_nodes: Vec<NodeId> = {
@@ -293,15 +304,14 @@ impl Jit {
         }
         jit.allocate(1);
         // Same initial parameters as the interpreter (the same counter-based streams).
-        let init = crate::back::interp::Interpreter::<f32>::new(jit.graph.clone(), seed);
-        jit.set_params(&init.params);
+        jit.set_params(&crate::graph::init::initial_params(&jit.graph, seed));
         jit.compile_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(jit)
     }
 
     fn len_of(&self, node: NodeId, rows: usize) -> usize {
         let s = self.graph.nodes[node].shape;
-        s.rows_for(rows) * s.cols
+        s.rows_for(rows) * s.cols()
     }
 
     /// (Re)allocates every buffer for batches of up to `capacity` rows, keeping parameters.
@@ -352,7 +362,7 @@ impl Jit {
             .plan
             .maps
             .iter()
-            .map(|m| vec![0.0; m.column_sums.len() * m.shape.cols])
+            .map(|m| vec![0.0; m.column_sums.len() * m.shape.cols()])
             .collect();
         self.map_args = args;
     }
@@ -390,7 +400,7 @@ impl Jit {
                 Step::Update { param, grad, .. } => {
                     let t = self.updates;
                     // Adam's bias corrections folded into the step and the root, as the
-                    // interpreter does (`interp::apply_update`).
+                    // interpreter does (`UpdateOp::apply`).
                     let scalars = match self.graph.optimizer {
                         OptimizerKind::Adam { beta1, beta2, .. } => [
                             (ctx.lr / (1.0 - beta1.powi(t as i32))) as f32,
@@ -443,9 +453,9 @@ impl Jit {
         for &(_, n) in &map.column_sums {
             self.buffers[n.index()].fill(0.0);
         }
-        let (rows, cols) = (self.rows, map.shape.cols);
+        let (rows, cols) = (self.rows, map.shape.cols());
         let kernel = self.map_fns[k];
-        if !matches!(map.shape.rows, Rows::Batch) || rows < PARALLEL_ROWS || rows * cols < PARALLEL_MAP {
+        if !matches!(map.shape.rows(), Dim::Batch) || rows < PARALLEL_ROWS || rows * cols < PARALLEL_MAP {
             // SAFETY: the kernel reads and writes exactly the buffers whose pointers `allocate`
             // put in `map_args[k]`, each sized for `capacity >= rows` rows of the kernel's column
             // count, which was compiled into it.
@@ -485,7 +495,7 @@ impl Jit {
 
     fn dims(&self, node: NodeId) -> (usize, usize) {
         let s = self.graph.nodes[node].shape;
-        (s.rows_for(self.rows), s.cols)
+        (s.rows_for(self.rows), s.cols())
     }
 
     fn gemm(&mut self, a: NodeId, b: NodeId, transpose_a: bool, transpose_b: bool, out: NodeId) {
@@ -600,7 +610,7 @@ impl Jit {
                 grad,
                 ..
             } => {
-                let cols = self.graph.nodes[*logits].shape.cols;
+                let cols = self.graph.nodes[*logits].shape.cols();
                 // The outputs are taken out of `buffers` while the inputs are read in place.
                 let mut p = probabilities.map(|n| std::mem::take(&mut self.buffers[n.index()]));
                 let mut g = grad.map(|n| std::mem::take(&mut self.buffers[n.index()]));
@@ -642,17 +652,17 @@ impl Jit {
                 }
             }
             RowKernel::Softmax { x, out } => {
-                let cols = self.graph.nodes[*x].shape.cols;
+                let cols = self.graph.nodes[*x].shape.cols();
                 let (o, bufs) = self.split(*out);
                 native::softmax(&bufs[x.index()], o, rows, cols);
             }
             RowKernel::SoftmaxGrad { y, dy, out } => {
-                let cols = self.graph.nodes[*y].shape.cols;
+                let cols = self.graph.nodes[*y].shape.cols();
                 let (o, bufs) = self.split(*out);
                 native::softmax_grad(&bufs[y.index()], &bufs[dy.index()], o, rows, cols);
             }
             RowKernel::Maxout { x, pieces, out } => {
-                let units = self.graph.nodes[*x].shape.cols;
+                let units = self.graph.nodes[*x].shape.cols();
                 let mut winners = self.winners.remove(out).expect("maxout winners are allocated");
                 let (o, bufs) = self.split(*out);
                 native::maxout(&bufs[x.index()], o, &mut winners, rows, units, *pieces);
@@ -664,7 +674,7 @@ impl Jit {
                 dy,
                 out,
             } => {
-                let units = self.graph.nodes[*out].shape.cols;
+                let units = self.graph.nodes[*out].shape.cols();
                 let winners = self.winners.remove(forward).expect("maxout winners are allocated");
                 let (o, bufs) = self.split(*out);
                 native::maxout_grad(&winners, &bufs[dy.index()], o, rows, units, *pieces);
@@ -673,7 +683,7 @@ impl Jit {
             RowKernel::DropoutMask {
                 rate, mode, layer, out, ..
             } => {
-                let cols = self.graph.nodes[*out].shape.cols;
+                let cols = self.graph.nodes[*out].shape.cols();
                 let seed = self.seed;
                 let (o, _) = self.split(*out);
                 native::dropout_mask(o, rows, cols, *rate, *mode, *layer, seed, ctx.step, ctx.training);
@@ -856,8 +866,7 @@ impl Engine for Jit {
         self.updates = updates;
     }
     fn reset(&mut self, seed: u64) {
-        let init = crate::back::interp::Interpreter::<f32>::new(self.graph.clone(), seed);
-        self.set_params(&init.params);
+        self.set_params(&crate::graph::init::initial_params(&self.graph, seed));
         for slots in &mut self.state {
             for slot in slots {
                 slot.fill(0.0);
@@ -904,7 +913,7 @@ impl Engine for Jit {
         }
         for &n in &self.graph.forward {
             if !self.plan.stored.contains(&n)
-                || matches!(self.graph.nodes[n].shape.rows, Rows::Fixed(_)) && self.graph.nodes[n].layer.is_none()
+                || matches!(self.graph.nodes[n].shape.rows(), Dim::Fixed(_)) && self.graph.nodes[n].layer.is_none()
             {
                 continue;
             }
@@ -923,7 +932,7 @@ impl Engine for Jit {
 /// A matrix product compiled by Cranelift for fixed `k` and `n`.
 pub struct CompiledMatmul {
     _module: JITModule,
-    function: kernels::MatmulFn,
+    function: MatmulFn,
     k: usize,
     n: usize,
 }
@@ -940,8 +949,7 @@ impl CompiledMatmul {
         module.finalize_definitions().map_err(|e| error(e.to_string()))?;
         // SAFETY: `define_matmul` defines exactly the `MatmulFn` signature; the module that
         // owns the code lives as long as the pointer, in this struct.
-        let function =
-            unsafe { std::mem::transmute::<*const u8, kernels::MatmulFn>(module.get_finalized_function(id)) };
+        let function = unsafe { std::mem::transmute::<*const u8, MatmulFn>(module.get_finalized_function(id)) };
         Ok(CompiledMatmul {
             _module: module,
             function,

@@ -3,8 +3,8 @@
 //! These are small (they touch the narrow output layer or one value per unit), so they are
 //! plain Rust loops; they repeat the interpreter's arithmetic in the same order.
 
-use crate::graph::sigmoid;
 use crate::ir::DropoutMode;
+use crate::ops::activation::sigmoid;
 use crate::rng;
 
 /// Softmax cross-entropy over `rows x cols` logits: returns the mean loss; writes the

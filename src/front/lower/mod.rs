@@ -286,3 +286,69 @@ pub fn parse_override(path: &str, file: crate::diag::source::FileId, text: &str)
         value,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lowered(model: &str) -> Program {
+        let text = format!("model m {{\n{model}\n}}\ntrain {{\n  data \"x.csv\"\n}}\n");
+        let (tree, errors) = syntax::parse(0, &text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (program, diagnostics) = lower(&tree, &[]);
+        assert!(!diagnostics.iter().any(Diagnostic::is_error), "{diagnostics:?}");
+        program.expect("lowers").0
+    }
+
+    #[test]
+    fn layers_form_a_chain_with_an_explicit_output() {
+        let p = lowered("  input 4\n  dense h: 8 relu\n  dropout 0.5\n  dense 3 softmax\n  loss cross_entropy");
+        let layers: Vec<(Handle<Layer>, &Layer)> = p.model.layers.iter().collect();
+        assert_eq!(layers.len(), 3);
+        assert_eq!(layers[0].1.inputs, vec![Source::Input]);
+        assert_eq!(layers[1].1.inputs, vec![Source::Layer(layers[0].0)]);
+        assert_eq!(layers[2].1.inputs, vec![Source::Layer(layers[1].0)]);
+        assert_eq!(p.model.output, Some(layers[2].0));
+        // Unlabelled layers are named by kind and position among their kind; defaults are filled in.
+        let names: Vec<&str> = layers.iter().map(|(_, l)| l.name.as_str()).collect();
+        assert_eq!(names, ["h", "dropout1", "dense2"]);
+        assert!(matches!(
+            layers[1].1.kind,
+            LayerKind::Dropout {
+                mode: DropoutMode::Inverted,
+                ..
+            }
+        ));
+        assert!(matches!(layers[0].1.kind, LayerKind::Dense { init: Init::He, .. }));
+    }
+
+    #[test]
+    fn repeat_and_blocks_expand_in_order() {
+        let p = lowered("  input 4\n  repeat 3 { dense 5 tanh }\n  dense 1 sigmoid\n  loss binary_cross_entropy");
+        assert_eq!(p.model.layers.len(), 4);
+        assert!(
+            p.model
+                .layers
+                .values()
+                .take(3)
+                .all(|l| l.activation() == Some(Activation::Tanh))
+        );
+        assert_eq!(p.model.loss, Loss::BinaryCrossEntropy);
+    }
+
+    #[test]
+    fn overrides_replace_spec_values() {
+        let text = "model m {\n  input 4\n  dense h: 8 relu\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\"\n  optimizer sgd lr 0.1\n}\n";
+        let (tree, _) = syntax::parse(0, text);
+        let overrides = [
+            parse_override("train.optimizer.lr", 1, "0.5").expect("parses"),
+            parse_override("model.h.width", 2, "16").expect("parses"),
+        ];
+        let (program, diagnostics) = lower(&tree, &overrides);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let program = program.expect("lowers").0;
+        assert_eq!(program.train.optimizer.lr, 0.5);
+        let first = program.model.layers.values().next().expect("a layer");
+        assert!(matches!(first.kind, LayerKind::Dense { width: 16, .. }));
+    }
+}

@@ -54,6 +54,7 @@ impl<'t> Lowerer<'t> {
             return None;
         };
         let layers = std::mem::take(&mut self.layers);
+        let output = layers.iter().next_back().map(|(h, _)| h);
         let spans = Spans {
             input: input_spans,
             layers: std::mem::take(&mut self.layer_spans),
@@ -65,6 +66,7 @@ impl<'t> Lowerer<'t> {
                 name,
                 input_width,
                 layers,
+                output,
                 loss,
             },
             spans,
@@ -395,10 +397,17 @@ impl<'t> Lowerer<'t> {
             _ => unreachable!("layer() is only called for layer heads"),
         };
         self.layer_names.insert(name.clone(), name_span);
+        // Every layer kind so far reads the layer written before it.
+        let previous = self
+            .layers
+            .iter()
+            .next_back()
+            .map_or(Source::Input, |(h, _)| Source::Layer(h));
         self.layers.append(Layer {
             name,
             kind,
             regularization,
+            inputs: vec![previous],
         });
         let _ = m.schema;
         self.layer_spans.push(m.spans);

@@ -1,0 +1,146 @@
+//! The model's ends: the output layer against the loss, and the widths against a named data set.
+
+use super::LayerShapes;
+use crate::diag::{Code, Diagnostic};
+use crate::ir::{Activation, DataSource, Layer, LayerKind, Loss, Program, Spans};
+
+/// The output layer against the loss: not a dropout, the activation the loss needs, more than
+/// one class for softmax.
+pub(super) fn check_output(program: &Program, spans: &Spans, shapes: &[LayerShapes], out: &mut Vec<Diagnostic>) {
+    let model = &program.model;
+    let loss = model.loss;
+    let loss_span = spans.loss.get("kind");
+    let Some((last_handle, last)) = model.layers.iter().next_back() else {
+        return;
+    };
+    let last_span = spans.layer(last_handle);
+    if let LayerKind::Dropout { .. } = last.kind {
+        out.push(
+            Diagnostic::error(
+                Code::LossMismatch,
+                last_span.statement,
+                "dropout cannot be the output layer",
+            )
+            .with_label("last layer before the loss")
+            .with_secondary(loss_span, "the loss reads this layer's output")
+            .with_hint("end the model with a dense layer, e.g. `dense 10 softmax`, and put dropout before it"),
+        );
+        return;
+    }
+    let output_activation = last.activation();
+    let width = shapes[last_handle.index()].output.cols();
+    let (required, name) = match loss {
+        Loss::CrossEntropy => (Activation::Softmax, "softmax"),
+        Loss::BinaryCrossEntropy => (Activation::Sigmoid, "sigmoid"),
+        Loss::Mse => {
+            return;
+        }
+    };
+    if output_activation != Some(required) {
+        let found = match output_activation {
+            Some(a) => format!("`{}`", a.name()),
+            None => format!("a {} layer", last.kind_name()),
+        };
+        let fix = match last.kind {
+            LayerKind::Dense { width, .. } => {
+                format!("write `dense {}{width} {name}` as the output layer", label_prefix(last))
+            }
+            _ => format!("add `dense N {name}` after `{}` as the output layer", last.name),
+        };
+        out.push(
+            Diagnostic::error(
+                Code::LossMismatch,
+                last_span.get("activation"),
+                format!(
+                    "`{}` needs a {name} output, but the output layer `{}` has {found}",
+                    loss.name(),
+                    last.name
+                ),
+            )
+            .with_label(format!("expected {name} here"))
+            .with_secondary(loss_span, "this loss")
+            .with_note(match loss {
+                Loss::CrossEntropy => "cross-entropy compares class probabilities, which softmax produces",
+                _ => "binary cross-entropy compares independent probabilities, which sigmoid produces",
+            })
+            .with_hint(fix),
+        );
+        return;
+    }
+    if loss == Loss::CrossEntropy && width == 1 {
+        out.push(
+            Diagnostic::error(
+                Code::LossMismatch,
+                last_span.get("width"),
+                "softmax over a single output is always 1, so cross-entropy cannot learn",
+            )
+            .with_label("one output")
+            .with_hint("for two classes use `dense 1 sigmoid` with `loss binary_cross_entropy`, or `dense 2 softmax`"),
+        );
+    }
+}
+
+fn label_prefix(layer: &Layer) -> String {
+    let auto = layer.name.trim_end_matches(|c: char| c.is_ascii_digit()) == layer.kind_name();
+    if auto {
+        String::new()
+    } else {
+        format!("{}: ", layer.name)
+    }
+}
+
+/// A named data set's features and classes against the input and output widths.
+pub(super) fn check_data_shape(program: &Program, spans: &Spans, shapes: &[LayerShapes], out: &mut Vec<Diagnostic>) {
+    let DataSource::Named(data) = program.train.data.source else {
+        return;
+    };
+    let model = &program.model;
+    let data_span = spans.setting("data").get("source");
+    if model.input_width != data.features() {
+        out.push(
+            Diagnostic::error(
+                Code::DataShape,
+                spans.input.get("width"),
+                format!(
+                    "the {} data set has {} features per sample, but the input is {} wide",
+                    data.name(),
+                    data.features(),
+                    model.input_width
+                ),
+            )
+            .with_label(format!("expected {}", data.features()))
+            .with_secondary(data_span, "the data set")
+            .with_hint(format!("write `input {}`", data.features())),
+        );
+    }
+    let Some((h, last)) = model.layers.iter().next_back() else {
+        return;
+    };
+    let width = shapes[h.index()].output.cols();
+    let classes = data.classes();
+    let fits = match model.loss {
+        Loss::BinaryCrossEntropy => width == classes || (classes == 2 && width == 1),
+        _ => width == classes,
+    };
+    if !fits && !matches!(last.kind, LayerKind::Dropout { .. }) {
+        let slot = if matches!(last.kind, LayerKind::Maxout { .. }) {
+            "units"
+        } else {
+            "width"
+        };
+        out.push(
+            Diagnostic::error(
+                Code::DataShape,
+                spans.layer(h).get(slot),
+                format!(
+                    "the {} data set has {classes} classes, but the output layer `{}` has {width} outputs",
+                    data.name(),
+                    last.name
+                ),
+            )
+            .with_label(format!("expected {classes}"))
+            .with_secondary(data_span, "the data set")
+            .with_hint(format!("give the output layer {classes} units")),
+        );
+    }
+}
