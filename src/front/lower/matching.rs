@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// A statement's arguments as written, sorted into slots, flags and the label.
+struct Written {
+    raw: Vec<(&'static Slot, Value)>,
+    flags: HashSet<&'static str>,
+    label: Option<Ident>,
+    spans: SlotSpans,
+}
+
 impl<'t> Lowerer<'t> {
     /// Splits a command into the statements it holds: a word that is a head keyword of the
     /// section (and not an option of the statement being read) starts a new statement.
@@ -57,6 +65,60 @@ impl<'t> Lowerer<'t> {
         piece: &Piece,
         path: impl FnOnce(&mut Self, Option<&Ident>) -> Option<String>,
     ) -> Matched {
+        let Written {
+            raw,
+            mut flags,
+            label,
+            mut spans,
+        } = self.written(schema, piece);
+        let prefix = path(self, label.as_ref());
+        let mut values = HashMap::new();
+        let all_slots = schema.positional.iter().chain(schema.options.iter());
+        for (index, slot) in all_slots.enumerate() {
+            let overridden = prefix.as_ref().and_then(|p| {
+                let full = format!("{p}.{}", slot.name);
+                let by_name = self.take_override(&full);
+                if index == 0 && !schema.positional.is_empty() {
+                    by_name.or_else(|| self.take_override(p))
+                } else {
+                    by_name
+                }
+            });
+            let written = raw.iter().find(|(s, _)| s.name == slot.name).map(|(_, v)| v.clone());
+            let Some(value) = overridden.or(written) else {
+                if slot.required && schema.positional.iter().any(|p| p.name == slot.name) {
+                    self.error(
+                        Diagnostic::error(
+                            Code::MissingValue,
+                            piece.head.span,
+                            format!("`{}` needs its {}", schema.head, slot.name),
+                        )
+                        .with_label(format!("expected {} after this", slot.ty.describe()))
+                        .with_hint(format!("for example `{}`", schema.example)),
+                    );
+                }
+                continue;
+            };
+            spans.slots.insert(slot.name, value.span);
+            let resolved = self.resolve(&value);
+            if let Some(typed) = self.typed(schema, slot, &resolved) {
+                values.insert(slot.name, typed);
+            }
+        }
+        if let Some(p) = &prefix {
+            self.override_flags(schema, p, &mut flags);
+        }
+        Matched {
+            schema,
+            values,
+            flags,
+            label,
+            spans,
+        }
+    }
+
+    /// The values, flags and label as written in the statement, before overrides and types.
+    fn written(&mut self, schema: &'static Schema, piece: &Piece) -> Written {
         let mut raw: Vec<(&'static Slot, Value)> = Vec::new();
         let mut flags = HashSet::new();
         let mut label: Option<Ident> = None;
@@ -171,69 +233,36 @@ impl<'t> Lowerer<'t> {
             }
         }
 
-        let prefix = path(self, label.as_ref());
-        let mut values = HashMap::new();
-        let all_slots = schema.positional.iter().chain(schema.options.iter());
-        for (index, slot) in all_slots.enumerate() {
-            let overridden = prefix.as_ref().and_then(|p| {
-                let full = format!("{p}.{}", slot.name);
-                let by_name = self.take_override(&full);
-                if index == 0 && !schema.positional.is_empty() {
-                    by_name.or_else(|| self.take_override(p))
-                } else {
-                    by_name
-                }
-            });
-            let written = raw.iter().find(|(s, _)| s.name == slot.name).map(|(_, v)| v.clone());
-            let Some(value) = overridden.or(written) else {
-                if slot.required && schema.positional.iter().any(|p| p.name == slot.name) {
-                    self.error(
-                        Diagnostic::error(
-                            Code::MissingValue,
-                            piece.head.span,
-                            format!("`{}` needs its {}", schema.head, slot.name),
-                        )
-                        .with_label(format!("expected {} after this", slot.ty.describe()))
-                        .with_hint(format!("for example `{}`", schema.example)),
-                    );
-                }
-                continue;
-            };
-            spans.slots.insert(slot.name, value.span);
-            let resolved = self.resolve(&value);
-            if let Some(typed) = self.typed(schema, slot, &resolved) {
-                values.insert(slot.name, typed);
-            }
-        }
-        if let Some(p) = &prefix {
-            for flag in schema.flags {
-                if let Some(v) = self.take_override(&format!("{p}.{flag}")) {
-                    match v.as_word() {
-                        Some("true") | Some("on") | Some("yes") => {
-                            flags.insert(flag);
-                        }
-                        Some("false") | Some("off") | Some("no") => {
-                            flags.remove(flag);
-                        }
-                        _ => self.error(
-                            Diagnostic::error(
-                                Code::BadOverride,
-                                v.span,
-                                format!("`{flag}` is switched with `true` or `false`"),
-                            )
-                            .with_label("expected true or false")
-                            .with_hint(format!("--set {p}.{flag}=true")),
-                        ),
-                    }
-                }
-            }
-        }
-        Matched {
-            schema,
-            values,
+        Written {
+            raw,
             flags,
             label,
             spans,
+        }
+    }
+
+    /// Applies `--set PATH.FLAG=true|false` overrides to a statement's flags.
+    fn override_flags(&mut self, schema: &'static Schema, p: &str, flags: &mut HashSet<&'static str>) {
+        for flag in schema.flags {
+            if let Some(v) = self.take_override(&format!("{p}.{flag}")) {
+                match v.as_word() {
+                    Some("true") | Some("on") | Some("yes") => {
+                        flags.insert(flag);
+                    }
+                    Some("false") | Some("off") | Some("no") => {
+                        flags.remove(flag);
+                    }
+                    _ => self.error(
+                        Diagnostic::error(
+                            Code::BadOverride,
+                            v.span,
+                            format!("`{flag}` is switched with `true` or `false`"),
+                        )
+                        .with_label("expected true or false")
+                        .with_hint(format!("--set {p}.{flag}=true")),
+                    ),
+                }
+            }
         }
     }
 
@@ -298,10 +327,7 @@ impl<'t> Lowerer<'t> {
         r: &Resolved,
     ) -> Option<Typed> {
         let v = &r.value;
-        let from = |d: Diagnostic| match &r.origin {
-            Some((name, defined)) => d.with_secondary(*defined, format!("`{name}` is defined here")),
-            None => d,
-        };
+        let from = |d: Diagnostic| with_origin(d, r);
         // A word that belongs to a later slot: the value before it was left out.
         if let Some(word) = v.as_word()
             && matches!(ty, Ty::Int { .. } | Ty::Float { .. })
@@ -343,126 +369,9 @@ impl<'t> Lowerer<'t> {
             return None;
         }
         match ty {
-            Ty::Int { .. } | Ty::Float { .. } => {
-                let ValueKind::Number(n) = &v.kind else {
-                    self.error(from(wrong_type(what, ty, v, r.at)));
-                    return None;
-                };
-                if let Ty::Int { .. } = ty
-                    && (n.percent || n.value.fract() != 0.0 || !n.value.is_finite())
-                {
-                    self.error(from(
-                        Diagnostic::error(
-                            Code::WrongType,
-                            r.at,
-                            format!("{what} must be a whole number, found `{}`", n.text),
-                        )
-                        .with_label("not a whole number")
-                        .with_hint(format!(
-                            "write a whole number, e.g. `{}`",
-                            n.value.abs().round().max(1.0)
-                        )),
-                    ));
-                    return None;
-                }
-                if !ty.in_range(n.value) {
-                    let mut d = Diagnostic::error(
-                        Code::OutOfRange,
-                        r.at,
-                        format!("{what} must be {}, found `{}`", ty.range_text(), n.text),
-                    )
-                    .with_label("out of range");
-                    d.hint = Some(
-                        range_hint(schema.head, slot).unwrap_or_else(|| format!("use a value {}", ty.range_text())),
-                    );
-                    self.error(from(d));
-                    return None;
-                }
-                Some(match ty {
-                    Ty::Int { .. } => Typed::Int(n.value as i64),
-                    _ => Typed::Float(n.value),
-                })
-            }
+            Ty::Int { .. } | Ty::Float { .. } => self.typed_number(what, schema, slot, ty, r),
             Ty::Choice { what: kind, choices } | Ty::ChoiceOrStr { what: kind, choices } => {
-                let (name, args, name_span) = match &v.kind {
-                    ValueKind::Word(w) => (w.as_str(), &[][..], r.at),
-                    ValueKind::Call(ident, args) => (ident.name.as_str(), args.as_slice(), ident.span),
-                    ValueKind::Str(s) if matches!(ty, Ty::ChoiceOrStr { .. }) => return Some(Typed::Str(s.clone())),
-                    _ => {
-                        self.error(from(wrong_type(what, ty, v, r.at)));
-                        return None;
-                    }
-                };
-                let Some(choice) = choices.iter().find(|c| c.name == name) else {
-                    let names: Vec<&str> = choices.iter().map(|c| c.name).collect();
-                    let mut d = Diagnostic::error(Code::UnknownChoice, name_span, format!("unknown {kind} `{name}`"))
-                        .with_label(format!("not {} {kind}", schema::article(kind)));
-                    // The misspelt word itself: where a constant's value is written, not its use.
-                    let misspelt = if let ValueKind::Call(ident, _) = &v.kind {
-                        ident.span
-                    } else {
-                        v.span
-                    };
-                    d = match did_you_mean(name, names.iter().copied()) {
-                        Some(s) => d.with_suggestion(misspelt, s, format!("did you mean `{s}`?")),
-                        None => d.with_hint(format!("the {kind}s are {}", join_or(&names))),
-                    };
-                    if matches!(ty, Ty::ChoiceOrStr { .. }) {
-                        d.hint = d
-                            .hint
-                            .map(|h| format!("{h} (a file path goes in quotes: \"train.csv\")"));
-                    }
-                    self.error(from(d));
-                    return None;
-                };
-                if args.len() > choice.params.len() {
-                    let expected = match choice.params.len() {
-                        0 => format!("`{name}` takes no arguments"),
-                        n => format!(
-                            "`{name}` takes at most {n} argument{} ({})",
-                            if n == 1 { "" } else { "s" },
-                            choice.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-                        ),
-                    };
-                    self.error(from(
-                        Diagnostic::error(Code::Arity, r.at, format!("{expected}, found {}", args.len()))
-                            .with_label("too many arguments")
-                            .with_hint(if choice.params.is_empty() {
-                                format!("write `{name}` alone")
-                            } else {
-                                format!(
-                                    "e.g. `{name}({})`",
-                                    choice
-                                        .params
-                                        .iter()
-                                        .map(|p| fmt_number(p.default))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                )
-                            }),
-                    ));
-                    return None;
-                }
-                let mut values = Vec::new();
-                for (i, param) in choice.params.iter().enumerate() {
-                    match args.get(i) {
-                        Some(arg) => {
-                            let arg_r = Resolved {
-                                value: arg.clone(),
-                                at: arg.span,
-                                origin: None,
-                            };
-                            let arg_what = format!("`{name}`'s {}", param.name);
-                            match self.typed_as(&arg_what, schema, param.name, param.ty, &arg_r)? {
-                                Typed::Int(x) => values.push(x as f64),
-                                Typed::Float(x) => values.push(x),
-                                _ => unreachable!("choice parameters are numeric"),
-                            }
-                        }
-                        None => values.push(param.default),
-                    }
-                }
-                Some(Typed::Choice(choice.name, values))
+                self.typed_choice(what, schema, ty, kind, choices, r)
             }
             Ty::Str => match &v.kind {
                 ValueKind::Str(s) => Some(Typed::Str(s.clone())),
@@ -480,39 +389,7 @@ impl<'t> Lowerer<'t> {
                     None
                 }
             },
-            Ty::Split => match &v.kind {
-                ValueKind::Str(s) => Some(Typed::Split(Validation::Files(FileSet {
-                    features: s.clone(),
-                    labels: None,
-                    label_column: LabelColumn::Last,
-                    header: false,
-                }))),
-                ValueKind::Number(n) if n.integer && n.value >= 0.0 && n.value.is_finite() => {
-                    Some(Typed::Split(Validation::Count(n.value as usize)))
-                }
-                ValueKind::Number(n) if n.value >= 0.0 && n.value < 1.0 => {
-                    Some(Typed::Split(Validation::Fraction(n.value)))
-                }
-                ValueKind::Number(n) => {
-                    self.error(from(
-                        Diagnostic::error(
-                            Code::OutOfRange,
-                            r.at,
-                            format!(
-                                "a validation split is a row count or a fraction below 1, found `{}`",
-                                n.text
-                            ),
-                        )
-                        .with_label("neither a count nor a fraction")
-                        .with_hint("write a count of rows (`10000`), a fraction (`0.1`) or a percentage (`10%`)"),
-                    ));
-                    None
-                }
-                _ => {
-                    self.error(from(wrong_type(what, ty, v, r.at)));
-                    None
-                }
-            },
+            Ty::Split => self.typed_split(what, ty, r),
             Ty::Column => match &v.kind {
                 ValueKind::Word(w) if w == "first" => Some(Typed::Column(LabelColumn::First)),
                 ValueKind::Word(w) if w == "last" => Some(Typed::Column(LabelColumn::Last)),
@@ -525,5 +402,195 @@ impl<'t> Lowerer<'t> {
                 }
             },
         }
+    }
+
+    /// A number for an `Int` or `Float` slot: whole where required, in range.
+    fn typed_number(
+        &mut self,
+        what: &str,
+        schema: &'static Schema,
+        slot: &str,
+        ty: &'static Ty,
+        r: &Resolved,
+    ) -> Option<Typed> {
+        let v = &r.value;
+        let from = |d: Diagnostic| with_origin(d, r);
+        let ValueKind::Number(n) = &v.kind else {
+            self.error(from(wrong_type(what, ty, v, r.at)));
+            return None;
+        };
+        if let Ty::Int { .. } = ty
+            && (n.percent || n.value.fract() != 0.0 || !n.value.is_finite())
+        {
+            self.error(from(
+                Diagnostic::error(
+                    Code::WrongType,
+                    r.at,
+                    format!("{what} must be a whole number, found `{}`", n.text),
+                )
+                .with_label("not a whole number")
+                .with_hint(format!(
+                    "write a whole number, e.g. `{}`",
+                    n.value.abs().round().max(1.0)
+                )),
+            ));
+            return None;
+        }
+        if !ty.in_range(n.value) {
+            let mut d = Diagnostic::error(
+                Code::OutOfRange,
+                r.at,
+                format!("{what} must be {}, found `{}`", ty.range_text(), n.text),
+            )
+            .with_label("out of range");
+            d.hint = Some(range_hint(schema.head, slot).unwrap_or_else(|| format!("use a value {}", ty.range_text())));
+            self.error(from(d));
+            return None;
+        }
+        Some(match ty {
+            Ty::Int { .. } => Typed::Int(n.value as i64),
+            _ => Typed::Float(n.value),
+        })
+    }
+
+    /// A named choice (`relu`, `leaky_relu(0.1)`) for a `Choice` slot, with its arguments typed
+    /// in turn; a string where a `ChoiceOrStr` slot takes a path.
+    fn typed_choice(
+        &mut self,
+        what: &str,
+        schema: &'static Schema,
+        ty: &'static Ty,
+        kind: &str,
+        choices: &'static [schema::Choice],
+        r: &Resolved,
+    ) -> Option<Typed> {
+        let v = &r.value;
+        let from = |d: Diagnostic| with_origin(d, r);
+        let (name, args, name_span) = match &v.kind {
+            ValueKind::Word(w) => (w.as_str(), &[][..], r.at),
+            ValueKind::Call(ident, args) => (ident.name.as_str(), args.as_slice(), ident.span),
+            ValueKind::Str(s) if matches!(ty, Ty::ChoiceOrStr { .. }) => return Some(Typed::Str(s.clone())),
+            _ => {
+                self.error(from(wrong_type(what, ty, v, r.at)));
+                return None;
+            }
+        };
+        let Some(choice) = choices.iter().find(|c| c.name == name) else {
+            let names: Vec<&str> = choices.iter().map(|c| c.name).collect();
+            let mut d = Diagnostic::error(Code::UnknownChoice, name_span, format!("unknown {kind} `{name}`"))
+                .with_label(format!("not {} {kind}", schema::article(kind)));
+            // The misspelt word itself: where a constant's value is written, not its use.
+            let misspelt = if let ValueKind::Call(ident, _) = &v.kind {
+                ident.span
+            } else {
+                v.span
+            };
+            d = match did_you_mean(name, names.iter().copied()) {
+                Some(s) => d.with_suggestion(misspelt, s, format!("did you mean `{s}`?")),
+                None => d.with_hint(format!("the {kind}s are {}", join_or(&names))),
+            };
+            if matches!(ty, Ty::ChoiceOrStr { .. }) {
+                d.hint = d
+                    .hint
+                    .map(|h| format!("{h} (a file path goes in quotes: \"train.csv\")"));
+            }
+            self.error(from(d));
+            return None;
+        };
+        if args.len() > choice.params.len() {
+            let expected = match choice.params.len() {
+                0 => format!("`{name}` takes no arguments"),
+                n => format!(
+                    "`{name}` takes at most {n} argument{} ({})",
+                    if n == 1 { "" } else { "s" },
+                    choice.params.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                ),
+            };
+            self.error(from(
+                Diagnostic::error(Code::Arity, r.at, format!("{expected}, found {}", args.len()))
+                    .with_label("too many arguments")
+                    .with_hint(if choice.params.is_empty() {
+                        format!("write `{name}` alone")
+                    } else {
+                        format!(
+                            "e.g. `{name}({})`",
+                            choice
+                                .params
+                                .iter()
+                                .map(|p| fmt_number(p.default))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    }),
+            ));
+            return None;
+        }
+        let mut values = Vec::new();
+        for (i, param) in choice.params.iter().enumerate() {
+            match args.get(i) {
+                Some(arg) => {
+                    let arg_r = Resolved {
+                        value: arg.clone(),
+                        at: arg.span,
+                        origin: None,
+                    };
+                    let arg_what = format!("`{name}`'s {}", param.name);
+                    match self.typed_as(&arg_what, schema, param.name, param.ty, &arg_r)? {
+                        Typed::Int(x) => values.push(x as f64),
+                        Typed::Float(x) => values.push(x),
+                        _ => unreachable!("choice parameters are numeric"),
+                    }
+                }
+                None => values.push(param.default),
+            }
+        }
+        Some(Typed::Choice(choice.name, values))
+    }
+
+    /// A validation split: a path, a row count or a fraction.
+    fn typed_split(&mut self, what: &str, ty: &'static Ty, r: &Resolved) -> Option<Typed> {
+        let v = &r.value;
+        let from = |d: Diagnostic| with_origin(d, r);
+        match &v.kind {
+            ValueKind::Str(s) => Some(Typed::Split(Validation::Files(FileSet {
+                features: s.clone(),
+                labels: None,
+                label_column: LabelColumn::Last,
+                header: false,
+            }))),
+            ValueKind::Number(n) if n.integer && n.value >= 0.0 && n.value.is_finite() => {
+                Some(Typed::Split(Validation::Count(n.value as usize)))
+            }
+            ValueKind::Number(n) if n.value >= 0.0 && n.value < 1.0 => {
+                Some(Typed::Split(Validation::Fraction(n.value)))
+            }
+            ValueKind::Number(n) => {
+                self.error(from(
+                    Diagnostic::error(
+                        Code::OutOfRange,
+                        r.at,
+                        format!(
+                            "a validation split is a row count or a fraction below 1, found `{}`",
+                            n.text
+                        ),
+                    )
+                    .with_label("neither a count nor a fraction")
+                    .with_hint("write a count of rows (`10000`), a fraction (`0.1`) or a percentage (`10%`)"),
+                ));
+                None
+            }
+            _ => {
+                self.error(from(wrong_type(what, ty, v, r.at)));
+                None
+            }
+        }
+    }
+}
+
+/// Adds where a constant's value came from to a diagnostic about a value that used it.
+fn with_origin(d: Diagnostic, r: &Resolved) -> Diagnostic {
+    match &r.origin {
+        Some((name, defined)) => d.with_secondary(*defined, format!("`{name}` is defined here")),
+        None => d,
     }
 }
