@@ -617,12 +617,12 @@ fn build(
     batch_max: usize,
 ) -> Result<(), ExitCode> {
     let run = load(spec, sets)?;
-    let emit = netc::back::aot::Emit {
+    let emit = netc::run::build::Emit {
         exe: emit.contains(&EmitKind::Exe),
         obj: emit.contains(&EmitKind::Obj),
         header: emit.contains(&EmitKind::Header),
     };
-    let written = netc::back::aot::build(&run, weights, output, emit, batch_max).map_err(fail)?;
+    let written = netc::run::build::build(&run, weights, output, emit, batch_max).map_err(fail)?;
     for path in written {
         println!("wrote {}", path.display());
     }

@@ -1,7 +1,8 @@
 //! The commands' library side: training, evaluation, prediction, sweeps, benchmarks, diagnosis,
-//! and the files a run leaves behind.
+//! `netc build`, and the files a run leaves behind.
 
 pub mod bench;
+pub mod build;
 pub mod diagnose;
 pub mod sweep;
 pub mod train;
