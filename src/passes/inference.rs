@@ -78,75 +78,114 @@ pub fn inference(graph: &Graph, params: &[Array2<f32>], normalization: &Normaliz
             }
         }
     }
-
-    let mut values = params.to_vec();
-    let mut folded = vec![false; params.len()];
-    let mut fold_into = |p: usize, values: &mut [Array2<f32>], f: &dyn Fn(&mut Array2<f32>)| {
-        // graph::build gives every layer its own parameters, each read by one forward op.
-        assert!(!folded[p], "a folded parameter is read by one product only");
-        folded[p] = true;
-        f(&mut values[p]);
+    let mut rebuild = Rebuild {
+        graph,
+        params,
+        values: params.to_vec(),
+        folded: vec![false; params.len()],
+        nodes: Arena::new(),
+        new_of: vec![None; graph.nodes.len()],
+        fold_of: vec![Fold::default(); graph.nodes.len()],
+        forward: Vec::new(),
     };
-    let mut nodes: Arena<Node> = Arena::new();
-    let mut new_of: Vec<Option<NodeId>> = vec![None; graph.nodes.len()];
-    let mut fold_of: Vec<Fold> = vec![Fold::default(); graph.nodes.len()];
-    let input = nodes.append(graph.nodes[graph.input].clone());
-    new_of[graph.input.index()] = Some(input);
-    fold_of[graph.input.index()] = Fold::of_normalization(normalization);
-    let param_index = |n: NodeId| match graph.nodes[n].op {
-        Op::Param(p) => p,
-        ref other => unreachable!("graph::build adds bias rows and weights as parameters, not {other:?}"),
-    };
+    let input = rebuild.nodes.append(graph.nodes[graph.input].clone());
+    rebuild.new_of[graph.input.index()] = Some(input);
+    rebuild.fold_of[graph.input.index()] = Fold::of_normalization(normalization);
+    for &n in graph.forward.iter().filter(|n| needed[n.index()]) {
+        rebuild.node(n);
+    }
+    assert!(
+        rebuild.fold_of[graph.output.index()].is_identity(),
+        "the checker never lets a dropout or the input be the output"
+    );
+    let output = rebuild.new_of[graph.output.index()].expect("the output is computed");
+    Inference {
+        graph: Graph {
+            nodes: rebuild.nodes,
+            params: graph.params.clone(),
+            input,
+            targets: None,
+            output,
+            loss: None,
+            penalty: None,
+            forward: rebuild.forward,
+            backward: Vec::new(),
+            grads: Vec::new(),
+            update: Vec::new(),
+            layers: graph.layers.clone(),
+            optimizer: graph.optimizer,
+            input_width: graph.input_width,
+            output_width: graph.output_width,
+        },
+        params: rebuild.values,
+    }
+}
 
-    let mut forward = Vec::new();
-    for &n in &graph.forward {
-        if !needed[n.index()] {
-            continue;
-        }
+/// The inference graph under construction, node by node of the training graph's forward piece.
+struct Rebuild<'g> {
+    graph: &'g Graph,
+    /// The trained values.
+    params: &'g [Array2<f32>],
+    /// The values with folds applied.
+    values: Vec<Array2<f32>>,
+    /// Which parameters a fold changed.
+    folded: Vec<bool>,
+    nodes: Arena<Node>,
+    /// Each training node's counterpart (a dropout's is its input's).
+    new_of: Vec<Option<NodeId>>,
+    /// Each training node against its counterpart.
+    fold_of: Vec<Fold>,
+    forward: Vec<NodeId>,
+}
+
+impl Rebuild<'_> {
+    /// Adds the counterpart of forward node `n`, or, for a dropout, folds it away.
+    fn node(&mut self, n: NodeId) {
+        let graph = self.graph;
         let node = &graph.nodes[n];
-        // What this node's value is against its counterpart, and the input whose fold it absorbs.
+        // The node's value against its counterpart, and the input whose fold it absorbs.
         let mut fold = Fold::default();
         let mut absorbs = None;
         match node.op {
             // Read only by its product, which folds the mask's test-time value.
-            Op::Dropout(DropoutOp::Mask { .. }) => continue,
+            Op::Dropout(DropoutOp::Mask { .. }) => return,
             Op::Arith(ArithOp::Mul { a, b }) if is_mask(graph, a) || is_mask(graph, b) => {
                 let (x, mask) = if is_mask(graph, b) { (a, b) } else { (b, a) };
                 let Op::Dropout(DropoutOp::Mask { rate, mode, .. }) = graph.nodes[mask].op else {
                     unreachable!("checked by is_mask")
                 };
-                new_of[n.index()] = new_of[x.index()];
-                fold_of[n.index()] = fold_of[x.index()].times(DropoutOp::test_scale(rate, mode), node.shape.cols());
-                continue;
+                self.new_of[n.index()] = self.new_of[x.index()];
+                self.fold_of[n.index()] =
+                    self.fold_of[x.index()].times(DropoutOp::test_scale(rate, mode), node.shape.cols());
+                return;
             }
             Op::Linear(LinearOp::MatMul {
                 a,
                 b,
                 transpose_a: false,
                 transpose_b: false,
-            }) if !fold_of[a.index()].is_identity() => {
+            }) if !self.fold_of[a.index()].is_identity() => {
                 // a W = (a' diag(scale) + offset) W = a' (diag(scale) W) + offset W.
                 absorbs = Some(a);
-                let Fold { scale, offset } = fold_of[a.index()].clone();
-                let p = param_index(b);
-                let w = &params[p];
+                let Fold { scale, offset } = self.fold_of[a.index()].clone();
+                let w = &self.params[self.param_index(b)];
                 fold.offset = offset.map(|offset| {
                     (0..w.ncols())
                         .map(|j| (0..w.nrows()).map(|i| offset[i] * w[[i, j]] as f64).sum())
                         .collect()
                 });
                 if let Some(scale) = scale {
-                    fold_into(p, &mut values, &|w| {
+                    self.fold_into(b, |w| {
                         for (mut row, &k) in w.rows_mut().into_iter().zip(&scale) {
                             row.mapv_inplace(|v| (v as f64 * k) as f32);
                         }
                     });
                 }
             }
-            Op::Linear(LinearOp::AddRow { x, row }) if fold_of[x.index()].scale.is_none() => {
-                if let Some(offset) = fold_of[x.index()].offset.clone() {
+            Op::Linear(LinearOp::AddRow { x, row }) if self.fold_of[x.index()].scale.is_none() => {
+                if let Some(offset) = self.fold_of[x.index()].offset.clone() {
                     absorbs = Some(x);
-                    fold_into(param_index(row), &mut values, &|b| {
+                    self.fold_into(row, |b| {
                         for (v, &o) in b.iter_mut().zip(&offset) {
                             *v = (*v as f64 + o) as f32;
                         }
@@ -159,55 +198,47 @@ pub fn inference(graph: &Graph, params: &[Array2<f32>], normalization: &Normaliz
             // The checker keeps dropouts and the input before dense and maxout layers, whose
             // product takes the scale; graph::build adds a bias row after each product.
             assert!(
-                fold_of[i.index()].is_identity() || absorbs == Some(i),
+                self.fold_of[i.index()].is_identity() || absorbs == Some(i),
                 "only a product (scale and offset) or a bias row (offset) reads a folded value, not {:?}",
                 node.op
             );
-            if new_of[i.index()].is_none() {
+            if self.new_of[i.index()].is_none() {
                 // Parameters join the graph where first read.
                 assert!(
                     matches!(graph.nodes[i].op, Op::Param(_)),
                     "forward lists are in dependency order"
                 );
-                new_of[i.index()] = Some(nodes.append(graph.nodes[i].clone()));
+                self.new_of[i.index()] = Some(self.nodes.append(graph.nodes[i].clone()));
             }
         }
+        let new_of = &self.new_of;
         let op = node
             .op
             .map_inputs(|i| new_of[i.index()].expect("inputs were added just above"));
-        let h = nodes.append(Node {
+        let h = self.nodes.append(Node {
             op,
             shape: node.shape,
             layer: node.layer,
         });
-        new_of[n.index()] = Some(h);
-        fold_of[n.index()] = fold;
-        forward.push(h);
+        self.new_of[n.index()] = Some(h);
+        self.fold_of[n.index()] = fold;
+        self.forward.push(h);
     }
-    assert!(
-        fold_of[graph.output.index()].is_identity(),
-        "the checker never lets a dropout or the input be the output"
-    );
-    let output = new_of[graph.output.index()].expect("the output is computed");
-    Inference {
-        graph: Graph {
-            nodes,
-            params: graph.params.clone(),
-            input,
-            targets: None,
-            output,
-            loss: None,
-            penalty: None,
-            forward,
-            backward: Vec::new(),
-            grads: Vec::new(),
-            update: Vec::new(),
-            layers: graph.layers.clone(),
-            optimizer: graph.optimizer,
-            input_width: graph.input_width,
-            output_width: graph.output_width,
-        },
-        params: values,
+
+    fn param_index(&self, n: NodeId) -> usize {
+        match self.graph.nodes[n].op {
+            Op::Param(p) => p,
+            ref other => unreachable!("graph::build adds bias rows and weights as parameters, not {other:?}"),
+        }
+    }
+
+    /// Applies `f` to the value of parameter node `n`.
+    fn fold_into(&mut self, n: NodeId, f: impl FnOnce(&mut Array2<f32>)) {
+        let p = self.param_index(n);
+        // graph::build gives every layer its own parameters, each read by one forward op.
+        assert!(!self.folded[p], "a folded parameter is read by one product only");
+        self.folded[p] = true;
+        f(&mut self.values[p]);
     }
 }
 
