@@ -391,7 +391,7 @@ fn the_inference_graph_folds_dropout_and_normalization() {
         scale: (0..6).map(|i| 0.3 + i as f32 * 0.2).collect(),
     };
 
-    let folded = netc::passes::inference::inference(&graph, &params, &normalization);
+    let folded = netc::passes::inference::inference(&graph, &params, &normalization.shift, &normalization.scale);
     for (_, node) in folded.graph.nodes.iter() {
         assert!(
             !matches!(

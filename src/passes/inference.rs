@@ -13,7 +13,6 @@
 //! counterpart in the inference graph, column by column ([`Fold`]), until a matrix product
 //! absorbs the scale and a bias row the offset.
 
-use crate::data::Normalization;
 use crate::graph::{Graph, Node, NodeId, Op};
 use crate::ir::Arena;
 use crate::ops::{ArithOp, DropoutOp, LinearOp};
@@ -42,9 +41,9 @@ impl Fold {
     }
 
     /// The raw input against the normalized one: `x' = x * scale - shift * scale`.
-    fn of_normalization(n: &Normalization) -> Fold {
-        let scale: Vec<f64> = n.scale.iter().map(|&k| k as f64).collect();
-        let offset: Vec<f64> = n.shift.iter().zip(&scale).map(|(&s, &k)| -(s as f64) * k).collect();
+    fn of_normalization(shift: &[f32], scale: &[f32]) -> Fold {
+        let scale: Vec<f64> = scale.iter().map(|&k| k as f64).collect();
+        let offset: Vec<f64> = shift.iter().zip(&scale).map(|(&s, &k)| -(s as f64) * k).collect();
         Fold {
             scale: scale.iter().any(|&k| k != 1.0).then_some(scale),
             offset: offset.iter().any(|&o| o != 0.0).then_some(offset),
@@ -65,9 +64,11 @@ impl Fold {
 }
 
 /// The inference graph of a training graph, with `params` (its trained values, indexed like
-/// `graph.params`) and `normalization` folded into the parameters. Evaluated on raw inputs,
-/// the result computes what the training graph computes in evaluation mode on normalized ones.
-pub fn inference(graph: &Graph, params: &[Array2<f32>], normalization: &Normalization) -> Inference {
+/// `graph.params`) and the input normalization `x' = (x - shift) * scale` (one value per
+/// feature, as `crate::data::Normalization` holds them) folded into the parameters. Evaluated
+/// on raw inputs, the result computes what the training graph computes in evaluation mode on
+/// normalized ones.
+pub fn inference(graph: &Graph, params: &[Array2<f32>], shift: &[f32], scale: &[f32]) -> Inference {
     // The nodes the output depends on (forward lists are in dependency order).
     let mut needed = vec![false; graph.nodes.len()];
     needed[graph.output.index()] = true;
@@ -90,7 +91,7 @@ pub fn inference(graph: &Graph, params: &[Array2<f32>], normalization: &Normaliz
     };
     let input = rebuild.nodes.append(graph.nodes[graph.input].clone());
     rebuild.new_of[graph.input.index()] = Some(input);
-    rebuild.fold_of[graph.input.index()] = Fold::of_normalization(normalization);
+    rebuild.fold_of[graph.input.index()] = Fold::of_normalization(shift, scale);
     for &n in graph.forward.iter().filter(|n| needed[n.index()]) {
         rebuild.node(n);
     }
@@ -249,7 +250,6 @@ fn is_mask(graph: &Graph, n: NodeId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::back::interp::{Context, Interpreter};
     use crate::check::Limits;
     use crate::diag::source::SourceMap;
     use crate::rng::Rng;
@@ -264,17 +264,27 @@ mod tests {
         crate::graph::build(&checked)
     }
 
+    /// The output of a graph's forward piece in evaluation mode, by the ops' reference
+    /// evaluation (what the interpreter runs; `tests/aot.rs` runs the interpreter itself).
     fn evaluate(graph: &Graph, params: &[Array2<f32>], x: &Array2<f32>) -> Array2<f32> {
-        let mut interp: Interpreter<f32> = Interpreter::new(graph.clone(), 1);
-        interp.params = params.to_vec();
-        let targets = Array2::zeros((x.nrows(), graph.output_width));
-        interp.set_batch(x.view(), targets.view());
-        interp.forward(&Context {
-            training: false,
-            step: 0,
-            lr: 0.0,
-        });
-        interp.value(graph.output).clone()
+        let mut values: Vec<Option<Array2<f32>>> = vec![None; graph.nodes.len()];
+        values[graph.input.index()] = Some(x.clone());
+        if let Some(t) = graph.targets {
+            values[t.index()] = Some(Array2::zeros((x.nrows(), graph.output_width)));
+        }
+        for &node in &graph.forward {
+            let cx = crate::ops::EvalCx {
+                nodes: &graph.nodes,
+                values: &values,
+                params,
+                node,
+                training: false,
+                step: 0,
+                seed: 1,
+            };
+            values[node.index()] = Some(graph.nodes[node].op.eval(&cx));
+        }
+        values[graph.output.index()].take().expect("the output is computed")
     }
 
     /// The folded inference graph on raw rows against the training graph (evaluation mode) on
@@ -297,15 +307,12 @@ mod tests {
                 .map(|p| Array2::from_shape_fn((p.rows, p.cols), |_| (rng.normal() * 0.7) as f32))
                 .collect();
             let width = graph.input_width;
-            let normalization = Normalization {
-                shift: (0..width).map(|i| i as f32 * 0.3 - 0.5).collect(),
-                scale: (0..width).map(|i| 0.5 + i as f32 * 0.25).collect(),
-            };
+            let shift: Vec<f32> = (0..width).map(|i| i as f32 * 0.3 - 0.5).collect();
+            let scale: Vec<f32> = (0..width).map(|i| 0.5 + i as f32 * 0.25).collect();
             let raw = Array2::from_shape_fn((9, width), |_| (rng.normal() * 2.0) as f32);
-            let mut normalized = raw.clone();
-            normalization.apply(&mut normalized);
+            let normalized = Array2::from_shape_fn(raw.dim(), |(r, c)| (raw[[r, c]] - shift[c]) * scale[c]);
 
-            let folded = inference(&graph, &params, &normalization);
+            let folded = inference(&graph, &params, &shift, &scale);
             let ops: Vec<&Op> = folded.graph.nodes.iter().map(|(_, n)| &n.op).collect();
             assert!(
                 ops.iter()
@@ -334,7 +341,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| Array2::from_elem((p.rows, p.cols), i as f32 + 0.5))
             .collect();
-        let folded = inference(&graph, &params, &Normalization::identity(3));
+        let folded = inference(&graph, &params, &[0.0; 3], &[1.0; 3]);
         assert_eq!(folded.params, params);
         assert_eq!(folded.graph.params, graph.params);
     }

@@ -34,7 +34,7 @@ pub fn build(
     let symbol = aot::symbol_of(output)?;
     let graph = crate::graph::build(&run.checked);
     let (params, normalization) = crate::run::weights::load_model(&graph, weights)?;
-    let folded = inference(&graph, &params, &normalization);
+    let folded = inference(&graph, &params, &normalization.shift, &normalization.scale);
     let hash = run.spec_hash();
     let target = Target {
         symbol: &symbol,

@@ -186,7 +186,6 @@ pub fn place(graph: &Graph, plan: &Plan, steps: &[Step], rows: usize) -> Result<
 mod tests {
     use super::*;
     use crate::check::Limits;
-    use crate::data::Normalization;
     use crate::diag::source::SourceMap;
     use ndarray::Array2;
 
@@ -199,8 +198,10 @@ mod tests {
             .expect("the spec checks clean");
         let graph = crate::graph::build(&checked);
         let params: Vec<Array2<f32>> = graph.params.iter().map(|p| Array2::zeros((p.rows, p.cols))).collect();
-        let inference =
-            crate::passes::inference::inference(&graph, &params, &Normalization::identity(graph.input_width));
+        let inference = {
+            let width = graph.input_width;
+            crate::passes::inference::inference(&graph, &params, &vec![0.0; width], &vec![1.0; width])
+        };
         let plan = crate::passes::fuse::plan(&inference.graph);
         let memory = place(&inference.graph, &plan, &plan.forward, 16).expect("places");
         (inference.graph, memory)
