@@ -391,12 +391,12 @@ fn build(args: BuildArgs) -> Result<ExitCode, Failure> {
         sets,
     } = args;
     let loaded = load(&spec, &sets)?;
-    let emit = netc::back::aot::Emit {
+    let emit = netc::run::build::Emit {
         exe: emit.contains(&EmitKind::Exe),
         obj: emit.contains(&EmitKind::Obj),
         header: emit.contains(&EmitKind::Header),
     };
-    for path in netc::back::aot::build(&loaded.run, &weights, &output, emit, batch_max)? {
+    for path in netc::run::build::build(&loaded.run, &weights, &output, emit, batch_max)? {
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

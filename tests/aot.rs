@@ -362,3 +362,115 @@ fn bad_build_arguments_are_refused() {
     assert_eq!(o.status.code(), Some(1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The inference graph of a model with scale-at-test and inverted dropout and a normalization:
+/// no dropout node is left (its scale is in the weights), the plan the object is compiled from
+/// has no dropout kernel, and the graph, evaluated by the interpreter on raw rows, and the
+/// built executable both match the training graph in evaluation mode on normalized rows.
+#[test]
+fn the_inference_graph_folds_dropout_and_normalization() {
+    let body = "input 6\n  dropout 0.2\n  dense 9 relu\n  dropout 0.5 scale_at_test\n  maxout 8 pieces 2\n  dropout 0.3 scale_at_test\n  dense 3 softmax\n  loss cross_entropy";
+    let spec_text = format!("model folded {{\n  {body}\n}}\ntrain {{\n  data \"x.csv\" validation 10%\n}}\n");
+    let dir = temp_dir("folded");
+    let spec = dir.join("folded.net");
+    std::fs::write(&spec, &spec_text).expect("write");
+    let mut sources = SourceMap::new();
+    let id = sources.add("folded.net", spec_text.clone());
+    let checked = netc::compile(&sources, id, &[], &Limits { memory_bytes: 1 << 30 })
+        .checked
+        .expect("compiles");
+    let graph = netc::graph::build(&checked);
+    let mut rng = Rng::new(11, 3);
+    let params: Vec<Array2<f32>> = graph
+        .params
+        .iter()
+        .map(|p| Array2::from_shape_fn((p.rows, p.cols), |_| (rng.normal() * 0.7) as f32))
+        .collect();
+    let normalization = netc::data::Normalization {
+        shift: (0..6).map(|i| i as f32 * 0.4 - 1.0).collect(),
+        scale: (0..6).map(|i| 0.3 + i as f32 * 0.2).collect(),
+    };
+
+    let folded = netc::passes::inference::inference(&graph, &params, &normalization.shift, &normalization.scale);
+    for (_, node) in folded.graph.nodes.iter() {
+        assert!(
+            !matches!(
+                node.op,
+                netc::graph::Op::Dropout(_) | netc::graph::Op::Arith(_) | netc::graph::Op::Loss(_)
+            ),
+            "{:?} is left in the inference graph",
+            node.op
+        );
+    }
+    assert_eq!((folded.graph.targets, folded.graph.loss), (None, None));
+    let plan = netc::passes::fuse::plan(&folded.graph).describe(&folded.graph);
+    assert_eq!(
+        plan,
+        "forward: 8 kernels
+  gemm input#0 x dense1.weight -> dense1.matmul#2
+  map [batch, 9]: dense1.add_row#4 + dense1.relu#5 -> dense1.relu#5
+  gemm dense1.relu#5 x maxout1.weight -> maxout1.matmul#7
+  map [batch, 8]: maxout1.add_row#9 -> maxout1.add_row#9
+  row maxout -> maxout1.maxout#10
+  gemm maxout1.maxout#10 x dense2.weight -> dense2.matmul#12
+  map [batch, 3]: dense2.add_row#14 -> dense2.add_row#14
+  row softmax -> dense2.softmax#15
+backward: 0 kernels
+update: 0 kernels
+buffers: 15
+"
+    );
+
+    let evaluate = |graph: &netc::graph::Graph, params: &[Array2<f32>], x: &Array2<f32>| {
+        let mut interp: Interpreter<f32> = Interpreter::new(graph.clone(), 1);
+        interp.params = params.to_vec();
+        let t = Array2::zeros((x.nrows(), graph.output_width));
+        Engine::set_batch(&mut interp, x.view(), t.view());
+        Engine::forward(
+            &mut interp,
+            &Context {
+                training: false,
+                step: 0,
+                lr: 0.0,
+            },
+        );
+        Engine::output(&interp)
+    };
+    let raw = Array2::from_shape_fn((21, 6), |_| (rng.normal() * 2.0) as f32);
+    let mut normalized = raw.clone();
+    normalization.apply(&mut normalized);
+    let want = evaluate(&graph, &params, &normalized);
+    let got = evaluate(&folded.graph, &folded.params, &raw);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
+    }
+
+    let tensors = netc::run::weights::model_tensors(&graph, &params, &normalization);
+    let weights = dir.join("folded.safetensors");
+    std::fs::write(&weights, netc::run::weights::encode(&tensors, Default::default())).expect("write");
+    let exe = dir.join("folded");
+    let o = netc(&[
+        "build",
+        s(&spec),
+        "--weights",
+        s(&weights),
+        "-o",
+        s(&exe),
+        "--emit",
+        "exe",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let rows = dir.join("rows.csv");
+    std::fs::write(&rows, csv(&raw)).expect("write");
+    let out = Command::new(&exe).arg(&rows).output().expect("exe runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = parse_lines(&text(&out.stdout));
+    assert_eq!(lines.len(), 21);
+    for (line, w) in lines.iter().zip(want.rows()) {
+        assert_eq!(line[0] as usize, netc::report::metrics::predicted_class(w));
+        for (g, w) in line[1..].iter().zip(w) {
+            assert!((g - *w as f64).abs() <= 2e-5 * (1.0 + w.abs() as f64), "{g} vs {w}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -60,11 +60,14 @@ impl<F: Float> Interpreter<F> {
         }
     }
 
-    /// Sets the batch: features `[batch, input_width]` and targets `[batch, output_width]`.
+    /// Sets the batch: features `[batch, input_width]` and targets `[batch, output_width]`
+    /// (ignored by an inference graph, which has none).
     pub fn set_batch(&mut self, x: ArrayView2<F>, targets: ArrayView2<F>) {
         self.batch = x.nrows();
         self.values[self.graph.input.index()] = Some(x.to_owned());
-        self.values[self.graph.targets.index()] = Some(targets.to_owned());
+        if let Some(t) = self.graph.targets {
+            self.values[t.index()] = Some(targets.to_owned());
+        }
     }
 
     /// The value of a node after it ran.
@@ -85,11 +88,14 @@ impl<F: Float> Interpreter<F> {
         }
     }
 
-    /// Runs the forward piece; returns the mean data loss.
+    /// Runs the forward piece; returns the mean data loss (NaN for an inference graph).
     pub fn forward(&mut self, ctx: &Context) -> f64 {
         let list = self.graph.forward.clone();
         self.run(&list, ctx);
-        self.value(self.graph.loss)[[0, 0]].to_f64().unwrap_or(f64::NAN)
+        match self.graph.loss {
+            Some(loss) => self.value(loss)[[0, 0]].to_f64().unwrap_or(f64::NAN),
+            None => f64::NAN,
+        }
     }
 
     /// Runs the backward piece (after [`Interpreter::forward`]).

@@ -618,47 +618,58 @@ fn emit_tile(
     }
 }
 
-/// Declares and defines an in-place row softmax over `n` columns: `(x, rows)`.
+/// Declares and defines a row softmax over `n` columns: `(x, out, rows)`. `out` may be `x`
+/// (each row is read whole before any of it is written).
 pub fn define_softmax<M: Module>(module: &mut M, name: &str, n: usize) -> Result<FuncId, Box<ModuleError>> {
     let ptr = module.target_config().pointer_type();
-    define_function(module, name, Linkage::Local, &[ptr, types::I64], &[], |b, params, _| {
-        let (x, rows) = (params[0], params[1]);
-        let n = n as i64;
-        let zero = b.ins().iconst(types::I64, 0);
-        counted_loop(b, zero, rows, 1, |b, r| {
-            let off = b.ins().imul_imm_s(r, n * 4);
-            let p = b.ins().iadd(x, off);
-            // The row is at most a few thousand wide; straight-line code keeps it simple.
-            let values: Vec<Value> = (0..n)
-                .map(|j| b.ins().load(types::F32, mem(), p, (j * 4) as i32))
-                .collect();
-            let mut m = values[0];
-            for &v in &values[1..] {
-                let gt = b.ins().fcmp(FloatCC::GreaterThan, v, m);
-                m = b.ins().select(gt, v, m);
-            }
-            let mut e = Emitter {
-                b: &mut *b,
-                ty: types::F32,
-            };
-            let mut exps = Vec::with_capacity(values.len());
-            let mut sum = e.konst(0.0);
-            for &v in &values {
-                let d = e.b.ins().fsub(v, m);
-                let ex = e.exp(d);
-                sum = e.b.ins().fadd(sum, ex);
-                exps.push(ex);
-            }
-            for (j, ex) in exps.into_iter().enumerate() {
-                let q = e.b.ins().fdiv(ex, sum);
-                e.b.ins().store(mem(), q, p, (j * 4) as i32);
-            }
-        });
-        b.ins().return_(&[]);
-    })
+    define_function(
+        module,
+        name,
+        Linkage::Local,
+        &[ptr, ptr, types::I64],
+        &[],
+        |b, params, _| {
+            let (x, out, rows) = (params[0], params[1], params[2]);
+            let n = n as i64;
+            let zero = b.ins().iconst(types::I64, 0);
+            counted_loop(b, zero, rows, 1, |b, r| {
+                let off = b.ins().imul_imm_s(r, n * 4);
+                let p = b.ins().iadd(x, off);
+                let o = b.ins().iadd(out, off);
+                // The row is at most a few thousand wide; straight-line code keeps it simple.
+                let values: Vec<Value> = (0..n)
+                    .map(|j| b.ins().load(types::F32, mem(), p, (j * 4) as i32))
+                    .collect();
+                let mut m = values[0];
+                for &v in &values[1..] {
+                    let gt = b.ins().fcmp(FloatCC::GreaterThan, v, m);
+                    m = b.ins().select(gt, v, m);
+                }
+                let mut e = Emitter {
+                    b: &mut *b,
+                    ty: types::F32,
+                };
+                let mut exps = Vec::with_capacity(values.len());
+                let mut sum = e.konst(0.0);
+                for &v in &values {
+                    let d = e.b.ins().fsub(v, m);
+                    let ex = e.exp(d);
+                    sum = e.b.ins().fadd(sum, ex);
+                    exps.push(ex);
+                }
+                for (j, ex) in exps.into_iter().enumerate() {
+                    let q = e.b.ins().fdiv(ex, sum);
+                    e.b.ins().store(mem(), q, o, (j * 4) as i32);
+                }
+            });
+            b.ins().return_(&[]);
+        },
+    )
 }
 
 /// Declares and defines maxout over `units` inputs in groups of `pieces`: `(x, out, rows)`.
+/// `out` may be `x`: each output is written at or below the first input of its group, which
+/// has been read, and every later read is above it.
 pub fn define_maxout<M: Module>(
     module: &mut M,
     name: &str,

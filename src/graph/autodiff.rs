@@ -56,10 +56,11 @@ pub fn differentiate(graph: &mut Graph, builder: Builder) {
     };
 
     // The loss is the root: its op seeds the gradient of what it reads.
-    let loss_op = cx.builder.nodes()[graph.loss].op.clone();
-    loss_op.differentiate(graph.loss, None, &mut cx);
+    let loss = graph.loss.expect("training graphs have a loss");
+    let loss_op = cx.builder.nodes()[loss].op.clone();
+    loss_op.differentiate(loss, None, &mut cx);
     for &node in graph.forward.iter().rev() {
-        if node == graph.loss {
+        if node == loss {
             continue;
         }
         let Some(&dy) = cx.grads.get(&node) else { continue };

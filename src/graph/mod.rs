@@ -62,6 +62,10 @@ pub struct LayerInfo {
 /// The three pieces: forward, backward and update. Structure only: the learning rate and its
 /// schedule reach the kernels as arguments at each step, so two programs that differ only in
 /// them have equal graphs (and share compiled kernels).
+///
+/// [`build`] makes training graphs (targets, a loss, all three pieces);
+/// [`crate::passes::inference`] makes inference graphs from them (a forward piece that ends at
+/// `output`: no targets, no loss, no backward or update piece).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Graph {
     /// Every node.
@@ -70,15 +74,15 @@ pub struct Graph {
     pub params: Vec<Param>,
     /// The input node.
     pub input: NodeId,
-    /// The targets node.
-    pub targets: NodeId,
+    /// The targets node (none in an inference graph).
+    pub targets: Option<NodeId>,
     /// The model's prediction: probabilities for softmax/sigmoid outputs.
     pub output: NodeId,
-    /// The data loss (a scalar).
-    pub loss: NodeId,
+    /// The data loss (a scalar; none in an inference graph).
+    pub loss: Option<NodeId>,
     /// The regularization penalty (a scalar), when any weight is regularized.
     pub penalty: Option<NodeId>,
-    /// Forward nodes in execution order (ends with `output` and `loss`).
+    /// Forward nodes in execution order (ends with `output` and `loss`, if any).
     pub forward: Vec<NodeId>,
     /// Backward nodes in execution order.
     pub backward: Vec<NodeId>,
@@ -232,9 +236,9 @@ pub fn build(checked: &Checked) -> Graph {
         nodes: Arena::new(),
         params: Vec::new(),
         input,
-        targets,
+        targets: Some(targets),
         output,
-        loss,
+        loss: Some(loss),
         penalty,
         forward,
         backward: Vec::new(),
@@ -401,7 +405,9 @@ mod tests {
             ["matmul", "add_row", "softmax", "softmax_cross_entropy"]
         );
         // The loss reads the logits (the bias sum), not the softmax: its gradient is p - t.
-        let Op::Loss(LossOp::SoftmaxCrossEntropy { logits, .. }) = g.nodes[g.loss].op else {
+        let Op::Loss(LossOp::SoftmaxCrossEntropy { logits, .. }) =
+            g.nodes[g.loss.expect("a training graph has a loss")].op
+        else {
             panic!("cross-entropy loss")
         };
         assert_eq!(g.nodes[logits].op.name(), "add_row");
@@ -450,7 +456,9 @@ mod tests {
         );
         assert!(names(&g, &g.forward).contains(&"dropout_mask"));
         assert!(!names(&g, &g.backward).contains(&"dropout_mask"));
-        let Op::Loss(LossOp::MeanSquaredError { output, .. }) = g.nodes[g.loss].op else {
+        let Op::Loss(LossOp::MeanSquaredError { output, .. }) =
+            g.nodes[g.loss.expect("a training graph has a loss")].op
+        else {
             panic!("mse")
         };
         assert_eq!(output, g.output);

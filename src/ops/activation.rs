@@ -168,6 +168,28 @@ impl Family for ActivationOp {
         }
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        match *self {
+            ActivationOp::Unary { func, x } => ActivationOp::Unary { func, x: f(x) },
+            ActivationOp::UnaryGrad { func, x, y, dy } => ActivationOp::UnaryGrad {
+                func,
+                x: f(x),
+                y: f(y),
+                dy: f(dy),
+            },
+            ActivationOp::Prelu { x, slope } => ActivationOp::Prelu {
+                x: f(x),
+                slope: f(slope),
+            },
+            ActivationOp::PreluGradInput { x, slope, dy } => ActivationOp::PreluGradInput {
+                x: f(x),
+                slope: f(slope),
+                dy: f(dy),
+            },
+            ActivationOp::PreluGradSlope { x, dy } => ActivationOp::PreluGradSlope { x: f(x), dy: f(dy) },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             ActivationOp::Unary { func, .. } => func.name(),

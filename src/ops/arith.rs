@@ -30,6 +30,13 @@ impl Family for ArithOp {
         }
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        match *self {
+            ArithOp::Add { a, b } => ArithOp::Add { a: f(a), b: f(b) },
+            ArithOp::Mul { a, b } => ArithOp::Mul { a: f(a), b: f(b) },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             ArithOp::Add { .. } => "add",

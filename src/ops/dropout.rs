@@ -47,6 +47,21 @@ impl Family for DropoutOp {
         vec![like]
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        let DropoutOp::Mask {
+            like,
+            rate,
+            mode,
+            layer,
+        } = *self;
+        DropoutOp::Mask {
+            like: f(like),
+            rate,
+            mode,
+            layer,
+        }
+    }
+
     fn name(&self) -> &'static str {
         "dropout_mask"
     }

@@ -52,6 +52,24 @@ impl Family for LinearOp {
         }
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        match *self {
+            LinearOp::MatMul {
+                a,
+                b,
+                transpose_a,
+                transpose_b,
+            } => LinearOp::MatMul {
+                a: f(a),
+                b: f(b),
+                transpose_a,
+                transpose_b,
+            },
+            LinearOp::AddRow { x, row } => LinearOp::AddRow { x: f(x), row: f(row) },
+            LinearOp::SumRows { x } => LinearOp::SumRows { x: f(x) },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             LinearOp::MatMul { .. } => "matmul",

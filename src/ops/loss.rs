@@ -71,6 +71,35 @@ impl Family for LossOp {
         }
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        match *self {
+            LossOp::SoftmaxCrossEntropy { logits, targets } => LossOp::SoftmaxCrossEntropy {
+                logits: f(logits),
+                targets: f(targets),
+            },
+            LossOp::SigmoidCrossEntropy { logits, targets } => LossOp::SigmoidCrossEntropy {
+                logits: f(logits),
+                targets: f(targets),
+            },
+            LossOp::MeanSquaredError { output, targets } => LossOp::MeanSquaredError {
+                output: f(output),
+                targets: f(targets),
+            },
+            LossOp::SoftmaxCrossEntropyGrad { logits, targets } => LossOp::SoftmaxCrossEntropyGrad {
+                logits: f(logits),
+                targets: f(targets),
+            },
+            LossOp::SigmoidCrossEntropyGrad { logits, targets } => LossOp::SigmoidCrossEntropyGrad {
+                logits: f(logits),
+                targets: f(targets),
+            },
+            LossOp::MeanSquaredErrorGrad { output, targets } => LossOp::MeanSquaredErrorGrad {
+                output: f(output),
+                targets: f(targets),
+            },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             LossOp::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",

@@ -34,6 +34,17 @@ impl Family for MaxoutOp {
         }
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        match *self {
+            MaxoutOp::Maxout { x, pieces } => MaxoutOp::Maxout { x: f(x), pieces },
+            MaxoutOp::MaxoutGrad { x, pieces, dy } => MaxoutOp::MaxoutGrad {
+                x: f(x),
+                pieces,
+                dy: f(dy),
+            },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             MaxoutOp::Maxout { .. } => "maxout",

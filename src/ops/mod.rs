@@ -254,6 +254,9 @@ pub trait GradCx {
 pub trait Family {
     /// The nodes the op reads, in the order [`Family::scalar`] takes them.
     fn inputs(&self) -> Vec<NodeId>;
+    /// The same op reading `f(n)` for each node `n` it reads (passes that rebuild a graph use
+    /// it); everything else about the op is kept.
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self;
     /// The op's name in reports and plan snapshots.
     fn name(&self) -> &'static str;
     /// The output shape from the input shapes.
@@ -300,6 +303,24 @@ impl Op {
     /// The nodes this op reads.
     pub fn inputs(&self) -> Vec<NodeId> {
         dispatch!(self, f => f.inputs(), leaf => vec![])
+    }
+
+    /// The same op reading `f(n)` for each node `n` it reads (see [`Family::map_inputs`]).
+    pub fn map_inputs(&self, mut f: impl FnMut(NodeId) -> NodeId) -> Op {
+        match self {
+            Op::Input => Op::Input,
+            Op::Targets => Op::Targets,
+            Op::Param(p) => Op::Param(*p),
+            Op::Linear(o) => Op::Linear(o.map_inputs(&mut f)),
+            Op::Activation(o) => Op::Activation(o.map_inputs(&mut f)),
+            Op::Arith(o) => Op::Arith(o.map_inputs(&mut f)),
+            Op::Softmax(o) => Op::Softmax(o.map_inputs(&mut f)),
+            Op::Maxout(o) => Op::Maxout(o.map_inputs(&mut f)),
+            Op::Dropout(o) => Op::Dropout(o.map_inputs(&mut f)),
+            Op::Loss(o) => Op::Loss(o.map_inputs(&mut f)),
+            Op::Penalty(o) => Op::Penalty(o.map_inputs(&mut f)),
+            Op::Update(o) => Op::Update(o.map_inputs(&mut f)),
+        }
     }
 
     /// The op's name in reports and plan snapshots.

@@ -33,6 +33,18 @@ impl Family for PenaltyOp {
         }
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        match self {
+            PenaltyOp::Penalty { terms } => PenaltyOp::Penalty { terms: terms.clone() },
+            &PenaltyOp::PenaltyGrad { grad, param, l1, l2 } => PenaltyOp::PenaltyGrad {
+                grad: f(grad),
+                param,
+                l1,
+                l2,
+            },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             PenaltyOp::Penalty { .. } => "penalty",

@@ -42,6 +42,13 @@ impl Family for SoftmaxOp {
         }
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        match *self {
+            SoftmaxOp::Softmax { x } => SoftmaxOp::Softmax { x: f(x) },
+            SoftmaxOp::SoftmaxGrad { y, dy } => SoftmaxOp::SoftmaxGrad { y: f(y), dy: f(dy) },
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             SoftmaxOp::Softmax { .. } => "softmax",

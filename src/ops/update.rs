@@ -22,6 +22,11 @@ impl Family for UpdateOp {
         vec![grad]
     }
 
+    fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
+        let UpdateOp::Update { param, grad } = *self;
+        UpdateOp::Update { param, grad: f(grad) }
+    }
+
     fn name(&self) -> &'static str {
         "update"
     }

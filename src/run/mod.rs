@@ -1,8 +1,9 @@
 //! The commands' library side: reading specs, checking, formatting, training, evaluation,
-//! prediction, sweeps, benchmarks, diagnosis, and the files a run leaves behind.
+//! prediction, sweeps, benchmarks, diagnosis, `netc build`, and the files a run leaves behind.
 
 pub mod artifacts;
 pub mod bench;
+pub mod build;
 pub mod check;
 pub mod checkpoint;
 pub mod diagnose;

@@ -299,9 +299,9 @@ impl Engine for Jit {
             self.allocate(rows);
         }
         self.rows = rows;
-        let (input, target) = (self.graph.input, self.graph.targets);
-        for (dst, src) in [(input, x), (target, targets)] {
-            copy_into(&mut self.buffers[dst.index()], src);
+        copy_into(&mut self.buffers[self.graph.input.index()], x);
+        if let Some(t) = self.graph.targets {
+            copy_into(&mut self.buffers[t.index()], targets);
         }
     }
     fn set_batch_rows(&mut self, features: ArrayView2<f32>, rows: &[usize], targets: ArrayView2<f32>) {
@@ -338,7 +338,9 @@ impl Engine for Jit {
             }
             _ => gather(input, rows),
         }
-        copy_into(&mut self.buffers[self.graph.targets.index()], targets);
+        if let Some(t) = self.graph.targets {
+            copy_into(&mut self.buffers[t.index()], targets);
+        }
     }
     fn forward(&mut self, ctx: &Context) -> f64 {
         let steps = std::mem::take(&mut self.plan.forward);

@@ -1,0 +1,84 @@
+//! `netc build`: reads the trained weights, makes the inference graph, has the object-file
+//! backend compile it, and writes the object, the header and the executable.
+
+use crate::back::aot::{self, Target};
+use crate::diag::{Code, Diagnostic};
+use crate::ir::Loss;
+use crate::passes::inference::inference;
+use crate::run::train::Run;
+use std::path::{Path, PathBuf};
+
+/// What `netc build` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emit {
+    /// The executable.
+    pub exe: bool,
+    /// The object file.
+    pub obj: bool,
+    /// The C header.
+    pub header: bool,
+}
+
+/// Builds the model of `run` with the weights at `weights` into `output` (the executable),
+/// `output.o` and `output.h`, as `emit` asks. Returns the files written.
+pub fn build(
+    run: &Run,
+    weights: &Path,
+    output: &Path,
+    emit: Emit,
+    batch_max: usize,
+) -> Result<Vec<PathBuf>, Box<Diagnostic>> {
+    if batch_max == 0 {
+        return Err(Box::new(
+            Diagnostic::general(Code::BadFlag, "--batch-max must be at least 1").with_hint("e.g. --batch-max 4096"),
+        ));
+    }
+    let symbol = aot::symbol_of(output)?;
+    let graph = crate::graph::build(&run.checked);
+    let (params, normalization) = crate::run::weights::load_model(&graph, weights)?;
+    let folded = inference(&graph, &params, &normalization.shift, &normalization.scale);
+    let hash = run.spec_hash();
+    let target = Target {
+        symbol: &symbol,
+        model_name: &run.program().model.name,
+        spec_hash: &hash,
+        batch_max,
+    };
+    let object = aot::compile_object(&folded.graph, &folded.params, &target)?;
+    let loss = run.program().model.loss;
+    let outputs_are = match loss {
+        Loss::CrossEntropy => "class probabilities (softmax)",
+        Loss::BinaryCrossEntropy => "probabilities (sigmoid)",
+        Loss::Mse => "the output layer's values",
+    };
+    let header_text = aot::header(&target, &object, outputs_are);
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Diagnostic::general(Code::FileUnwritable, format!("cannot create `{}`: {e}", dir.display()))
+                .in_file(dir)
+                .with_hint("check the -o path")
+        })?;
+    }
+    let with = |ext: &str| PathBuf::from(format!("{}.{ext}", output.display()));
+    let write = |path: &Path, bytes: &[u8]| crate::run::write_file(path, bytes, "check the -o path");
+    let mut written = Vec::new();
+    if emit.obj {
+        write(&with("o"), &object.bytes)?;
+        written.push(with("o"));
+    }
+    if emit.header {
+        write(&with("h"), header_text.as_bytes())?;
+        written.push(with("h"));
+    }
+    if emit.exe {
+        let exe = aot::link_executable(&target, &object, &header_text, loss != Loss::Mse)?;
+        write(output, &exe)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(output, std::fs::Permissions::from_mode(0o755));
+        }
+        written.push(output.to_path_buf());
+    }
+    Ok(written)
+}
