@@ -1,7 +1,9 @@
 //! Elementwise activations: sigmoid, tanh, relu, leaky relu, elu (one [`Unary`] each) and prelu
 //! (a learned slope per column), with their gradients.
 
-use super::{EvalCx, Family, Float, Fusion, GradCx, NodeId, Op, Scalar, ShapeCx, eval_column_sum, eval_elementwise};
+use super::{
+    EvalCx, Family, Float, Fusion, GradCx, NodeId, Op, Reference, Scalar, ShapeCx, eval_column_sum, eval_elementwise,
+};
 use crate::ir::Shape;
 use ndarray::Array2;
 
@@ -33,6 +35,7 @@ impl Unary {
     }
 
     /// `f(x)`.
+    #[inline(always)]
     pub fn apply<S: Scalar>(self, s: &mut S, x: S::V) -> S::V {
         match self {
             Unary::Sigmoid => s.sigmoid(x),
@@ -61,6 +64,7 @@ impl Unary {
     /// (`y (1 - y)` and `1 - y^2` cancel to noise there, and that noise is what a vanishing
     /// gradient would be made of): `e / (1 + e)^2` with `e = exp(-|x|)`, and
     /// `4 e / (1 + e)^2` with `e = exp(-2|x|)`.
+    #[inline(always)]
     pub fn derivative<S: Scalar>(self, s: &mut S, x: S::V, y: S::V) -> S::V {
         match self {
             Unary::Sigmoid | Unary::Tanh => {
@@ -97,6 +101,7 @@ impl Unary {
 }
 
 /// A numerically safe logistic function.
+#[inline]
 pub fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
@@ -223,6 +228,7 @@ impl Family for ActivationOp {
         }
     }
 
+    #[inline(always)]
     fn scalar<S: Scalar>(&self, s: &mut S, args: &[S::V]) -> S::V {
         match *self {
             ActivationOp::Unary { func, .. } => func.apply(s, args[0]),
@@ -250,10 +256,13 @@ impl Family for ActivationOp {
     }
 
     fn eval<F: Float>(&self, cx: &EvalCx<F>) -> Array2<F> {
-        let op = Op::Activation(self.clone());
-        match self {
-            ActivationOp::PreluGradSlope { .. } => eval_column_sum(&op, cx),
-            _ => eval_elementwise(&op, cx),
+        let math = |args: &[f64]| self.scalar(&mut Reference, args);
+        match *self {
+            ActivationOp::Unary { x, .. } => eval_elementwise(cx, [x], math),
+            ActivationOp::UnaryGrad { x, y, dy, .. } => eval_elementwise(cx, [x, y, dy], math),
+            ActivationOp::Prelu { x, slope } => eval_elementwise(cx, [x, slope], math),
+            ActivationOp::PreluGradInput { x, slope, dy } => eval_elementwise(cx, [x, slope, dy], math),
+            ActivationOp::PreluGradSlope { .. } => eval_column_sum(&Op::Activation(self.clone()), cx),
         }
     }
 

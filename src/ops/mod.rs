@@ -139,33 +139,43 @@ pub struct Reference;
 
 impl Scalar for Reference {
     type V = f64;
+    #[inline(always)]
     fn constant(&mut self, c: f64) -> f64 {
         c
     }
+    #[inline(always)]
     fn add(&mut self, a: f64, b: f64) -> f64 {
         a + b
     }
+    #[inline(always)]
     fn mul(&mut self, a: f64, b: f64) -> f64 {
         a * b
     }
+    #[inline(always)]
     fn div(&mut self, a: f64, b: f64) -> f64 {
         a / b
     }
+    #[inline(always)]
     fn abs(&mut self, a: f64) -> f64 {
         a.abs()
     }
+    #[inline(always)]
     fn exp(&mut self, a: f64) -> f64 {
         a.exp()
     }
+    #[inline(always)]
     fn exp_m1(&mut self, a: f64) -> f64 {
         a.exp_m1()
     }
+    #[inline(always)]
     fn sigmoid(&mut self, a: f64) -> f64 {
         activation::sigmoid(a)
     }
+    #[inline(always)]
     fn tanh(&mut self, a: f64) -> f64 {
         a.tanh()
     }
+    #[inline(always)]
     fn select_positive(&mut self, x: f64, if_positive: f64, otherwise: f64) -> f64 {
         if x > 0.0 { if_positive } else { otherwise }
     }
@@ -365,25 +375,41 @@ impl Op {
     }
 }
 
-/// The reference evaluation of an elementwise op: [`Family::scalar`] on `f64` at every element
-/// of the output, reading `[1, cols]` inputs as rows broadcast over the output's rows.
-pub fn eval_elementwise<F: Float>(op: &Op, cx: &EvalCx<F>) -> Array2<F> {
-    let shape = cx.shape();
-    let inputs: Vec<&Array2<F>> = op.inputs().into_iter().map(|n| cx.value(n)).collect();
-    let rows = inputs.iter().map(|a| a.nrows()).max().unwrap_or(1);
-    let cols = shape.cols();
+/// The reference evaluation of an elementwise op reading `inputs`: `f` (the op's
+/// [`Family::scalar`] on [`Reference`]) at every element of the output, in `f64`, reading
+/// `[1, cols]` inputs as rows broadcast over the output's rows.
+pub fn eval_elementwise<F: Float, const N: usize>(
+    cx: &EvalCx<F>,
+    inputs: [NodeId; N],
+    f: impl Fn(&[f64]) -> f64,
+) -> Array2<F> {
+    let values = inputs.map(|n| cx.value(n));
+    let rows = values.iter().map(|a| a.nrows()).max().unwrap_or(1);
+    let cols = cx.shape().cols();
     debug_assert!(
-        inputs
+        values
             .iter()
             .all(|a| a.ncols() == cols && (a.nrows() == rows || a.nrows() == 1))
     );
-    let mut args = vec![0.0; inputs.len()];
-    Array2::from_shape_fn((rows, cols), |(r, c)| {
-        for (arg, input) in args.iter_mut().zip(&inputs) {
-            *arg = wide(input[[if input.nrows() == 1 { 0 } else { r }, c]]);
-        }
-        cast(op.scalar(&mut Reference, &args))
-    })
+    let standard = values.map(|a| a.as_standard_layout());
+    let slices: [&[F]; N] =
+        std::array::from_fn(|k| standard[k].as_slice().expect("a standard-layout array is one slice"));
+    let broadcast = values.map(|a| a.nrows() == 1 && rows != 1);
+    let mut out = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        let row: [&[F]; N] = std::array::from_fn(|k| {
+            if broadcast[k] {
+                &slices[k][..cols]
+            } else {
+                &slices[k][r * cols..(r + 1) * cols]
+            }
+        });
+        out.extend((0..cols).map(|c| {
+            let args: [f64; N] = std::array::from_fn(|k| wide(row[k][c]));
+            cast::<F>(f(&args))
+        }));
+    }
+    Array2::from_shape_vec((rows, cols), out).expect("rows x cols values")
 }
 
 /// The reference evaluation of a column-sum op: the sum over rows of [`Family::scalar`] of its

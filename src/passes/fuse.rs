@@ -211,11 +211,21 @@ pub fn plan(graph: &Graph) -> Plan {
             consumers.entry(i).or_default().push(h);
         }
     }
+    // The softmax of a cross-entropy's logits is computed by the loss's kernel, which comes
+    // after it in the forward list: mark it before planning, so it is not computed twice.
+    let fused_softmax = graph.nodes.iter().filter_map(|(h, n)| match n.op {
+        Op::Softmax(SoftmaxOp::Softmax { x }) => graph
+            .nodes
+            .iter()
+            .any(|(_, m)| matches!(m.op, Op::Loss(LossOp::SoftmaxCrossEntropy { logits, .. }) if logits == x))
+            .then_some(h),
+        _ => None,
+    });
     let mut planner = Planner {
         graph,
         maps: Vec::new(),
         group_of: HashMap::new(),
-        fused_into_row: HashSet::new(),
+        fused_into_row: fused_softmax.collect(),
     };
     let pieces = [&graph.forward, &graph.backward].map(|list| planner.piece(list));
     let update: Vec<Step> = graph.update.iter().map(|&u| update_step(graph, u)).collect();
