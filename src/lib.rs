@@ -7,6 +7,7 @@
 
 pub mod back;
 pub mod check;
+pub mod console;
 pub mod data;
 pub mod diag;
 pub mod front;

@@ -7,7 +7,7 @@ use netc::diag::{self, Failure, Format};
 use netc::run;
 use netc::run::spec::Loaded;
 use netc::run::train::{Outcome, Progress, TrainOptions};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -353,7 +353,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode, Failure> {
         spec,
     };
     let report = run::eval::evaluate(&loaded.run, &options)?;
-    print!("{}", run::eval::render(&report));
+    netc::outp!("{}", run::eval::render(&report));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -377,7 +377,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
     options.check()?;
     let loaded = load(&spec, &sets)?;
     let report = run::bench::bench(&loaded, &options, backend.into())?;
-    print!("{}", run::bench::render(&report));
+    netc::outp!("{}", run::bench::render(&report));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -397,7 +397,7 @@ fn build(args: BuildArgs) -> Result<ExitCode, Failure> {
         header: emit.contains(&EmitKind::Header),
     };
     for path in netc::run::build::build(&loaded.run, &weights, &output, emit, batch_max)? {
-        println!("wrote {}", path.display());
+        netc::outln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -405,13 +405,13 @@ fn build(args: BuildArgs) -> Result<ExitCode, Failure> {
 fn diagnose(run_dir: &Path, format: PredictFormat) -> Result<ExitCode, Failure> {
     let findings = run::diagnose::diagnose(run_dir)?;
     if format == PredictFormat::Json {
-        println!(
+        netc::outln!(
             "{}",
             serde_json::to_string_pretty(&findings).expect("findings serialize")
         );
     } else {
-        println!("diagnosis of {}:", run_dir.display());
-        print!("{}", run::diagnose::render(&findings));
+        netc::outln!("diagnosis of {}:", run_dir.display());
+        netc::outp!("{}", run::diagnose::render(&findings));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -436,9 +436,7 @@ fn predict(args: PredictArgs) -> Result<ExitCode, Failure> {
         PredictFormat::Text => run::predict::render_text(&predictions),
         PredictFormat::Json => run::predict::render_json(&predictions),
     };
-    // A closed pipe (e.g. `| head`) is not an error of netc's.
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    netc::console::out_bytes(text.as_bytes());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -484,7 +482,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)");
+        netc::errln!("\ninterrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)");
     });
     let progress = if quiet {
         Progress::Quiet
@@ -494,7 +492,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
         Progress::Lines
     };
     if !quiet {
-        println!("{}", run::train::banner(&loaded.run, backend.into()));
+        netc::outln!("{}", run::train::banner(&loaded.run, backend.into()));
     }
     let options = TrainOptions {
         data_dirs: DataDirs { flag: common.data_dir },
@@ -511,12 +509,12 @@ fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
     match run::train::train(&loaded.run, &options)? {
         Outcome::Finished { out_dir, report, .. } => {
             if !quiet {
-                print!("{}", run::train::render_report(&report, &out_dir));
+                netc::outp!("{}", run::train::render_report(&report, &out_dir));
             }
             Ok(ExitCode::SUCCESS)
         }
         Outcome::Interrupted { out_dir, epoch, step } => {
-            eprintln!(
+            netc::errln!(
                 "stopped at epoch {epoch}, step {step}; checkpoint saved. Continue with:\n  netc train {} --resume {}",
                 spec.display(),
                 out_dir.display()
@@ -529,9 +527,9 @@ fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
 fn sweep(options: run::sweep::SweepOptions) -> Result<ExitCode, Failure> {
     match run::sweep::sweep(&options)? {
         run::sweep::SweepOutcome::Finished(results) => {
-            eprintln!("{}", results.compiled_line());
-            print!("{}", results.table);
-            eprintln!("sweep results: {}", results.out_dir.display());
+            netc::errln!("{}", results.compiled_line());
+            netc::outp!("{}", results.table);
+            netc::errln!("sweep results: {}", results.out_dir.display());
             Ok(ExitCode::SUCCESS)
         }
         run::sweep::SweepOutcome::Interrupted => Ok(ExitCode::from(130)),
@@ -543,10 +541,10 @@ fn check(files: &[PathBuf], format: Format, deny_warnings: bool, summary: bool) 
     diag::emit(format, &report.sources, &report.diagnostics);
     if format == Format::Human {
         for s in &report.summaries {
-            println!("{s}");
+            netc::outln!("{s}");
         }
         if let Some(totals) = report.totals() {
-            eprintln!("{totals}");
+            netc::errln!("{totals}");
         }
     }
     if report.failed(deny_warnings) {
@@ -558,12 +556,12 @@ fn check(files: &[PathBuf], format: Format, deny_warnings: bool, summary: bool) 
 
 fn fmt(files: &[PathBuf], check: bool) -> ExitCode {
     let report = run::format::format_files(files, check);
-    print!("{}", report.stdout);
+    netc::outp!("{}", report.stdout);
     for failure in &report.failures {
         diag::emit_failure(Format::Human, failure);
     }
     for f in &report.would_change {
-        println!("would reformat: {f}");
+        netc::outln!("would reformat: {f}");
     }
     if report.failed() {
         ExitCode::from(1)

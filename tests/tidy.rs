@@ -15,6 +15,7 @@ const STAGES: &[(&str, usize)] = &[
     ("diag", 0),
     ("rng", 0),
     ("fsutil", 0),
+    ("console", 0),
     ("ir", 1),
     ("front", 2),
     ("check", 3),

@@ -208,11 +208,11 @@ fn escape_property(s: &str) -> String {
 pub fn emit(format: Format, sources: &SourceMap, diagnostics: &[Diagnostic]) {
     match format {
         Format::Human => emit_human(sources, diagnostics),
-        Format::Json => println!(
+        Format::Json => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&to_json(sources, diagnostics)).expect("diagnostics always serialize")
         ),
-        Format::Github => print!("{}", render_github(sources, diagnostics)),
+        Format::Github => crate::outp!("{}", render_github(sources, diagnostics)),
     }
 }
 
@@ -222,7 +222,7 @@ pub fn emit_failure(format: Format, failure: &Failure) {
     if format == Format::Human
         && let Some(conclusion) = &failure.conclusion
     {
-        eprintln!("error: {conclusion}");
+        crate::errln!("error: {conclusion}");
     }
 }
 

@@ -253,7 +253,7 @@ pub fn sweep(options: &SweepOptions) -> Result<SweepOutcome, Failure> {
             .collect::<Vec<_>>()
             .join("-");
         let dir = out_dir.join(format!("{:02}-{name}", i + 1));
-        eprintln!("[{}/{}] {}", i + 1, runs.len(), settings.join(" "));
+        crate::errln!("[{}/{}] {}", i + 1, runs.len(), settings.join(" "));
         let train = TrainOptions {
             data_dirs: options.data_dirs.clone(),
             spec_dir: crate::run::spec::spec_dir(&options.spec),

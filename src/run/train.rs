@@ -364,7 +364,7 @@ impl<'a> Session<'a> {
             grad_stats: grad_stats_of(self.engine.graph(), &state.grad_sums, self.batches),
         };
         if self.options.progress != Progress::Quiet {
-            println!("{}", epoch_line(&record, self.run.program().train.epochs));
+            crate::outln!("{}", epoch_line(&record, self.run.program().train.epochs));
         }
         self.watch(&record);
         let state = &mut self.state;
