@@ -276,9 +276,13 @@ fn every_command_code_is_exercised() {
         if *code == netc::diag::Code::Internal {
             continue;
         }
-        let exercised = [format!("\"{}\")", code.as_str()), format!("error[{}]", code.as_str())]
-            .iter()
-            .any(|needle| tests.contains(needle.as_str()));
+        let exercised = [
+            format!("\"{}\")", code.as_str()),
+            format!("error[{}]", code.as_str()),
+            format!("warning[{}]", code.as_str()),
+        ]
+        .iter()
+        .any(|needle| tests.contains(needle.as_str()));
         assert!(exercised, "no CLI test exercises {}", code.as_str());
     }
 }

@@ -7,6 +7,11 @@ use crate::ir::{Handle, Layer, LayerKind, Program, Spans};
 /// Bytes training needs: parameters with their gradients and optimizer state, and the
 /// activations, masks and gradients of one batch.
 pub fn memory_estimate(program: &Program, shapes: &[LayerShapes]) -> u128 {
+    training_bytes(program, shapes, program.train.batch as u128)
+}
+
+/// Bytes training needs with batches of `batch` rows (the spec's, or a flag's).
+pub fn training_bytes(program: &Program, shapes: &[LayerShapes], batch: u128) -> u128 {
     let model = &program.model;
     let state = program.train.optimizer.kind.state_slots() as u128;
     let parameters = total_parameters(shapes);
@@ -17,7 +22,6 @@ pub fn memory_estimate(program: &Program, shapes: &[LayerShapes]) -> u128 {
             _ => shape.output.cols() as u128,
         };
     }
-    let batch = program.train.batch as u128;
     4 * (parameters * (2 + state) + activations * batch * 3)
 }
 

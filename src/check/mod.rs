@@ -11,7 +11,7 @@ mod memory;
 mod output;
 mod summary;
 
-pub use memory::{human_bytes, memory_estimate, total_parameters};
+pub use memory::{human_bytes, memory_estimate, total_parameters, training_bytes};
 pub use summary::summary;
 
 use crate::diag::{Code, Diagnostic};

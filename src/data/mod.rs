@@ -194,6 +194,15 @@ pub fn load_with(
             .with_hint("check the data file")
             .into());
     }
+    for (name, split) in [("validation", &validation), ("test", &test)] {
+        if split.as_ref().is_some_and(Dataset::is_empty) {
+            return Err(
+                Diagnostic::general(Code::BadData, format!("the {name} data has no rows"))
+                    .with_hint(format!("check the {name} data file, or leave the {name} split out"))
+                    .into(),
+            );
+        }
+    }
     let width = train.features.ncols();
     for (name, split) in [("validation", &validation), ("test", &test)] {
         if let Some(s) = split
@@ -263,6 +272,7 @@ fn split_validation(
     Ok(match validation {
         Validation::None => (train, None),
         Validation::Count(0) => (train, None),
+        Validation::Fraction(f) if *f == 0.0 => (train, None),
         Validation::Count(n) => {
             if *n >= train.len() {
                 return Err(Diagnostic::general(
@@ -284,7 +294,19 @@ fn split_validation(
         Validation::Fraction(f) => {
             let n = (train.len() as f64 * f).round() as usize;
             if n == 0 {
-                (train, None)
+                let least = (0.5 / train.len().max(1) as f64 * 1e4).ceil() / 100.0;
+                return Err(Diagnostic::general(
+                    Code::BadData,
+                    format!(
+                        "the validation split of {}% of the {} training rows rounds to 0 rows",
+                        f * 100.0,
+                        train.len()
+                    ),
+                )
+                .with_hint(format!(
+                    "ask for at least one row: `validation 1`, or a fraction of at least {least:.2}%"
+                ))
+                .into());
             } else if n >= train.len() {
                 return Err(
                     Diagnostic::general(Code::BadData, "the validation fraction leaves no training rows")

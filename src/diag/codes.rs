@@ -89,6 +89,8 @@ codes! {
         BadRunDirectory = "E0108": "unusable run directory or checkpoint",
         Diverged = "E0109": "training diverged",
         Unsupported = "E0110": "this machine lacks what the command needs (a C compiler, a CPU Cranelift supports)",
+        ClassesMissing = "W0106": "the training data has no rows of some class",
+        ConstantFeatures = "W0107": "every feature of the training data is constant",
         Internal = "E0199": "internal error: a bug in netc",
     }
 }

@@ -104,6 +104,7 @@ impl BenchOptions {
 /// step.
 pub fn bench(loaded: &Loaded, options: &BenchOptions, backend: Backend) -> Result<BenchReport, Box<Diagnostic>> {
     options.check()?;
+    check_memory(loaded, options, &crate::run::limits::of_this_machine())?;
     let started = Instant::now();
     let program = loaded.run.program();
     let graph = graph::build(&loaded.run.checked);
@@ -150,6 +151,37 @@ pub fn bench(loaded: &Loaded, options: &BenchOptions, backend: Backend) -> Resul
         crate::run::write_file(path, json.as_bytes(), "check the path")?;
     }
     Ok(report)
+}
+
+/// Refuses a `--batch` or `--samples` whose training and synthetic data would not fit in
+/// memory: the same estimate as the checker's E0017, at the flag's batch size.
+fn check_memory(loaded: &Loaded, options: &BenchOptions, limits: &crate::check::Limits) -> Result<(), Box<Diagnostic>> {
+    let checked = &loaded.run.checked;
+    let program = checked.program();
+    let batch = options.batch.unwrap_or(program.train.batch) as u128;
+    let training = crate::check::training_bytes(program, checked.shapes(), batch);
+    let samples = options.samples.max(batch as usize) as u128;
+    let data = samples * (program.model.input_width as u128 + 2) * 4;
+    let need = training.saturating_add(data);
+    if need <= limits.memory_bytes as u128 {
+        return Ok(());
+    }
+    let human = crate::check::human_bytes;
+    Err(Diagnostic::general(
+        Code::BadFlag,
+        format!(
+            "benchmarking with batches of {batch} over {samples} synthetic samples needs about {} of memory, more than the {} available",
+            human(need),
+            human(limits.memory_bytes as u128)
+        ),
+    )
+    .with_note(format!(
+        "training at that batch size: {}; the synthetic data: {}",
+        human(training),
+        human(data)
+    ))
+    .with_hint("pass a smaller --batch or --samples (or set NETC_MEMORY_LIMIT if the machine has more memory)")
+    .into())
 }
 
 /// The standard workloads' synthetic data: inputs uniform in [0, 1), labels uniform.

@@ -51,6 +51,9 @@ pub struct State {
     pub train_seconds: f64,
     /// Rows trained on, all sessions.
     pub samples_trained: u64,
+    /// The loss of the run's first step: divergence is measured against it.
+    #[serde(default)]
+    pub first_loss: Option<f64>,
 }
 
 impl State {
@@ -74,6 +77,7 @@ impl State {
             wall_seconds: 0.0,
             train_seconds: 0.0,
             samples_trained: 0,
+            first_loss: None,
         }
     }
 }

@@ -5,14 +5,15 @@
 use crate::back::engine::Engine;
 use crate::back::interp::{Context, Interpreter};
 use crate::check::Checked;
-use crate::data::{self, DataDirs, Dataset, Splits};
+use crate::data::{self, DataDirs, Splits};
 use crate::diag::{Code, Diagnostic};
 use crate::graph::{self, Graph};
 use crate::ir::Metric;
 use crate::ir::Program;
 use crate::report::metrics;
 use crate::rng::{Rng, streams};
-use crate::run::checkpoint::{self, CHECKPOINT, State};
+use crate::run::checkpoint::{self, State};
+use crate::run::sanity::{self, Cause};
 use crate::run::{artifacts, weights};
 use ndarray::{Array2, Axis};
 use std::collections::BTreeMap;
@@ -164,7 +165,11 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
     let program = run.program();
     let graph = graph::build(&run.checked);
     let splits = data::load(&program.train.data, &options.data_dirs, &options.spec_dir)?;
-    check_data_fits(&graph, &splits)?;
+    sanity::check_data_fits(&graph, &splits)?;
+    crate::diag::emit_human(
+        &crate::diag::source::SourceMap::new(),
+        &sanity::data_warnings(&graph, &splits),
+    );
 
     let out_dir = match (&options.resume, &options.out) {
         (Some(dir), _) => dir.clone(),
@@ -317,9 +322,15 @@ impl<'a> Session<'a> {
             lr,
         };
         let loss = engine.forward(&ctx);
+        let at = (self.state.epoch, self.state.step_in_epoch);
         if !loss.is_finite() {
-            let (epoch, step) = (self.state.epoch, self.state.step_in_epoch);
-            return Err(divergence(engine, epoch, step, loss, lr, &self.out_dir, &self.state));
+            let cause = Cause::NonFiniteLoss(loss);
+            return Err(sanity::divergence(engine, at, cause, lr, &self.out_dir, &self.state));
+        }
+        let first = *self.state.first_loss.get_or_insert(loss);
+        if sanity::loss_exploded(first, loss) {
+            let cause = Cause::Exploded(first, loss);
+            return Err(sanity::divergence(engine, at, cause, lr, &self.out_dir, &self.state));
         }
         engine.backward(&ctx);
         if self.options.grad_stats {
@@ -346,7 +357,12 @@ impl<'a> Session<'a> {
     /// Validates, records and checkpoints a finished epoch, and decides on early stopping.
     fn end_epoch(&mut self, lr: f64) -> Result<(), Box<Diagnostic>> {
         let epoch = self.state.epoch;
-        check_parameters(self.engine.as_ref(), epoch, &self.out_dir, &self.state)?;
+        let engine = self.engine.as_ref();
+        if !engine.params().iter().all(|p| p.iter().all(|v| v.is_finite())) {
+            let at = (epoch, self.state.step_in_epoch.saturating_sub(1));
+            let cause = Cause::NonFiniteParameters;
+            return Err(sanity::divergence(engine, at, cause, lr, &self.out_dir, &self.state));
+        }
         let validation = self
             .splits
             .validation
@@ -487,49 +503,6 @@ fn update_with_grad_stats(engine: &mut dyn Engine, ctx: &Context, sums: &mut Vec
     }
 }
 
-fn check_data_fits(graph: &Graph, splits: &Splits) -> Result<(), Box<Diagnostic>> {
-    let features = splits.train.features.ncols();
-    if features != graph.input_width {
-        return Err(Diagnostic::general(
-            Code::DataMismatch,
-            format!(
-                "the data has {features} features per sample, but the model's input is {} wide",
-                graph.input_width
-            ),
-        )
-        .with_hint(format!(
-            "write `input {features}` in the model, or check the data's label column"
-        ))
-        .into());
-    }
-    let width = graph.output_width;
-    let check = |d: &Dataset, name: &str| -> Result<(), Box<Diagnostic>> {
-        let limit = if width == 1 { 2 } else { width };
-        if let Some((row, &label)) = d.labels.iter().enumerate().find(|(_, l)| **l >= limit) {
-            return Err(Diagnostic::general(
-                Code::DataMismatch,
-                format!(
-                    "{name} sample {} has label {label}, but the output layer has {width} unit{} (labels 0 to {})",
-                    row + 1,
-                    if width == 1 { "" } else { "s" },
-                    limit - 1
-                ),
-            )
-            .with_hint(format!("give the output layer at least {} units", label + 1))
-            .into());
-        }
-        Ok(())
-    };
-    check(&splits.train, "training")?;
-    if let Some(v) = &splits.validation {
-        check(v, "validation")?;
-    }
-    if let Some(t) = &splits.test {
-        check(t, "test")?;
-    }
-    Ok(())
-}
-
 /// The line `netc train` prints before training: the model, its size, optimizer and backend.
 pub fn banner(run: &Run, backend: Backend) -> String {
     format!(
@@ -618,51 +591,6 @@ pub fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
     }
     line.push_str(&format!("  lr {:.3e}  {:.2}s", r.lr, r.seconds));
     line
-}
-
-fn divergence(
-    engine: &dyn Engine,
-    epoch: usize,
-    step: usize,
-    loss: f64,
-    lr: f64,
-    out_dir: &Path,
-    state: &State,
-) -> Box<Diagnostic> {
-    let culprit = engine.non_finite_layer().unwrap_or_else(|| "the loss".to_string());
-    let checkpoint = if state.history.is_empty() {
-        "no epoch finished, so no checkpoint was written".to_string()
-    } else {
-        format!(
-            "the last good checkpoint (end of epoch {}) is {}",
-            state.history.len(),
-            out_dir.join(CHECKPOINT).display()
-        )
-    };
-    let message = format!(
-        "training diverged at epoch {}, step {}: the loss is {loss}; the first non-finite values are in {culprit}",
-        epoch + 1,
-        step + 1
-    );
-    Box::new(Diagnostic::general(Code::Diverged, message).with_hint(format!(
-        "lower the learning rate, e.g. `--set train.optimizer.lr={:e}`; {checkpoint}",
-        lr / 10.0
-    )))
-}
-
-fn check_parameters(engine: &dyn Engine, epoch: usize, out_dir: &Path, state: &State) -> Result<(), Box<Diagnostic>> {
-    if engine.params().iter().all(|p| p.iter().all(|v| v.is_finite())) {
-        return Ok(());
-    }
-    Err(divergence(
-        engine,
-        epoch,
-        state.step_in_epoch.saturating_sub(1),
-        f64::NAN,
-        0.0,
-        out_dir,
-        state,
-    ))
 }
 
 /// Per-layer means over an epoch of `steps` steps from the sums kept in the training state.
