@@ -88,6 +88,7 @@ codes! {
         BadFlag = "E0107": "invalid flag value",
         BadRunDirectory = "E0108": "unusable run directory or checkpoint",
         Diverged = "E0109": "training diverged",
+        WeightsOfAnotherSpec = "W0103": "weights trained from a different spec",
         Unsupported = "E0110": "this machine lacks what the command needs (a C compiler, a CPU Cranelift supports)",
         Internal = "E0199": "internal error: a bug in netc",
     }
