@@ -100,6 +100,19 @@ fn weights_are_checked_in_one_loader() {
     std::fs::write(&cut, &bytes[..20]).expect("write");
     let stderr = fails_with(&["eval", s(&spec), "--split", "train", "--weights", s(&cut)], "E0106");
     assert!(stderr.contains("truncated"), "{stderr}");
+    // A large damaged file is refused from its first bytes, before it is read.
+    let sparse = dir.join("sparse.safetensors");
+    let mut file = std::fs::File::create(&sparse).expect("create");
+    file.write_all(&200u64.to_le_bytes()).expect("write");
+    file.set_len(2 << 30).expect("a sparse file");
+    let started = std::time::Instant::now();
+    let stderr = fails_with(
+        &["eval", s(&spec), "--split", "train", "--weights", s(&sparse)],
+        "E0106",
+    );
+    assert!(started.elapsed().as_secs_f64() < 3.0, "{:?}", started.elapsed());
+    assert!(stderr.contains("not a JSON object"), "{stderr}");
+    std::fs::remove_file(&sparse).expect("remove");
     // Item 27: a checkpoint is named as one.
     let checkpoint = dir.join("checkpoint.safetensors");
     rewrite(&weights, &checkpoint, |_, m| {

@@ -184,5 +184,10 @@ fn the_valid_files_are_read() {
     for cut in 0..bytes.len() {
         let e = decode(&bytes[..cut], Path::new("w.safetensors")).expect_err("cut short");
         assert!(e.message.contains("truncated"), "cut at {cut}: {}", e.message);
+        assert!(
+            cut >= 8 || e.message.contains("not a valid safetensors file"),
+            "{}",
+            e.message
+        );
     }
 }

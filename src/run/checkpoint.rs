@@ -118,7 +118,7 @@ pub fn load(
     spec_hash: &str,
 ) -> Result<(State, Option<Vec<Array2<f32>>>), Box<Diagnostic>> {
     let path = out_dir.join(CHECKPOINT);
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = weights::read_file(&path, |e| {
         Diagnostic::general(
             Code::BadRunDirectory,
             format!("cannot resume: `{}` cannot be read: {e}", path.display()),

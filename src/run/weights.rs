@@ -155,33 +155,59 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(Tensors, BTreeMap<String, St
 /// Refuses a file shorter than its header says: the 8-byte header length, then the header,
 /// then the largest end offset of its tensors.
 fn check_length(bytes: &[u8], path: &Path) -> Result<(), Box<Diagnostic>> {
+    check_declared_size(bytes, bytes.len() as u128, path)
+}
+
+/// The most header bytes netc reads (the safetensors crate's own limit is 100 MB).
+const MAX_HEADER: u128 = 100 << 20;
+
+/// Checks the sizes the start of a safetensors file declares against the file's `length`:
+/// `prefix` is the first bytes of the file (all of it, or at least its 8-byte length and as
+/// much of the header as there is).
+fn check_declared_size(prefix: &[u8], length: u128, path: &Path) -> Result<(), Box<Diagnostic>> {
     let truncated = |need: u128| {
         Box::new(
             Diagnostic::general(
                 Code::BadWeights,
                 format!(
-                    "`{}` is truncated: its header declares {need} bytes, the file has {}",
-                    path.display(),
-                    bytes.len()
+                    "`{}` is truncated: its header declares {need} bytes, the file has {length}",
+                    path.display()
                 ),
             )
             .in_file(path)
             .with_hint("the file was cut short (an interrupted copy or download); copy it again, or retrain"),
         )
     };
-    let Some(prefix) = bytes.get(..8) else {
-        return Err(truncated(8));
+    let not_safetensors = |what: String| {
+        Box::new(
+            Diagnostic::general(
+                Code::BadWeights,
+                format!("`{}` is not a valid safetensors file: {what}", path.display()),
+            )
+            .in_file(path)
+            .with_hint("give the weights.safetensors written by `netc train`"),
+        )
     };
-    let header_len = u64::from_le_bytes(prefix.try_into().expect("8 bytes")) as u128;
+    let Some(start) = prefix.get(..8) else {
+        return Err(not_safetensors(format!(
+            "it has {length} bytes, fewer than the 8 of its header's length (truncated?)"
+        )));
+    };
+    let header_len = u64::from_le_bytes(start.try_into().expect("8 bytes")) as u128;
     let header_end = 8 + header_len;
-    if header_end > bytes.len() as u128 {
+    if header_len > MAX_HEADER {
+        return Err(not_safetensors(format!(
+            "its header would be {header_len} bytes long, more than the 100 MB netc reads"
+        )));
+    }
+    if header_end > length {
         return Err(truncated(header_end));
     }
-    // A header that is not JSON is the crate's to describe; only the sizes are checked here.
-    let header: serde_json::Value = match serde_json::from_slice(&bytes[8..header_end as usize]) {
-        Ok(h) => h,
-        Err(_) => return Ok(()),
-    };
+    let header = prefix
+        .get(8..header_end as usize)
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| not_safetensors("its header is not a JSON object".to_string()))?;
     let data_end = header
         .as_object()
         .into_iter()
@@ -189,10 +215,30 @@ fn check_length(bytes: &[u8], path: &Path) -> Result<(), Box<Diagnostic>> {
         .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
         .max()
         .unwrap_or(0) as u128;
-    if header_end + data_end > bytes.len() as u128 {
+    if header_end + data_end > length {
         return Err(truncated(header_end + data_end));
     }
     Ok(())
+}
+
+/// Reads a safetensors file: its header first, whose declared sizes are checked against the
+/// file's length before the rest is read (a damaged or foreign file costs a few bytes, not its
+/// size). `unreadable` makes the diagnostic of an IO failure (its code depends on the command).
+pub fn read_file(path: &Path, unreadable: impl Fn(std::io::Error) -> Diagnostic) -> Result<Vec<u8>, Box<Diagnostic>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(&unreadable)?;
+    let length = file.metadata().map_err(&unreadable)?.len() as u128;
+    let mut prefix = Vec::new();
+    (&mut file).take(8).read_to_end(&mut prefix).map_err(&unreadable)?;
+    if prefix.len() == 8 {
+        let header_len = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes")) as u128;
+        let wanted = header_len.min(MAX_HEADER + 1).min(length.saturating_sub(8)) as u64;
+        (&mut file).take(wanted).read_to_end(&mut prefix).map_err(&unreadable)?;
+    }
+    check_declared_size(&prefix, length, path)?;
+    let mut bytes = prefix;
+    file.read_to_end(&mut bytes).map_err(&unreadable)?;
+    Ok(bytes)
 }
 
 /// The tensor of a parameter in file layout (weights transposed to `[outputs, inputs]`).
@@ -297,7 +343,7 @@ pub struct Trained {
 /// as one, and weights trained from another spec get a warning.
 pub fn load_model(run: &crate::run::train::Run, path: &Path) -> Result<Trained, Box<Diagnostic>> {
     let graph = crate::graph::build(&run.checked);
-    let bytes = std::fs::read(path).map_err(|e| {
+    let bytes = read_file(path, |e| {
         Diagnostic::general(
             Code::FileUnreadable,
             format!("cannot read weights `{}`: {e}", path.display()),
