@@ -105,6 +105,12 @@ impl Layout {
     }
 }
 
+/// A format's header reader.
+pub(super) type ReadHeader = fn(&mut dyn Read, &Path) -> Result<Layout, Box<Diagnostic>>;
+
+/// A format's body decoder.
+pub(super) type DecodeBody<T> = fn(&Layout, &[u8], &Path) -> Result<T, Box<Diagnostic>>;
+
 /// Reads into `buf` until it is full or the input ends; returns the bytes read.
 pub(super) fn read_up_to(r: &mut dyn Read, buf: &mut [u8], path: &Path) -> Result<usize, Box<Diagnostic>> {
     let mut filled = 0;
@@ -138,11 +144,7 @@ fn read_error(path: &Path, e: &std::io::Error) -> Box<Diagnostic> {
 /// Reads a binary matrix file (gunzipped when named `.gz`): its header with `header`, the size
 /// check against the file's length (or, compressed, against what decompresses), then exactly
 /// the body, decoded by `decode`.
-pub(super) fn read<T>(
-    path: &Path,
-    header: fn(&mut dyn Read, &Path) -> Result<Layout, Box<Diagnostic>>,
-    decode: fn(&Layout, &[u8], &Path) -> Result<T, Box<Diagnostic>>,
-) -> Result<T, Box<Diagnostic>> {
+pub(super) fn read<T>(path: &Path, header: ReadHeader, decode: DecodeBody<T>) -> Result<T, Box<Diagnostic>> {
     let length = super::files::checked_length(path)?;
     let file = std::fs::File::open(path).map_err(|e| {
         Diagnostic::general(Code::FileUnreadable, format!("cannot read `{}`: {e}", path.display()))

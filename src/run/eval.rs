@@ -89,7 +89,11 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalReport, Box<Diag
         .with_hint("--dropout-samples compares dropout's weight scaling with averaging sampled masks; drop the flag")
         .into());
     }
-    let (mut engine, normalization, warnings) = trained_engine(run, &options.weights, options.backend)?;
+    let crate::run::predict::TrainedEngine {
+        mut engine,
+        normalization,
+        warnings,
+    } = trained_engine(run, &options.weights, options.backend)?;
     let splits = crate::data::load_with(
         &run.program().train.data,
         &options.data_dirs,

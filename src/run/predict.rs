@@ -28,17 +28,27 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
 }
 
+/// An engine with trained parameters.
+pub struct TrainedEngine {
+    /// The engine, its parameters set.
+    pub engine: Box<dyn Engine>,
+    /// The data normalization the parameters were trained with.
+    pub normalization: Normalization,
+    /// The loader's warnings about the weights (W0103).
+    pub warnings: Vec<Diagnostic>,
+}
+
 /// An engine for `run`'s graph with the trained parameters of `weights`, the data
 /// normalization they were trained with, and the loader's warnings about them.
-pub fn trained_engine(
-    run: &Run,
-    weights: &Path,
-    backend: Backend,
-) -> Result<(Box<dyn Engine>, Normalization, Vec<Diagnostic>), Box<Diagnostic>> {
+pub fn trained_engine(run: &Run, weights: &Path, backend: Backend) -> Result<TrainedEngine, Box<Diagnostic>> {
     let trained = crate::run::weights::load_model(run, weights)?;
     let mut engine = make_engine(backend, trained.graph, run.program().train.seed)?;
     engine.set_params(&trained.params);
-    Ok((engine, trained.normalization, trained.warnings))
+    Ok(TrainedEngine {
+        engine,
+        normalization: trained.normalization,
+        warnings: trained.warnings,
+    })
 }
 
 /// What `netc predict` found: one prediction per row, and warnings about the weights.
@@ -52,7 +62,11 @@ pub struct Predictions {
 
 /// Predicts every row of the input.
 pub fn predict(run: &Run, options: &PredictOptions) -> Result<Predictions, Box<Diagnostic>> {
-    let (mut engine, normalization, warnings) = trained_engine(run, &options.weights, options.backend)?;
+    let TrainedEngine {
+        mut engine,
+        normalization,
+        warnings,
+    } = trained_engine(run, &options.weights, options.backend)?;
     let input = &options.input;
     let mut features = if input.as_os_str() == "-" {
         let mut bytes = Vec::new();

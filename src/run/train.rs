@@ -440,7 +440,7 @@ impl<'a> Session<'a> {
         };
         let final_params = engine.params();
         let tensors = weights::model_tensors(engine.graph(), &final_params, &self.splits.normalization);
-        let mut meta = crate::run::provenance::metadata(&self.run);
+        let mut meta = crate::run::provenance::metadata(self.run);
         let name = &self.run.program().model.name;
         meta.insert("format".to_string(), "pt".to_string());
         meta.insert("netc.model".to_string(), name.clone());
