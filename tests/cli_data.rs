@@ -444,3 +444,59 @@ fn the_executable_refuses_what_predict_refuses() {
     assert!(text(&o.stderr).contains("cannot write"), "{}", text(&o.stderr));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_executable_and_predict_agree_on_mutated_rows() {
+    let dir = temp_dir("agree");
+    let (spec, weights) = trained(&dir);
+    let exe = dir.join("tiny_agree");
+    let o = netc(&["build", s(&spec), "--weights", s(&weights), "-o", s(&exe), "--emit", "exe"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Mutations of valid rows, over the characters numbers are written with and the ones that
+    // break them; a fixed linear congruential sequence keeps the cases the same every run.
+    let alphabet = b"0123456789.,-+eE \t\r\x0b\nnaifxNAIF;\x00\x1b";
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize % n
+    };
+    let mut disagreements = Vec::new();
+    for case in 0..60 {
+        let mut bytes = b"1.5,-2,3e-1\n4,5,6\n".to_vec();
+        for _ in 0..1 + next(3) {
+            let at = next(bytes.len() + 1);
+            let c = alphabet[next(alphabet.len())];
+            match next(3) {
+                0 if at < bytes.len() => bytes[at] = c,
+                1 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => bytes.insert(at, c),
+            }
+        }
+        let rows = dir.join(format!("case{case}.csv"));
+        std::fs::write(&rows, &bytes).expect("write");
+        let by_exe = Command::new(&exe).arg(&rows).output().expect("exe runs");
+        let by_netc = netc(&["predict", s(&spec), "--weights", s(&weights), s(&rows)]);
+        assert!(!text(&by_netc.stderr).contains("panicked"));
+        assert!(matches!(by_exe.status.code(), Some(0 | 1)), "{bytes:?}");
+        if by_exe.status.success() != by_netc.status.success() {
+            disagreements.push(format!(
+                "{:?}: exe {:?} {}, netc {:?} {}",
+                String::from_utf8_lossy(&bytes),
+                by_exe.status.code(),
+                text(&by_exe.stderr).trim(),
+                by_netc.status.code(),
+                text(&by_netc.stderr).lines().next().unwrap_or("")
+            ));
+        } else if by_exe.status.success() {
+            assert_eq!(
+                text(&by_exe.stdout).lines().count(),
+                text(&by_netc.stdout).lines().count(),
+                "{bytes:?}"
+            );
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

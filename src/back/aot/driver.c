@@ -119,6 +119,9 @@ static float *next_row(void) {
     return batch + (pending++) * MODEL_INPUT_WIDTH;
 }
 
+/* Blanks around a cell, as netc trims them (a line break ends the row). */
+static int blank(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
+
 static void read_csv(FILE *in, const char *name) {
     char *line = NULL;
     size_t capacity = 0;
@@ -127,6 +130,10 @@ static void read_csv(FILE *in, const char *name) {
     while ((length = getline(&line, &capacity, in)) != -1) {
         line_number++;
         char *p = line;
+        if (strlen(line) != (size_t)length) {
+            fprintf(stderr, "error: %s, row %zu: a NUL byte; this is not a text file\n", shown_all(name), line_number);
+            exit(1);
+        }
         /* A UTF-8 byte-order mark (spreadsheets write one) is not data. */
         if (line_number == 1 && memcmp(p, "\xef\xbb\xbf", length >= 3 ? 3 : (size_t)length + 1) == 0) p += 3;
         while (*p && isspace((unsigned char)*p)) p++;
@@ -134,7 +141,7 @@ static void read_csv(FILE *in, const char *name) {
         float *row = next_row();
         int column = 0;
         for (;;) {
-            while (*p == ' ' || *p == '\t') p++;
+            while (blank(*p)) p++;
             char *end;
             float value = strtof(p, &end);
             size_t n = strcspn(p, ",\r\n");
@@ -153,12 +160,12 @@ static void read_csv(FILE *in, const char *name) {
             }
             row[column++] = value;
             p = end;
-            while (*p == ' ' || *p == '\t') p++;
+            while (blank(*p)) p++;
             if (*p == ',') {
                 p++;
                 continue;
             }
-            if (*p == '\r' || *p == '\n' || *p == '\0') break;
+            if (*p == '\n' || *p == '\0') break;
             fprintf(stderr, "error: %s, row %zu, column %d: unexpected `%s` after a number\n", shown_all(name), line_number,
                     column, shown(p, 1));
             exit(1);
