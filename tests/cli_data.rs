@@ -397,6 +397,24 @@ fn the_executable_refuses_what_predict_refuses() {
         assert_eq!(o.status.code(), Some(1), "{}", file.display());
         assert!(text(&o.stderr).contains(message), "{}", text(&o.stderr));
     }
+    // Every dtype netc reads, the executable reads (u2 and u8 were refused).
+    for (descr, bytes) in [
+        ("<u2", vec![1u8, 0, 2, 0, 3, 0]),
+        ("<u8", [1u64, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect()),
+    ] {
+        let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (1, 3), }}");
+        let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+        let padded = format!("{header:<117}\n");
+        npy.extend((padded.len() as u16).to_le_bytes());
+        npy.extend(padded.as_bytes());
+        npy.extend(bytes);
+        let path = dir.join("ints.npy");
+        std::fs::write(&path, npy).expect("write");
+        let o = run(&[s(&path)], b"");
+        assert!(o.status.success(), "{descr}: {}", text(&o.stderr));
+        let by_netc = netc(&["predict", s(&spec), "--weights", s(&weights), s(&path)]);
+        assert_eq!(text(&o.stdout), text(&by_netc.stdout), "{descr}");
+    }
     // Item 28: control characters are escaped, not echoed.
     let o = run(&[], b"1,\x1b[2J\x07,3\n");
     assert_eq!(o.status.code(), Some(1));
@@ -450,14 +468,25 @@ fn the_executable_and_predict_agree_on_mutated_rows() {
     let dir = temp_dir("agree");
     let (spec, weights) = trained(&dir);
     let exe = dir.join("tiny_agree");
-    let o = netc(&["build", s(&spec), "--weights", s(&weights), "-o", s(&exe), "--emit", "exe"]);
+    let o = netc(&[
+        "build",
+        s(&spec),
+        "--weights",
+        s(&weights),
+        "-o",
+        s(&exe),
+        "--emit",
+        "exe",
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     // Mutations of valid rows, over the characters numbers are written with and the ones that
     // break them; a fixed linear congruential sequence keeps the cases the same every run.
     let alphabet = b"0123456789.,-+eE \t\r\x0b\nnaifxNAIF;\x00\x1b";
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = |n: usize| {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as usize % n
     };
     let mut disagreements = Vec::new();

@@ -186,22 +186,26 @@ static void read_exact(FILE *in, void *buffer, size_t bytes, const char *name, s
     }
 }
 
+/* Element kinds: 0 u8, 1 i8, 2 i16, 3 u16, 4 i32, 5 f32, 6 u32, 8 i64, 9 f64, 10 u64. */
+static int element_size(int kind) { return kind <= 1 ? 1 : kind <= 3 ? 2 : kind <= 6 ? 4 : 8; }
+
 static double element(const unsigned char *p, int kind, int big_endian) {
     unsigned char b[8];
-    int size = kind == 1 ? 1 : kind == 2 ? 2 : (kind == 4 || kind == 5) ? 4 : 8;
+    int size = element_size(kind);
     for (int i = 0; i < size; i++) b[i] = big_endian ? p[size - 1 - i] : p[i];
     switch (kind) {
     case 0: return (double)p[0];
     case 1: return (double)(int8_t)p[0];
     case 2: { int16_t v; memcpy(&v, b, 2); return v; }
+    case 3: { uint16_t v; memcpy(&v, b, 2); return v; }
     case 4: { int32_t v; memcpy(&v, b, 4); return v; }
     case 5: { float v; memcpy(&v, b, 4); return v; }
+    case 6: { uint32_t v; memcpy(&v, b, 4); return v; }
     case 8: { int64_t v; memcpy(&v, b, 8); return (double)v; }
+    case 10: { uint64_t v; memcpy(&v, b, 8); return (double)v; }
     default: { double v; memcpy(&v, b, 8); return v; }
     }
 }
-
-static int element_size(int kind) { return kind <= 1 ? 1 : kind == 2 ? 2 : (kind == 4 || kind == 5) ? 4 : 8; }
 
 static void read_elements(FILE *in, const char *name, size_t rows, size_t width, int kind, int big_endian) {
     if (width != MODEL_INPUT_WIDTH) {
@@ -269,14 +273,20 @@ static void read_npy(FILE *in, const char *name) {
     const char *shape = strstr(header, "'shape'");
     if (!descr || !shape) die("NPY header without descr or shape", name);
     if (strstr(header, "'fortran_order': True")) die("Fortran-ordered NPY arrays are not supported", name);
-    int kind;
-    if (strstr(descr, "<f4")) kind = 5;
-    else if (strstr(descr, "<f8")) kind = 9;
-    else if (strstr(descr, "|u1")) kind = 0;
-    else if (strstr(descr, "|i1")) kind = 1;
-    else if (strstr(descr, "<i4")) kind = 4;
-    else if (strstr(descr, "<i8")) kind = 8;
-    else { die("unsupported NPY dtype (use f4, f8, u1, i1, i4 or i8)", name); return; }
+    /* The dtypes netc reads, with the same names: the quoted value after 'descr':. */
+    static const struct { const char *descr; int kind; } dtypes[] = {
+        {"|u1", 0}, {"<u1", 0}, {"|i1", 1}, {"<i1", 1}, {"<i2", 2}, {"<u2", 3}, {"<i4", 4},
+        {"<f4", 5}, {"<u4", 6}, {"<i8", 8}, {"<f8", 9}, {"<u8", 10},
+    };
+    const char *value = descr + 7;
+    while (*value == ' ') value++;
+    if (*value == ':') value++;
+    while (*value == ' ') value++;
+    int kind = -1;
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++) {
+        if (*value == '\'' && strncmp(value + 1, dtypes[i].descr, 3) == 0 && value[4] == '\'') kind = dtypes[i].kind;
+    }
+    if (kind < 0) { die("unsupported NPY dtype (use little-endian ints or floats)", name); return; }
     const char *open = strchr(shape, '(');
     if (!open) die("unreadable NPY shape", name);
     char *end;
