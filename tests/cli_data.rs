@@ -526,6 +526,38 @@ fn the_executable_and_predict_agree_on_mutated_rows() {
             );
         }
     }
+    // Mutated IDX and NPY files: one byte changed, dropped or added, anywhere.
+    let valid = [
+        ("idx", idx_f32(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
+        ("npy", npy_f32(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
+    ];
+    for case in 0..80 {
+        let (ext, original) = &valid[case % 2];
+        let mut bytes = original.clone();
+        let at = next(bytes.len());
+        let byte = [0u8, 1, 2, 3, 0x0D, 0x7f, 0x80, 0xff, b'(', b',', b')', b'\''][next(12)];
+        match next(3) {
+            0 => bytes[at] = byte,
+            1 => {
+                bytes.remove(at);
+            }
+            _ => bytes.insert(at, byte),
+        }
+        let path = dir.join(format!("case{case}.{ext}"));
+        std::fs::write(&path, &bytes).expect("write");
+        let by_exe = Command::new(&exe).arg(&path).output().expect("exe runs");
+        let by_netc = netc(&["predict", s(&spec), "--weights", s(&weights), s(&path)]);
+        assert!(matches!(by_exe.status.code(), Some(0 | 1)), "{bytes:?}");
+        if by_exe.status.success() != by_netc.status.success() {
+            disagreements.push(format!(
+                "{ext} byte {at}: exe {:?} {}, netc {:?} {}",
+                by_exe.status.code(),
+                text(&by_exe.stderr).trim(),
+                by_netc.status.code(),
+                text(&by_netc.stderr).lines().next().unwrap_or("")
+            ));
+        }
+    }
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
     let _ = std::fs::remove_dir_all(&dir);
 }

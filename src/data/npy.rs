@@ -61,7 +61,14 @@ pub(super) fn read_header(r: &mut dyn Read, path: &Path) -> Result<Layout, Box<D
         return Err(bad(start + got, "the file ends inside its header"));
     }
     let end = start + header_len;
-    let header = std::str::from_utf8(&raw).map_err(|_| bad(start, "the header is not text"))?;
+    // numpy writes an ASCII header; anything else (a NUL, a control byte) is damage.
+    if let Some(i) = raw
+        .iter()
+        .position(|&b| !(b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b)))
+    {
+        return Err(bad(start + i, "the header is not ASCII text"));
+    }
+    let header = std::str::from_utf8(&raw).expect("ASCII is UTF-8");
     let field = |key: &str| -> Option<&str> {
         let at = header.find(&format!("'{key}'"))?;
         let rest = header[at + key.len() + 2..]

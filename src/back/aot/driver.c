@@ -259,16 +259,21 @@ static void read_idx(FILE *in, const char *name) {
 static void read_npy(FILE *in, const char *name) {
     unsigned char magic[10];
     if (fread(magic, 1, 10, in) != 10 || memcmp(magic, "\x93NUMPY", 6) != 0) die("not an NPY file (wrong magic)", name);
+    if (magic[6] < 1 || magic[6] > 3) die("unsupported NPY version", name);
     size_t header_length = magic[8] | ((size_t)magic[9] << 8);
     if (magic[6] >= 2) {
         unsigned char more[2];
         if (fread(more, 1, 2, in) != 2) die("truncated NPY header", name);
         header_length |= ((size_t)more[0] << 16) | ((size_t)more[1] << 24);
     }
-    if (header_length > 1 << 20) die("NPY header too long", name);
+    if (header_length > 1 << 16) die("NPY header longer than 64 KiB", name);
     char *header = calloc(1, header_length + 1);
     if (!header) die("out of memory", NULL);
     if (fread(header, 1, header_length, in) != header_length) die("truncated NPY header", name);
+    for (size_t i = 0; i < header_length; i++) {
+        unsigned char c = (unsigned char)header[i];
+        if (!(c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f))) die("the NPY header is not ASCII text", name);
+    }
     const char *descr = strstr(header, "'descr'");
     const char *shape = strstr(header, "'shape'");
     if (!descr || !shape) die("NPY header without descr or shape", name);
