@@ -240,6 +240,10 @@ fn csv_files_get_the_right_diagnosis() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let o = stdin_netc(&["predict", s(&spec), "--weights", s(&weights), "-"], "\u{feff}1,2,3\n");
     assert!(o.status.success(), "{}", text(&o.stderr));
+    // A header in predict's rows is to be removed (predict has no `header` option).
+    std::fs::write(&rows_csv, "a,b,c\n1,2,3\n").expect("write");
+    let stderr = fails_with(&["predict", s(&spec), "--weights", s(&weights), s(&rows_csv)], "E0104");
+    assert!(stderr.contains("if the first row is a header, remove it"), "{stderr}");
     // predict refuses NaN and inf rows (as the executable does, below).
     for row in ["1,nan,3\n", "inf,2,3\n", "1,2,1e39\n"] {
         std::fs::write(&rows_csv, row).expect("write");

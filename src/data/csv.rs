@@ -72,7 +72,18 @@ fn other_separator(name: &str, row: usize, line: &str) -> Option<Box<Diagnostic>
 
 /// The error for a cell that is not a finite number, with the likely cause: an empty last
 /// column (a trailing comma), another separator, a header row, a class name as a label.
-fn cell_error(name: &str, row: usize, first_row: bool, cells: &[&str], column: usize, label: bool) -> Box<Diagnostic> {
+/// How a header row is fixed: in a data statement, or (rows for `netc predict`) by removing it.
+const HEADER_IN_DATA: &str = "if the first row is a header, add `header` to the data statement";
+const HEADER_IN_ROWS: &str = "if the first row is a header, remove it: give numbers only";
+
+fn cell_error(
+    name: &str,
+    row: usize,
+    first_row: Option<&str>,
+    cells: &[&str],
+    column: usize,
+    label: bool,
+) -> Box<Diagnostic> {
     let cell = cells[column];
     let place = format!("`{name}`, row {row}, column {}", column + 1);
     if cell.is_empty() {
@@ -98,8 +109,8 @@ fn cell_error(name: &str, row: usize, first_row: bool, cells: &[&str], column: u
     }
     let shown = crate::diag::shown(cell);
     let numbers = cells.iter().filter(|c| c.parse::<f64>().is_ok()).count();
-    let hint = if first_row && numbers == 0 {
-        "if the first row is a header, add `header` to the data statement"
+    let hint = if let Some(header) = first_row.filter(|_| numbers == 0) {
+        header
     } else if label {
         "labels are class numbers 0, 1, 2, ...: replace each class name by its number"
     } else if cell.parse::<f64>().is_ok() {
@@ -155,11 +166,16 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
         }
         let first_row = labels.is_empty();
         for (column, cell) in cells.iter().enumerate() {
-            let parsed = cell
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| cell_error(name, row, first_row, &cells, column, column == label_at))?;
+            let parsed = cell.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                cell_error(
+                    name,
+                    row,
+                    first_row.then_some(HEADER_IN_DATA),
+                    &cells,
+                    column,
+                    column == label_at,
+                )
+            })?;
             if column == label_at {
                 labels.push(label_of(parsed, || {
                     format!("`{name}`, row {row}, column {}", column + 1)
@@ -203,7 +219,7 @@ pub fn parse_csv_matrix(text: &str, name: &str) -> Result<Array2<f32>, Box<Diagn
                 .parse()
                 .ok()
                 .filter(|v: &f32| v.is_finite())
-                .ok_or_else(|| cell_error(name, i + 1, rows == 0, &cells, j, false))?;
+                .ok_or_else(|| cell_error(name, i + 1, (rows == 0).then_some(HEADER_IN_ROWS), &cells, j, false))?;
             values.push(v);
         }
         rows += 1;
