@@ -353,6 +353,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode, Failure> {
         spec,
     };
     let report = run::eval::evaluate(&loaded.run, &options)?;
+    diag::emit_human(&loaded.sources, &report.warnings);
     netc::outp!("{}", run::eval::render(&report));
     Ok(ExitCode::SUCCESS)
 }
@@ -396,7 +397,9 @@ fn build(args: BuildArgs) -> Result<ExitCode, Failure> {
         obj: emit.contains(&EmitKind::Obj),
         header: emit.contains(&EmitKind::Header),
     };
-    for path in netc::run::build::build(&loaded.run, &weights, &output, emit, batch_max)? {
+    let built = netc::run::build::build(&loaded.run, &weights, &output, emit, batch_max)?;
+    diag::emit_human(&loaded.sources, &built.warnings);
+    for path in &built.files {
         netc::outln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -432,9 +435,10 @@ fn predict(args: PredictArgs) -> Result<ExitCode, Failure> {
         backend: backend.into(),
     };
     let predictions = run::predict::predict(&loaded.run, &options)?;
+    diag::emit_human(&loaded.sources, &predictions.warnings);
     let text = match format {
-        PredictFormat::Text => run::predict::render_text(&predictions),
-        PredictFormat::Json => run::predict::render_json(&predictions),
+        PredictFormat::Text => run::predict::render_text(&predictions.rows),
+        PredictFormat::Json => run::predict::render_json(&predictions.rows),
     };
     netc::console::out_bytes(text.as_bytes());
     Ok(ExitCode::SUCCESS)

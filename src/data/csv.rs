@@ -5,8 +5,8 @@ use crate::diag::{Code, Diagnostic};
 use crate::ir::LabelColumn;
 use ndarray::Array2;
 
-/// Parses CSV text: numbers separated by commas, one sample per line, the label in one column.
-pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool) -> Result<Dataset, Box<Diagnostic>> {
+/// The text of CSV bytes: UTF-8, without a leading byte-order mark (spreadsheets write one).
+pub fn csv_text<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str, Box<Diagnostic>> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         Diagnostic::general(
             Code::NotUtf8,
@@ -15,6 +15,120 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
         .in_file(name)
         .with_hint("save the CSV file as UTF-8")
     })?;
+    Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
+}
+
+/// The error for a row whose number of columns differs from the rows before: a trailing
+/// comma (one more column, and the last one empty) is named as such.
+fn ragged(name: &str, row: usize, cells: &[&str], width: usize) -> Box<Diagnostic> {
+    if cells.len() == width + 1 && cells.last().is_some_and(|c| c.is_empty()) {
+        return Box::new(
+            Diagnostic::general(
+                Code::BadData,
+                format!(
+                    "`{name}`, row {row}, column {} is empty: the row ends with a comma",
+                    cells.len()
+                ),
+            )
+            .with_hint("remove the trailing comma from every row"),
+        );
+    }
+    Box::new(
+        Diagnostic::general(
+            Code::BadData,
+            format!(
+                "`{name}`, row {row}: {} columns, but the rows before have {width}",
+                cells.len()
+            ),
+        )
+        .with_hint("every row needs the same number of columns"),
+    )
+}
+
+/// The cells of a line, trimmed.
+fn cells_of(line: &str) -> Vec<&str> {
+    line.split(',').map(str::trim).collect()
+}
+
+/// The error for a row whose columns are separated by `;` or tabs, if `line` looks like one.
+fn other_separator(name: &str, row: usize, line: &str) -> Option<Box<Diagnostic>> {
+    let separator = [(';', "`;`"), ('\t', "tabs")]
+        .into_iter()
+        .find(|(c, _)| line.contains(*c))?;
+    Some(Box::new(
+        Diagnostic::general(
+            Code::BadData,
+            format!(
+                "`{name}`, row {row}: the columns are separated by {}, but netc reads comma-separated values",
+                separator.1
+            ),
+        )
+        .with_hint(format!(
+            "convert the file to commas (with decimal points, not decimal commas), e.g. `tr '{}' ',' < in > out.csv`",
+            if separator.0 == ';' { ";" } else { "\\t" }
+        )),
+    ))
+}
+
+/// The error for a cell that is not a finite number, with the likely cause: an empty last
+/// column (a trailing comma), another separator, a header row, a class name as a label.
+/// How a header row is fixed: in a data statement, or (rows for `netc predict`) by removing it.
+const HEADER_IN_DATA: &str = "if the first row is a header, add `header` to the data statement";
+const HEADER_IN_ROWS: &str = "if the first row is a header, remove it: give numbers only";
+
+fn cell_error(
+    name: &str,
+    row: usize,
+    first_row: Option<&str>,
+    cells: &[&str],
+    column: usize,
+    label: bool,
+) -> Box<Diagnostic> {
+    let cell = cells[column];
+    let place = format!("`{name}`, row {row}, column {}", column + 1);
+    if cell.is_empty() {
+        let last = column + 1 == cells.len();
+        return Box::new(
+            Diagnostic::general(
+                Code::BadData,
+                if last {
+                    format!("{place} is empty: the row ends with a comma")
+                } else {
+                    format!("{place} is empty")
+                },
+            )
+            .with_hint(if last {
+                "remove the trailing comma from every row"
+            } else {
+                "fill in the missing value"
+            }),
+        );
+    }
+    if let Some(e) = other_separator(name, row, cell) {
+        return e;
+    }
+    let shown = crate::diag::shown(cell);
+    let numbers = cells.iter().filter(|c| c.parse::<f64>().is_ok()).count();
+    let hint = if let Some(header) = first_row.filter(|_| numbers == 0) {
+        header
+    } else if label {
+        "labels are class numbers 0, 1, 2, ...: replace each class name by its number"
+    } else if cell.parse::<f64>().is_ok() {
+        "replace missing or infinite values with numbers"
+    } else {
+        "every cell must be a number"
+    };
+    let message = match (label, cell.parse::<f64>().is_ok()) {
+        (_, true) => format!("{place}: `{shown}` is not finite"),
+        (true, false) => format!("{place}: the label `{shown}` is not a number"),
+        (false, false) => format!("{place}: `{shown}` is not a number"),
+    };
+    Box::new(Diagnostic::general(Code::BadData, message).with_hint(hint))
+}
+
+/// Parses CSV bytes: numbers separated by commas, one sample per line, the label in one column.
+pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool) -> Result<Dataset, Box<Diagnostic>> {
+    let text = csv_text(bytes, name)?;
     let mut width = None;
     let mut values: Vec<f32> = Vec::new();
     let mut labels = Vec::new();
@@ -23,20 +137,10 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
         if (header && line_index == 0) || line.trim().is_empty() {
             continue;
         }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let cells = cells_of(line);
         match width {
             None => width = Some(cells.len()),
-            Some(w) if w != cells.len() => {
-                return Err(Diagnostic::general(
-                    Code::BadData,
-                    format!(
-                        "`{name}`, row {row}: {} columns, but the rows before have {w}",
-                        cells.len()
-                    ),
-                )
-                .with_hint("every row needs the same number of columns")
-                .into());
-            }
+            Some(w) if w != cells.len() => return Err(ragged(name, row, &cells, w)),
             _ => {}
         }
         let label_at = match label {
@@ -45,6 +149,11 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
             LabelColumn::Index(i) => i,
         };
         if label_at >= cells.len() || cells.len() < 2 {
+            if cells.len() == 1
+                && let Some(e) = other_separator(name, row, line)
+            {
+                return Err(e);
+            }
             return Err(Diagnostic::general(
                 Code::BadData,
                 format!(
@@ -55,26 +164,18 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
             .with_hint("set `label first`, `label last` or a column number that exists")
             .into());
         }
+        let first_row = labels.is_empty();
         for (column, cell) in cells.iter().enumerate() {
-            let parsed: f64 = cell.parse().map_err(|_| {
-                Diagnostic::general(
-                    Code::BadData,
-                    format!("`{name}`, row {row}, column {}: `{cell}` is not a number", column + 1),
+            let parsed = cell.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
+                cell_error(
+                    name,
+                    row,
+                    first_row.then_some(HEADER_IN_DATA),
+                    &cells,
+                    column,
+                    column == label_at,
                 )
-                .with_hint(if row == 1 {
-                    "if the first row is a header, add `header` to the data statement".to_string()
-                } else {
-                    "every cell must be a number".to_string()
-                })
             })?;
-            if !parsed.is_finite() {
-                return Err(Diagnostic::general(
-                    Code::BadData,
-                    format!("`{name}`, row {row}, column {}: `{cell}` is not finite", column + 1),
-                )
-                .with_hint("replace missing or infinite values with numbers")
-                .into());
-            }
             if column == label_at {
                 labels.push(label_of(parsed, || {
                     format!("`{name}`, row {row}, column {}", column + 1)
@@ -93,8 +194,14 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
     Ok(Dataset { features, labels })
 }
 
+/// Parses CSV bytes of numbers only (no label column), for `netc predict`.
+pub fn parse_csv_matrix_bytes(bytes: &[u8], name: &str) -> Result<Array2<f32>, Box<Diagnostic>> {
+    parse_csv_matrix(csv_text(bytes, name)?, name)
+}
+
 /// Parses a CSV of numbers only (no label column), for `netc predict`.
 pub fn parse_csv_matrix(text: &str, name: &str) -> Result<Array2<f32>, Box<Diagnostic>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut width = None;
     let mut values = Vec::new();
     let mut rows = 0;
@@ -102,28 +209,17 @@ pub fn parse_csv_matrix(text: &str, name: &str) -> Result<Array2<f32>, Box<Diagn
         if line.trim().is_empty() {
             continue;
         }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        if *width.get_or_insert(cells.len()) != cells.len() {
-            return Err(Diagnostic::general(
-                Code::BadData,
-                format!(
-                    "`{name}`, row {}: {} columns, but the rows before have {}",
-                    i + 1,
-                    cells.len(),
-                    width.unwrap_or(0)
-                ),
-            )
-            .with_hint("every row needs the same number of columns")
-            .into());
+        let cells = cells_of(line);
+        let w = *width.get_or_insert(cells.len());
+        if w != cells.len() {
+            return Err(ragged(name, i + 1, &cells, w));
         }
         for (j, cell) in cells.iter().enumerate() {
-            let v: f32 = cell.parse().ok().filter(|v: &f32| v.is_finite()).ok_or_else(|| {
-                Diagnostic::general(
-                    Code::BadData,
-                    format!("`{name}`, row {}, column {}: `{cell}` is not a number", i + 1, j + 1),
-                )
-                .with_hint("every cell must be a finite number")
-            })?;
+            let v: f32 = cell
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite())
+                .ok_or_else(|| cell_error(name, i + 1, (rows == 0).then_some(HEADER_IN_ROWS), &cells, j, false))?;
             values.push(v);
         }
         rows += 1;
@@ -148,5 +244,16 @@ mod tests {
         assert!(err.message.contains("not a class number"), "{}", err.message);
         let ok = read_csv_bytes(b"a,b,label\n1,2,0\n3,4,1\n", "t.csv", LabelColumn::Last, true).expect("header");
         assert_eq!(ok.labels, vec![0, 1]);
+        let bom = read_csv_bytes(b"\xef\xbb\xbf1,2,0\n", "t.csv", LabelColumn::Last, false).expect("BOM");
+        assert_eq!(bom.features[[0, 0]], 1.0);
+        let hint = |bytes: &[u8]| {
+            let e = read_csv_bytes(bytes, "t.csv", LabelColumn::Last, false).expect_err("bad");
+            format!("{} / {}", e.message, e.hint.unwrap_or_default())
+        };
+        assert!(hint(b"1,2,0,\n").contains("trailing comma"));
+        assert!(hint(b"1,2,cat\n").contains("class name"));
+        assert!(hint(b"1;2;0\n").contains("separated by `;`"));
+        assert!(hint(b"1\t2\t0\n").contains("separated by tabs"));
+        assert!(hint(b"a,b,c\n1,2,0\n").contains("header"));
     }
 }

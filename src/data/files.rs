@@ -5,10 +5,10 @@ use std::io::Read;
 use std::path::Path;
 
 /// Largest file netc will read into memory (4 GiB), so a bad path cannot exhaust memory.
-const MAX_FILE_BYTES: u64 = 4 << 30;
+pub(super) const MAX_FILE_BYTES: u64 = 4 << 30;
 
-/// Reads a data file whole (decompressed, for `.gz`), with errors that name it.
-pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
+/// The length of a data file that exists and is not over the size limit.
+pub(super) fn checked_length(path: &Path) -> Result<u64, Box<Diagnostic>> {
     let meta = std::fs::metadata(path).map_err(|e| {
         Diagnostic::general(Code::FileUnreadable, format!("cannot read `{}`: {e}", path.display()))
             .in_file(path)
@@ -27,6 +27,12 @@ pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
         .with_hint("split the data into smaller files")
         .into());
     }
+    Ok(meta.len())
+}
+
+/// Reads a text data file (CSV) whole (decompressed, for `.gz`), with errors that name it.
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, Box<Diagnostic>> {
+    checked_length(path)?;
     let bytes = std::fs::read(path).map_err(|e| {
         Diagnostic::general(Code::FileUnreadable, format!("cannot read `{}`: {e}", path.display()))
             .in_file(path)

@@ -1,68 +1,92 @@
 //! IDX files (as MNIST's): a magic number with the element type, big-endian dimensions, then
-//! the values. Errors name the byte offset.
+//! the values. The header is read and checked first, so a wrong or huge file is refused before
+//! its body is read. Errors name the byte offset.
 
+use super::binary::{Layout, read_up_to};
 use crate::diag::{Code, Diagnostic};
 use ndarray::Array2;
+use std::io::Read;
 use std::path::Path;
 
-/// Parses an IDX file into a matrix: the first dimension is rows, the others are flattened.
-pub(super) fn parse_idx(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
-    let bad = |offset: usize, what: String| {
-        Box::new(
-            Diagnostic::general(Code::BadData, format!("`{}`, byte {offset}: {what}", path.display()))
-                .in_file(path)
-                .with_hint("check that this is an IDX file (as MNIST's), not truncated"),
-        )
-    };
-    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+fn bad(path: &Path, offset: usize, what: String) -> Box<Diagnostic> {
+    Box::new(
+        Diagnostic::general(Code::BadData, format!("`{}`, byte {offset}: {what}", path.display()))
+            .in_file(path)
+            .with_hint("check that this is an IDX file (as MNIST's), not truncated"),
+    )
+}
+
+/// Reads and checks an IDX header from `r`: the layout of the values that follow.
+pub(super) fn read_header(r: &mut dyn Read, path: &Path) -> Result<Layout, Box<Diagnostic>> {
+    let mut head = [0u8; 4];
+    let got = read_up_to(r, &mut head, path)?;
+    if got < 4 || head[0] != 0 || head[1] != 0 {
         return Err(bad(
+            path,
             0,
             "wrong magic number: an IDX file starts with two zero bytes".to_string(),
         ));
     }
-    let (size, kind) = match bytes[2] {
+    let (size, kind) = match head[2] {
         0x08 => (1, "u8"),
         0x09 => (1, "i8"),
         0x0B => (2, "i16"),
         0x0C => (4, "i32"),
         0x0D => (4, "f32"),
         0x0E => (8, "f64"),
-        other => return Err(bad(2, format!("unknown element type 0x{other:02x}"))),
+        other => return Err(bad(path, 2, format!("unknown element type 0x{other:02x}"))),
     };
-    let ndims = bytes[3] as usize;
+    let ndims = head[3] as usize;
     if ndims == 0 || ndims > 8 {
-        return Err(bad(3, format!("{ndims} dimensions; netc reads 1 to 8")));
+        return Err(bad(path, 3, format!("{ndims} dimensions; netc reads 1 to 8")));
     }
-    let header = 4 + 4 * ndims;
-    if bytes.len() < header {
-        return Err(bad(bytes.len(), "the file ends inside its header".to_string()));
+    let mut raw = vec![0u8; 4 * ndims];
+    let got = read_up_to(r, &mut raw, path)?;
+    if got < raw.len() {
+        return Err(bad(path, 4 + got, "the file ends inside its header".to_string()));
     }
-    let dims: Vec<usize> = (0..ndims)
-        .map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().expect("4 bytes")) as usize)
+    let dims: Vec<usize> = raw
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")) as usize)
         .collect();
-    let rows = dims[0];
-    let cols: usize = dims[1..]
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| bad(4, "dimensions overflow".to_string()))?;
-    let count = rows
-        .checked_mul(cols)
-        .ok_or_else(|| bad(4, "dimensions overflow".to_string()))?;
-    let need = count
-        .checked_mul(size)
-        .and_then(|n| n.checked_add(header))
-        .ok_or_else(|| bad(4, "dimensions overflow".to_string()))?;
-    if bytes.len() < need {
-        return Err(bad(
-            bytes.len(),
-            format!(
-                "truncated: the header promises {count} values of {kind} ({need} bytes), the file has {}",
-                bytes.len()
-            ),
+    if let Some(i) = dims.iter().position(|&d| d == 0) {
+        return Err(Box::new(
+            Diagnostic::general(
+                Code::BadData,
+                format!(
+                    "`{}`, byte {}: dimension {} of {dims:?} is 0, so the file holds no values",
+                    path.display(),
+                    4 + 4 * i,
+                    i + 1
+                ),
+            )
+            .in_file(path)
+            .with_hint("give a file with at least one row of at least one value"),
         ));
     }
-    let data = &bytes[header..need];
-    let values: Vec<f32> = match bytes[2] {
+    let overflow = || bad(path, 4, "dimensions overflow".to_string());
+    let cols = dims[1..]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(overflow)?;
+    let body = dims[0]
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(size))
+        .ok_or_else(overflow)?;
+    Ok(Layout {
+        header: 4 + 4 * ndims,
+        body,
+        rows: dims[0],
+        cols,
+        element: head[2],
+        size,
+        kind,
+    })
+}
+
+/// Decodes the body of an IDX file laid out as `layout`: exactly `layout.body` bytes.
+pub(super) fn decode_body(layout: &Layout, data: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
+    let values: Vec<f32> = match layout.element {
         0x08 => data.iter().map(|&b| b as f32).collect(),
         0x09 => data.iter().map(|&b| b as i8 as f32).collect(),
         0x0B => data
@@ -82,7 +106,15 @@ pub(super) fn parse_idx(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Di
             .map(|c| f64::from_be_bytes(c.try_into().expect("8")) as f32)
             .collect(),
     };
-    Ok(Array2::from_shape_vec((rows, cols), values).expect("rows * cols values"))
+    layout.refuse_non_finite(&values, path)?;
+    Ok(Array2::from_shape_vec((layout.rows, layout.cols), values).expect("rows * cols values"))
+}
+
+/// Parses a whole IDX file in memory: the first dimension is rows, the others are flattened.
+pub(super) fn parse_idx(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
+    let layout = read_header(&mut &bytes[..], path)?;
+    let body = layout.body_of(bytes, path)?;
+    decode_body(&layout, body, path)
 }
 
 #[cfg(test)]
@@ -100,5 +132,11 @@ mod tests {
         assert!(err.message.contains("truncated"), "{}", err.message);
         let err = parse_idx(&[1, 2, 3, 4], Path::new("x.idx")).expect_err("magic");
         assert!(err.message.contains("magic"), "{}", err.message);
+        let err = parse_idx(&[0, 0, 0x08, 2, 0, 0, 0, 2, 0, 0, 0, 0], Path::new("x.idx")).expect_err("zero");
+        assert!(err.message.contains("dimension 2 of [2, 0] is 0"), "{}", err.message);
+        let mut floats = vec![0, 0, 0x0D, 1, 0, 0, 0, 1];
+        floats.extend(f32::NAN.to_be_bytes());
+        let err = parse_idx(&floats, Path::new("x.idx")).expect_err("nan");
+        assert!(err.message.contains("NaN or infinite"), "{}", err.message);
     }
 }

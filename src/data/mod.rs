@@ -2,20 +2,19 @@
 //!
 //! Every malformed file gets an error that names the file and the row or byte offset at fault.
 
+mod binary;
 mod csv;
 mod files;
 mod idx;
 mod npy;
 
-pub use csv::{parse_csv_matrix, read_csv_bytes};
+pub use csv::{parse_csv_matrix, parse_csv_matrix_bytes, read_csv_bytes};
 
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{DataConfig, DataSource, FileSet, LabelColumn, NamedData, Normalize, Validation};
 use crate::ir::{FileFormat, file_format};
 use files::{gunzip, read_file};
-use idx::parse_idx;
 use ndarray::{Array2, Axis};
-use npy::parse_npy;
 use std::path::{Path, PathBuf};
 
 /// The digits set, compressed, as shipped in `data/digits.csv.gz`.
@@ -366,6 +365,30 @@ fn load_mnist(dirs: &DataDirs) -> Result<(Dataset, Dataset), Box<Diagnostic>> {
             let test = read_idx_pair(&paths[2], &paths[3])?;
             return Ok((train, test));
         }
+        if found.iter().any(Option::is_some) {
+            let missing: Vec<&str> = MNIST_FILES
+                .iter()
+                .zip(&found)
+                .filter(|(_, f)| f.is_none())
+                .map(|(n, _)| *n)
+                .collect();
+            let mnist = dir.join("mnist");
+            return Err(Diagnostic::general(
+                Code::BadData,
+                format!(
+                    "`{}` holds only some of the MNIST files: {} missing",
+                    mnist.display(),
+                    missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .in_file(&mnist)
+            .with_hint(format!(
+                "add {} (gzip as `.gz` or raw) to that directory; the four files are {}",
+                missing.join(", "),
+                MNIST_FILES.join(", ")
+            ))
+            .into());
+        }
     }
     let looked: Vec<String> = candidates
         .iter()
@@ -458,20 +481,23 @@ pub(crate) fn label_of(value: f64, place: impl Fn() -> String) -> Result<usize, 
     Ok(value as usize)
 }
 
-/// Reads a matrix (features; or labels as one column) from an IDX or NPY file.
+/// Reads a matrix (features; or labels as one column) from an IDX, NPY or CSV file (IDX when
+/// the name says nothing). IDX and NPY headers are checked before their bodies are read.
 pub fn read_matrix(path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
-    let bytes = read_file(path)?;
     match file_format(&path.to_string_lossy()) {
-        Some(FileFormat::Npy) => parse_npy(&bytes, path),
-        Some(FileFormat::Csv) => {
-            let text = std::str::from_utf8(&bytes).map_err(|_| {
-                Diagnostic::general(Code::NotUtf8, format!("`{}` is not UTF-8 text", path.display()))
-                    .in_file(path)
-                    .with_hint("save it as UTF-8")
-            })?;
-            parse_csv_matrix(text, &path.display().to_string())
-        }
-        _ => parse_idx(&bytes, path),
+        Some(FileFormat::Npy) => binary::read(path, npy::read_header, npy::decode_body),
+        Some(FileFormat::Csv) => parse_csv_matrix_bytes(&read_file(path)?, &path.display().to_string()),
+        _ => binary::read(path, idx::read_header, idx::decode_body),
+    }
+}
+
+/// Parses a whole matrix file held in memory, as [`read_matrix`] reads it from disk (for
+/// standard input and for tests: the same checks, the same errors).
+pub fn parse_matrix_bytes(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
+    match file_format(&path.to_string_lossy()) {
+        Some(FileFormat::Npy) => npy::parse_npy(bytes, path),
+        Some(FileFormat::Csv) => parse_csv_matrix_bytes(bytes, &path.display().to_string()),
+        _ => idx::parse_idx(bytes, path),
     }
 }
 

@@ -1,12 +1,31 @@
 //! NPY files (`numpy.save`): a C-ordered 1-D or 2-D array of little-endian numbers. Errors name
 //! the byte offset.
 
+use super::binary::{Layout, read_up_to};
 use crate::diag::{Code, Diagnostic};
 use ndarray::Array2;
+use std::io::Read;
 use std::path::Path;
 
-/// Parses an NPY file into a matrix (a 1-D array becomes one column).
-pub(super) fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
+/// The dtypes netc reads: NPY's `descr`, bytes per value, and the name in messages.
+const DTYPES: [(&[&str], usize, &str); 10] = [
+    (&["|u1", "<u1"], 1, "u1"),
+    (&["|i1", "<i1"], 1, "i1"),
+    (&["<i2"], 2, "i2"),
+    (&["<u2"], 2, "u2"),
+    (&["<f4"], 4, "f4"),
+    (&["<i4"], 4, "i4"),
+    (&["<u4"], 4, "u4"),
+    (&["<f8"], 8, "f8"),
+    (&["<i8"], 8, "i8"),
+    (&["<u8"], 8, "u8"),
+];
+
+/// Longest NPY header netc reads (numpy writes far shorter ones).
+const MAX_HEADER: usize = 1 << 16;
+
+/// Reads and checks an NPY header from `r`: the layout of the values that follow.
+pub(super) fn read_header(r: &mut dyn Read, path: &Path) -> Result<Layout, Box<Diagnostic>> {
     let bad = |offset: usize, what: &str| {
         Box::new(
             Diagnostic::general(Code::BadData, format!("`{}`, byte {offset}: {what}", path.display()))
@@ -14,19 +33,42 @@ pub(super) fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Di
                 .with_hint("save the array with numpy.save (a C-ordered 1-D or 2-D array of numbers)"),
         )
     };
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    let mut magic = [0u8; 10];
+    let got = read_up_to(r, &mut magic, path)?;
+    if got < 10 || &magic[..6] != b"\x93NUMPY" {
         return Err(bad(0, "wrong magic: an NPY file starts with \\x93NUMPY"));
     }
-    let (header_len, start): (usize, usize) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().expect("4")) as usize, 12),
+    let (header_len, start): (usize, usize) = match magic[6] {
+        1 => (u16::from_le_bytes([magic[8], magic[9]]) as usize, 10),
+        2 | 3 => {
+            let mut more = [0u8; 2];
+            if read_up_to(r, &mut more, path)? < 2 {
+                return Err(bad(10, "the file ends inside its header"));
+            }
+            (u32::from_le_bytes([magic[8], magic[9], more[0], more[1]]) as usize, 12)
+        }
         _ => return Err(bad(6, "unsupported NPY version")),
     };
-    let end = start
-        .checked_add(header_len)
-        .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| bad(bytes.len(), "the file ends inside its header"))?;
-    let header = std::str::from_utf8(&bytes[start..end]).map_err(|_| bad(start, "the header is not text"))?;
+    if header_len > MAX_HEADER {
+        return Err(bad(
+            8,
+            "the header is longer than 64 KiB; this is not a numpy.save file",
+        ));
+    }
+    let mut raw = vec![0u8; header_len];
+    let got = read_up_to(r, &mut raw, path)?;
+    if got < header_len {
+        return Err(bad(start + got, "the file ends inside its header"));
+    }
+    let end = start + header_len;
+    // numpy writes an ASCII header; anything else (a NUL, a control byte) is damage.
+    if let Some(i) = raw
+        .iter()
+        .position(|&b| !(b == b'\n' || b == b'\t' || (0x20..0x7f).contains(&b)))
+    {
+        return Err(bad(start + i, "the header is not ASCII text"));
+    }
+    let header = std::str::from_utf8(&raw).expect("ASCII is UTF-8");
     let field = |key: &str| -> Option<&str> {
         let at = header.find(&format!("'{key}'"))?;
         let rest = header[at + key.len() + 2..]
@@ -58,63 +100,67 @@ pub(super) fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Di
         [n, d] => (*n, *d),
         _ => return Err(bad(start, "netc reads 1-D and 2-D arrays only")),
     };
-    let (size, little) = match descr {
-        "|u1" | "|i1" | "<u1" | "<i1" => (1, true),
-        "<i2" | "<u2" => (2, true),
-        "<f4" | "<i4" | "<u4" => (4, true),
-        "<f8" | "<i8" | "<u8" => (8, true),
-        _ => return Err(bad(start, "unsupported dtype (use little-endian ints or floats)")),
-    };
-    let _ = little;
-    let count = rows.checked_mul(cols).ok_or_else(|| bad(start, "shape overflows"))?;
-    let need = count
-        .checked_mul(size)
-        .and_then(|n| n.checked_add(end))
+    if rows == 0 || cols == 0 {
+        return Err(Box::new(
+            Diagnostic::general(
+                Code::BadData,
+                format!(
+                    "`{}`, byte {start}: the shape {dims:?} has a zero dimension, so the file holds no values",
+                    path.display()
+                ),
+            )
+            .in_file(path)
+            .with_hint("give an array with at least one row of at least one value"),
+        ));
+    }
+    let element = DTYPES
+        .iter()
+        .position(|(names, _, _)| names.contains(&descr))
+        .ok_or_else(|| bad(start, "unsupported dtype (use little-endian ints or floats)"))?;
+    let (_, size, kind) = DTYPES[element];
+    let body = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(size))
         .ok_or_else(|| bad(start, "shape overflows"))?;
-    if bytes.len() < need {
-        return Err(bad(bytes.len(), "truncated: the data is shorter than the shape says"));
+    Ok(Layout {
+        header: end,
+        body,
+        rows,
+        cols,
+        element: element as u8,
+        size,
+        kind,
+    })
+}
+
+/// Decodes the body of an NPY file laid out as `layout`: exactly `layout.body` bytes.
+pub(super) fn decode_body(layout: &Layout, data: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
+    fn each<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
+        data.chunks_exact(N)
+            .map(|c| f(c.try_into().expect("N bytes")))
+            .collect()
     }
-    let data = &bytes[end..need];
-    let values: Vec<f32> = match descr {
-        "|u1" | "<u1" => data.iter().map(|&b| b as f32).collect(),
-        "|i1" | "<i1" => data.iter().map(|&b| b as i8 as f32).collect(),
-        "<i2" => data
-            .chunks_exact(2)
-            .map(|c| i16::from_le_bytes([c[0], c[1]]) as f32)
-            .collect(),
-        "<u2" => data
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]) as f32)
-            .collect(),
-        "<f4" => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().expect("4")))
-            .collect(),
-        "<i4" => data
-            .chunks_exact(4)
-            .map(|c| i32::from_le_bytes(c.try_into().expect("4")) as f32)
-            .collect(),
-        "<u4" => data
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4")) as f32)
-            .collect(),
-        "<f8" => data
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
-            .collect(),
-        "<i8" => data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("8")) as f32)
-            .collect(),
-        _ => data
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().expect("8")) as f32)
-            .collect(),
+    let values: Vec<f32> = match DTYPES[layout.element as usize].2 {
+        "u1" => each(data, |b: [u8; 1]| b[0] as f32),
+        "i1" => each(data, |b: [u8; 1]| b[0] as i8 as f32),
+        "i2" => each(data, |b| i16::from_le_bytes(b) as f32),
+        "u2" => each(data, |b| u16::from_le_bytes(b) as f32),
+        "f4" => each(data, f32::from_le_bytes),
+        "i4" => each(data, |b| i32::from_le_bytes(b) as f32),
+        "u4" => each(data, |b| u32::from_le_bytes(b) as f32),
+        "f8" => each(data, |b| f64::from_le_bytes(b) as f32),
+        "i8" => each(data, |b| i64::from_le_bytes(b) as f32),
+        _ => each(data, |b| u64::from_le_bytes(b) as f32),
     };
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        return Err(bad(end + i * size, "a value is NaN or infinite"));
-    }
-    Ok(Array2::from_shape_vec((rows, cols), values).expect("rows * cols values"))
+    layout.refuse_non_finite(&values, path)?;
+    Ok(Array2::from_shape_vec((layout.rows, layout.cols), values).expect("rows * cols values"))
+}
+
+/// Parses a whole NPY file in memory (a 1-D array becomes one column).
+pub(super) fn parse_npy(bytes: &[u8], path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
+    let layout = read_header(&mut &bytes[..], path)?;
+    let body = layout.body_of(bytes, path)?;
+    decode_body(&layout, body, path)
 }
 
 #[cfg(test)]

@@ -88,6 +88,7 @@ codes! {
         BadFlag = "E0107": "invalid flag value",
         BadRunDirectory = "E0108": "unusable run directory or checkpoint",
         Diverged = "E0109": "training diverged",
+        WeightsOfAnotherSpec = "W0103": "weights trained from a different spec",
         Unsupported = "E0110": "this machine lacks what the command needs (a C compiler, a CPU Cranelift supports)",
         ClassesMissing = "W0106": "the training data has no rows of some class",
         ConstantFeatures = "W0107": "every feature of the training data is constant",

@@ -109,6 +109,15 @@ impl Diagnostic {
         }
     }
 
+    /// A warning with no place in a source file (weights from a different spec): printed as
+    /// `warning[W01xx]`; it does not change the exit code.
+    pub fn general_warning(code: Code, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::general(code, message)
+        }
+    }
+
     /// An error that is netc's fault, not the user's (e.g. Cranelift rejecting generated code).
     /// A note says so.
     pub fn internal(message: impl Into<String>) -> Diagnostic {
@@ -180,6 +189,31 @@ impl std::fmt::Display for Diagnostic {
 }
 
 impl std::error::Error for Diagnostic {}
+
+/// Text read from a user's file (a CSV cell, a tensor name), made safe to echo in a message:
+/// control characters become escapes (`\u{1b}`), so binary input cannot drive the terminal,
+/// and anything past 40 characters is cut off with `...`.
+pub fn shown(text: &str) -> String {
+    const MAX_CHARS: usize = 40;
+    match text.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}...", escape_controls(&text[..cut])),
+        None => escape_controls(text),
+    }
+}
+
+/// `text` with its control characters as escapes (`\u{1b}`, `\n`), for messages of libraries
+/// that quote a file's content (a safetensors header's JSON).
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// The closest candidate to a misspelt word, if one is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {

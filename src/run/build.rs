@@ -19,25 +19,35 @@ pub struct Emit {
     pub header: bool,
 }
 
+/// What `netc build` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Built {
+    /// The files written, in order.
+    pub files: Vec<PathBuf>,
+    /// Warnings about the weights (W0103: trained from a different spec).
+    pub warnings: Vec<Diagnostic>,
+}
+
 /// Builds the model of `run` with the weights at `weights` into `output` (the executable),
-/// `output.o` and `output.h`, as `emit` asks. Returns the files written.
-pub fn build(
-    run: &Run,
-    weights: &Path,
-    output: &Path,
-    emit: Emit,
-    batch_max: usize,
-) -> Result<Vec<PathBuf>, Box<Diagnostic>> {
+/// `output.o` and `output.h`, as `emit` asks. The executable and the header report the spec
+/// hash stored in the weights (the spec they were trained from), or the spec's own hash for
+/// weights that record none.
+pub fn build(run: &Run, weights: &Path, output: &Path, emit: Emit, batch_max: usize) -> Result<Built, Box<Diagnostic>> {
     if batch_max == 0 {
         return Err(Box::new(
             Diagnostic::general(Code::BadFlag, "--batch-max must be at least 1").with_hint("e.g. --batch-max 4096"),
         ));
     }
     let symbol = aot::symbol_of(output)?;
-    let graph = crate::graph::build(&run.checked);
-    let (params, normalization) = crate::run::weights::load_model(&graph, weights)?;
-    let folded = inference(&graph, &params, &normalization.shift, &normalization.scale);
-    let hash = run.spec_hash();
+    let trained = crate::run::weights::load_model(run, weights)?;
+    let normalization = &trained.normalization;
+    let folded = inference(
+        &trained.graph,
+        &trained.params,
+        &normalization.shift,
+        &normalization.scale,
+    );
+    let hash = trained.spec_hash.clone().unwrap_or_else(|| run.spec_hash());
     let target = Target {
         symbol: &symbol,
         model_name: &run.program().model.name,
@@ -80,5 +90,8 @@ pub fn build(
         }
         written.push(output.to_path_buf());
     }
-    Ok(written)
+    Ok(Built {
+        files: written,
+        warnings: trained.warnings,
+    })
 }

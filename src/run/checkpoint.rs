@@ -13,6 +13,9 @@ use std::path::Path;
 /// The checkpoint's file name in a run directory.
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
+/// The metadata key of a checkpoint's [`State`] (what tells a checkpoint from weights).
+pub const STATE_KEY: &str = "netc.checkpoint";
+
 /// Counters and history saved in checkpoints.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct State {
@@ -104,7 +107,7 @@ pub fn save(
     }
     let mut meta = BTreeMap::new();
     meta.insert(
-        "netc.checkpoint".to_string(),
+        STATE_KEY.to_string(),
         serde_json::to_string(state).expect("state serializes"),
     );
     crate::run::artifacts::write(&out_dir.join(CHECKPOINT), &weights::encode(&tensors, meta))
@@ -119,7 +122,7 @@ pub fn load(
     spec_hash: &str,
 ) -> Result<(State, Option<Vec<Array2<f32>>>), Box<Diagnostic>> {
     let path = out_dir.join(CHECKPOINT);
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = weights::read_file(&path, |e| {
         Diagnostic::general(
             Code::BadRunDirectory,
             format!("cannot resume: `{}` cannot be read: {e}", path.display()),
@@ -129,7 +132,7 @@ pub fn load(
     })?;
     let (tensors, meta) = weights::decode(&bytes, &path)?;
     let state: State = meta
-        .get("netc.checkpoint")
+        .get(STATE_KEY)
         .and_then(|s| serde_json::from_str(s).ok())
         .ok_or_else(|| {
             Diagnostic::general(

@@ -67,6 +67,9 @@ pub struct EvalReport {
     pub confusion: Vec<Vec<usize>>,
     /// With `--dropout-samples`: the ensemble against the weight-scaled network.
     pub dropout_ensemble: Option<DropoutEnsemble>,
+    /// Warnings about the weights (W0103: trained from a different spec); not in the report.
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Evaluates trained weights on one split of the spec's data; writes the report file if asked.
@@ -86,7 +89,11 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalReport, Box<Diag
         .with_hint("--dropout-samples compares dropout's weight scaling with averaging sampled masks; drop the flag")
         .into());
     }
-    let (mut engine, normalization) = trained_engine(run, &options.weights, options.backend)?;
+    let crate::run::predict::TrainedEngine {
+        mut engine,
+        normalization,
+        warnings,
+    } = trained_engine(run, &options.weights, options.backend)?;
     let splits = crate::data::load_with(
         &run.program().train.data,
         &options.data_dirs,
@@ -135,6 +142,7 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalReport, Box<Diag
             .dropout_samples
             .map(|n| metrics::dropout_ensemble(engine.as_mut(), data, n)),
         confusion: confusion.counts,
+        warnings,
     };
     if let Some(path) = &options.report {
         let json = serde_json::to_string_pretty(&report).expect("reports serialize");

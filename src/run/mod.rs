@@ -11,6 +11,7 @@ pub mod eval;
 pub mod format;
 pub mod limits;
 pub mod predict;
+pub mod provenance;
 pub mod sanity;
 pub mod spec;
 pub mod sweep;

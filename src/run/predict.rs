@@ -28,31 +28,53 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
 }
 
-/// An engine for `run`'s graph with the trained parameters of `weights`, and the data
-/// normalization they were trained with.
-pub fn trained_engine(
-    run: &Run,
-    weights: &Path,
-    backend: Backend,
-) -> Result<(Box<dyn Engine>, Normalization), Box<Diagnostic>> {
-    let graph = crate::graph::build(&run.checked);
-    let (params, normalization) = crate::run::weights::load_model(&graph, weights)?;
-    let mut engine = make_engine(backend, graph, run.program().train.seed)?;
-    engine.set_params(&params);
-    Ok((engine, normalization))
+/// An engine with trained parameters.
+pub struct TrainedEngine {
+    /// The engine, its parameters set.
+    pub engine: Box<dyn Engine>,
+    /// The data normalization the parameters were trained with.
+    pub normalization: Normalization,
+    /// The loader's warnings about the weights (W0103).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// An engine for `run`'s graph with the trained parameters of `weights`, the data
+/// normalization they were trained with, and the loader's warnings about them.
+pub fn trained_engine(run: &Run, weights: &Path, backend: Backend) -> Result<TrainedEngine, Box<Diagnostic>> {
+    let trained = crate::run::weights::load_model(run, weights)?;
+    let mut engine = make_engine(backend, trained.graph, run.program().train.seed)?;
+    engine.set_params(&trained.params);
+    Ok(TrainedEngine {
+        engine,
+        normalization: trained.normalization,
+        warnings: trained.warnings,
+    })
+}
+
+/// What `netc predict` found: one prediction per row, and warnings about the weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// One per input row, in order.
+    pub rows: Vec<Prediction>,
+    /// Warnings (W0103: weights trained from a different spec).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Predicts every row of the input.
-pub fn predict(run: &Run, options: &PredictOptions) -> Result<Vec<Prediction>, Box<Diagnostic>> {
-    let (mut engine, normalization) = trained_engine(run, &options.weights, options.backend)?;
+pub fn predict(run: &Run, options: &PredictOptions) -> Result<Predictions, Box<Diagnostic>> {
+    let TrainedEngine {
+        mut engine,
+        normalization,
+        warnings,
+    } = trained_engine(run, &options.weights, options.backend)?;
     let input = &options.input;
     let mut features = if input.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|e| {
             Diagnostic::general(Code::FileUnreadable, format!("cannot read standard input: {e}"))
                 .with_hint("pipe CSV rows into netc predict")
         })?;
-        crate::data::parse_csv_matrix(&text, "<stdin>")?
+        crate::data::parse_csv_matrix_bytes(&bytes, "<stdin>")?
     } else {
         crate::data::read_matrix(input)?
     };
@@ -77,14 +99,15 @@ pub fn predict(run: &Run, options: &PredictOptions) -> Result<Vec<Prediction>, B
     }
     normalization.apply(&mut features);
     let outputs = metrics::outputs(engine.as_mut(), &features);
-    Ok(outputs
+    let rows = outputs
         .rows()
         .into_iter()
         .map(|r| Prediction {
             class: metrics::predicted_class(r),
             probabilities: metrics::class_probabilities(r),
         })
-        .collect())
+        .collect();
+    Ok(Predictions { rows, warnings })
 }
 
 /// One line per row: the class, then the probabilities with six decimals.

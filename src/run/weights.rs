@@ -86,35 +86,60 @@ pub fn encode(tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Ve
     out
 }
 
-/// Parses safetensors bytes into f32 tensors and metadata.
+/// Parses safetensors bytes into f32 tensors and metadata. Every tensor is checked here, the
+/// one place weights and checkpoints are read: a file shorter than its header declares is
+/// "truncated", a tensor that is not f32 or holds a NaN or an infinity is refused by name.
 pub fn decode(bytes: &[u8], path: &Path) -> Result<(Tensors, BTreeMap<String, String>), Box<Diagnostic>> {
     let bad = |e: String| {
         Diagnostic::general(
             Code::BadWeights,
-            format!("`{}` is not a valid safetensors file: {e}", path.display()),
+            format!(
+                "`{}` is not a valid safetensors file: {}",
+                path.display(),
+                crate::diag::escape_controls(&e)
+            ),
         )
         .in_file(path)
         .with_hint("give the weights.safetensors written by `netc train`")
     };
+    check_length(bytes, path)?;
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| bad(e.to_string()))?;
     let metadata: BTreeMap<String, String> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
     let file = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut out = BTreeMap::new();
     for (name, view) in file.tensors() {
+        let shown = crate::diag::shown(&name);
         if view.dtype() != Dtype::F32 {
             return Err(Diagnostic::general(
                 Code::BadWeights,
-                format!("tensor `{name}` in `{}` is {:?}, not F32", path.display(), view.dtype()),
+                format!(
+                    "tensor `{shown}` in `{}` is {:?}, not F32",
+                    path.display(),
+                    view.dtype()
+                ),
             )
             .in_file(path)
             .with_hint("netc stores and reads f32 weights")
             .into());
         }
-        let data = view
+        let data: Vec<f32> = view
             .data()
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect();
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(Diagnostic::general(
+                Code::BadWeights,
+                format!(
+                    "tensor `{shown}` in `{}` holds a non-finite value ({}) at element {i}",
+                    path.display(),
+                    data[i]
+                ),
+            )
+            .in_file(path)
+            .with_hint("these weights come from a diverged run or a damaged file; retrain with a lower learning rate")
+            .into());
+        }
         out.insert(
             name.clone(),
             NamedTensor {
@@ -125,6 +150,95 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<(Tensors, BTreeMap<String, St
         );
     }
     Ok((out, metadata))
+}
+
+/// Refuses a file shorter than its header says: the 8-byte header length, then the header,
+/// then the largest end offset of its tensors.
+fn check_length(bytes: &[u8], path: &Path) -> Result<(), Box<Diagnostic>> {
+    check_declared_size(bytes, bytes.len() as u128, path)
+}
+
+/// The most header bytes netc reads (the safetensors crate's own limit is 100 MB).
+const MAX_HEADER: u128 = 100 << 20;
+
+/// Checks the sizes the start of a safetensors file declares against the file's `length`:
+/// `prefix` is the first bytes of the file (all of it, or at least its 8-byte length and as
+/// much of the header as there is).
+fn check_declared_size(prefix: &[u8], length: u128, path: &Path) -> Result<(), Box<Diagnostic>> {
+    let truncated = |need: u128| {
+        Box::new(
+            Diagnostic::general(
+                Code::BadWeights,
+                format!(
+                    "`{}` is truncated: its header declares {need} bytes, the file has {length}",
+                    path.display()
+                ),
+            )
+            .in_file(path)
+            .with_hint("the file was cut short (an interrupted copy or download); copy it again, or retrain"),
+        )
+    };
+    let not_safetensors = |what: String| {
+        Box::new(
+            Diagnostic::general(
+                Code::BadWeights,
+                format!("`{}` is not a valid safetensors file: {what}", path.display()),
+            )
+            .in_file(path)
+            .with_hint("give the weights.safetensors written by `netc train`"),
+        )
+    };
+    let Some(start) = prefix.get(..8) else {
+        return Err(not_safetensors(format!(
+            "it has {length} bytes, fewer than the 8 of its header's length (truncated?)"
+        )));
+    };
+    let header_len = u64::from_le_bytes(start.try_into().expect("8 bytes")) as u128;
+    let header_end = 8 + header_len;
+    if header_len > MAX_HEADER {
+        return Err(not_safetensors(format!(
+            "its header would be {header_len} bytes long, more than the 100 MB netc reads"
+        )));
+    }
+    if header_end > length {
+        return Err(truncated(header_end));
+    }
+    let header = prefix
+        .get(8..header_end as usize)
+        .and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok())
+        .filter(serde_json::Value::is_object)
+        .ok_or_else(|| not_safetensors("its header is not a JSON object".to_string()))?;
+    let data_end = header
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0) as u128;
+    if header_end + data_end > length {
+        return Err(truncated(header_end + data_end));
+    }
+    Ok(())
+}
+
+/// Reads a safetensors file: its header first, whose declared sizes are checked against the
+/// file's length before the rest is read (a damaged or foreign file costs a few bytes, not its
+/// size). `unreadable` makes the diagnostic of an IO failure (its code depends on the command).
+pub fn read_file(path: &Path, unreadable: impl Fn(std::io::Error) -> Diagnostic) -> Result<Vec<u8>, Box<Diagnostic>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(&unreadable)?;
+    let length = file.metadata().map_err(&unreadable)?.len() as u128;
+    let mut prefix = Vec::new();
+    (&mut file).take(8).read_to_end(&mut prefix).map_err(&unreadable)?;
+    if prefix.len() == 8 {
+        let header_len = u64::from_le_bytes(prefix[..8].try_into().expect("8 bytes")) as u128;
+        let wanted = header_len.min(MAX_HEADER + 1).min(length.saturating_sub(8)) as u64;
+        (&mut file).take(wanted).read_to_end(&mut prefix).map_err(&unreadable)?;
+    }
+    check_declared_size(&prefix, length, path)?;
+    let mut bytes = prefix;
+    file.read_to_end(&mut bytes).map_err(&unreadable)?;
+    Ok(bytes)
 }
 
 /// The tensor of a parameter in file layout (weights transposed to `[outputs, inputs]`).
@@ -199,18 +313,6 @@ pub fn param_from(
         .with_hint("the layer widths of the spec differ from the ones these weights were trained with")
         .into());
     }
-    if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
-        return Err(Diagnostic::general(
-            Code::BadWeights,
-            format!(
-                "tensor `{name}` in `{}` holds a non-finite value at element {i}",
-                path.display()
-            ),
-        )
-        .in_file(path)
-        .with_hint("these weights come from a diverged run; retrain with a lower learning rate")
-        .into());
-    }
     Ok(match kind {
         ParamKind::Weight => Array2::from_shape_vec((cols, rows), t.data.clone())
             .expect("shape checked")
@@ -221,10 +323,27 @@ pub fn param_from(
     })
 }
 
-/// Loads a weights file for a graph: every parameter and the normalization, checked by name and
-/// shape; tensors the spec does not know are refused.
-pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Normalization), Box<Diagnostic>> {
-    let bytes = std::fs::read(path).map_err(|e| {
+/// Trained weights loaded for a spec.
+#[derive(Debug, Clone)]
+pub struct Trained {
+    /// The spec's training graph.
+    pub graph: Graph,
+    /// Every parameter, in the graph's order and the interpreter's layout.
+    pub params: Vec<Array2<f32>>,
+    /// The input normalization they were trained with.
+    pub normalization: Normalization,
+    /// The hash of the spec they were trained from, if the file records it.
+    pub spec_hash: Option<String>,
+    /// Warnings about them (W0103: trained from a different spec).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads a weights file for the spec of `run`: every parameter and the normalization, checked
+/// by name, shape and value; tensors the spec does not know are refused, a checkpoint is named
+/// as one, and weights trained from another spec get a warning.
+pub fn load_model(run: &crate::run::train::Run, path: &Path) -> Result<Trained, Box<Diagnostic>> {
+    let graph = crate::graph::build(&run.checked);
+    let bytes = read_file(path, |e| {
         Diagnostic::general(
             Code::FileUnreadable,
             format!("cannot read weights `{}`: {e}", path.display()),
@@ -232,7 +351,19 @@ pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Norma
         .in_file(path)
         .with_hint("check the --weights path")
     })?;
-    let (tensors, _) = decode(&bytes, path)?;
+    let (tensors, meta) = decode(&bytes, path)?;
+    if meta.contains_key(crate::run::checkpoint::STATE_KEY) {
+        return Err(Diagnostic::general(
+            Code::BadWeights,
+            format!(
+                "`{}` is a checkpoint (training state for `--resume`), not a weights file",
+                path.display()
+            ),
+        )
+        .in_file(path)
+        .with_hint("pass the run's weights.safetensors (written when training ends), or finish the run with `netc train SPEC --resume RUN_DIR`")
+        .into());
+    }
     let mut params = Vec::new();
     let mut known: Vec<&str> = vec!["input.shift", "input.scale"];
     for p in &graph.params {
@@ -243,8 +374,9 @@ pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Norma
         return Err(Diagnostic::general(
             Code::BadWeights,
             format!(
-                "`{}` has a tensor `{extra}` that the spec has no place for",
-                path.display()
+                "`{}` has a tensor `{}` that the spec has no place for",
+                path.display(),
+                crate::diag::shown(extra)
             ),
         )
         .in_file(path)
@@ -277,7 +409,33 @@ pub fn load_model(graph: &Graph, path: &Path) -> Result<(Vec<Array2<f32>>, Norma
         shift: vector("input.shift")?,
         scale: vector("input.scale")?,
     };
-    Ok((params, normalization))
+    let spec_hash = meta.get(crate::run::provenance::SPEC_HASH).cloned();
+    // The hash is compiled into `netc build`'s C header and executable: it must be plain text.
+    if let Some(hash) = spec_hash
+        .as_ref()
+        .filter(|h| h.is_empty() || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        return Err(Diagnostic::general(
+            Code::BadWeights,
+            format!(
+                "`{}` has a `{}` that is not a hash: `{}`",
+                path.display(),
+                crate::run::provenance::SPEC_HASH,
+                crate::diag::shown(hash)
+            ),
+        )
+        .in_file(path)
+        .with_hint("use a weights file written by `netc train`, or remove the damaged metadata")
+        .into());
+    }
+    let warnings = crate::run::provenance::compare(&meta, run, path).into_iter().collect();
+    Ok(Trained {
+        graph,
+        params,
+        normalization,
+        spec_hash,
+        warnings,
+    })
 }
 
 #[cfg(test)]

@@ -5,19 +5,53 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ROWS_PER_CALL 256
+/* Rows per call of the model: 256, or fewer when it was built with a smaller --batch-max. */
+#define ROWS_PER_CALL (MODEL_BATCH_MAX < 256 ? MODEL_BATCH_MAX : 256)
 
 static const char *program_name = MODEL_PROGRAM;
 static int json = 0;
 static int first_json_row = 1;
 
+/* Text from the input or the command line, safe to print: control characters (and bytes that
+ * are not printable ASCII) become \xNN escapes, and at most 40 bytes are shown. Two buffers, so
+ * a message can show two texts. */
+static const char *shown(const char *text, size_t length) {
+    static char buffers[2][40 * 4 + 4];
+    static int which = 0;
+    char *out = buffers[which];
+    which = 1 - which;
+    size_t o = 0;
+    for (size_t i = 0; i < length && text[i]; i++) {
+        if (i == 40) {
+            memcpy(out + o, "...", 3);
+            o += 3;
+            break;
+        }
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f) o += (size_t)sprintf(out + o, "\\x%02x", c);
+        else out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static const char *shown_all(const char *text) { return shown(text, strlen(text)); }
+
 static void die(const char *message, const char *detail) {
-    fprintf(stderr, "error: %s%s%s\n", message, detail ? ": " : "", detail ? detail : "");
+    fprintf(stderr, "error: %s%s%s\n", message, detail ? ": " : "", detail ? shown_all(detail) : "");
+    exit(1);
+}
+
+/* Standard output failed: quiet for a closed pipe (like netc, status 141), a message otherwise. */
+static void output_failed(void) {
+    if (errno == EPIPE) exit(141);
+    fprintf(stderr, "error: cannot write the predictions to standard output: %s\n", strerror(errno));
     exit(1);
 }
 
@@ -75,6 +109,7 @@ static void flush_batch(void) {
         exit(1);
     }
     for (size_t r = 0; r < pending; r++) print_row(outputs + r * MODEL_OUTPUT_WIDTH);
+    if (ferror(stdout)) output_failed();
     pending = 0;
 }
 
@@ -84,6 +119,9 @@ static float *next_row(void) {
     return batch + (pending++) * MODEL_INPUT_WIDTH;
 }
 
+/* Blanks around a cell, as netc trims them (a line break ends the row). */
+static int blank(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
+
 static void read_csv(FILE *in, const char *name) {
     char *line = NULL;
     size_t capacity = 0;
@@ -92,42 +130,48 @@ static void read_csv(FILE *in, const char *name) {
     while ((length = getline(&line, &capacity, in)) != -1) {
         line_number++;
         char *p = line;
+        if (strlen(line) != (size_t)length) {
+            fprintf(stderr, "error: %s, row %zu: a NUL byte; this is not a text file\n", shown_all(name), line_number);
+            exit(1);
+        }
+        /* A UTF-8 byte-order mark (spreadsheets write one) is not data. */
+        if (line_number == 1 && memcmp(p, "\xef\xbb\xbf", length >= 3 ? 3 : (size_t)length + 1) == 0) p += 3;
         while (*p && isspace((unsigned char)*p)) p++;
         if (*p == '\0') continue;
         float *row = next_row();
         int column = 0;
         for (;;) {
-            while (*p == ' ' || *p == '\t') p++;
+            while (blank(*p)) p++;
             char *end;
-            errno = 0;
             float value = strtof(p, &end);
-            if (end == p || errno == ERANGE) {
-                char cell[64];
-                size_t n = strcspn(p, ",\r\n");
-                if (n > sizeof cell - 1) n = sizeof cell - 1;
-                memcpy(cell, p, n);
-                cell[n] = '\0';
-                fprintf(stderr, "error: %s, row %zu, column %d: `%s` is not a number\n", name, line_number, column + 1, cell);
+            size_t n = strcspn(p, ",\r\n");
+            /* netc reads no hexadecimal floats, NaN or infinities (nor numbers too large for a
+             * float); neither does the executable. */
+            int hex = memchr(p, 'x', (size_t)(end - p)) || memchr(p, 'X', (size_t)(end - p));
+            if (end == p || hex || !isfinite(value)) {
+                fprintf(stderr, "error: %s, row %zu, column %d: `%s` is not a %s\n", shown_all(name), line_number,
+                        column + 1, shown(p, n), end == p || hex ? "number" : "finite number");
                 exit(1);
             }
             if (column >= MODEL_INPUT_WIDTH) {
                 fprintf(stderr, "error: %s, row %zu: more than %d values; the model takes %d per row (remove any label column)\n",
-                        name, line_number, MODEL_INPUT_WIDTH, MODEL_INPUT_WIDTH);
+                        shown_all(name), line_number, MODEL_INPUT_WIDTH, MODEL_INPUT_WIDTH);
                 exit(1);
             }
             row[column++] = value;
             p = end;
-            while (*p == ' ' || *p == '\t') p++;
+            while (blank(*p)) p++;
             if (*p == ',') {
                 p++;
                 continue;
             }
-            if (*p == '\r' || *p == '\n' || *p == '\0') break;
-            fprintf(stderr, "error: %s, row %zu, column %d: unexpected `%c` after a number\n", name, line_number, column, *p);
+            if (*p == '\n' || *p == '\0') break;
+            fprintf(stderr, "error: %s, row %zu, column %d: unexpected `%s` after a number\n", shown_all(name), line_number,
+                    column, shown(p, 1));
             exit(1);
         }
         if (column != MODEL_INPUT_WIDTH) {
-            fprintf(stderr, "error: %s, row %zu: %d values, but the model takes %d per row\n", name, line_number, column,
+            fprintf(stderr, "error: %s, row %zu: %d values, but the model takes %d per row\n", shown_all(name), line_number, column,
                     MODEL_INPUT_WIDTH);
             exit(1);
         }
@@ -137,31 +181,35 @@ static void read_csv(FILE *in, const char *name) {
 
 static void read_exact(FILE *in, void *buffer, size_t bytes, const char *name, size_t row) {
     if (fread(buffer, 1, bytes, in) != bytes) {
-        fprintf(stderr, "error: %s: truncated at row %zu\n", name, row + 1);
+        fprintf(stderr, "error: %s: truncated at row %zu\n", shown_all(name), row + 1);
         exit(1);
     }
 }
 
+/* Element kinds: 0 u8, 1 i8, 2 i16, 3 u16, 4 i32, 5 f32, 6 u32, 8 i64, 9 f64, 10 u64. */
+static int element_size(int kind) { return kind <= 1 ? 1 : kind <= 3 ? 2 : kind <= 6 ? 4 : 8; }
+
 static double element(const unsigned char *p, int kind, int big_endian) {
     unsigned char b[8];
-    int size = kind == 1 ? 1 : kind == 2 ? 2 : (kind == 4 || kind == 5) ? 4 : 8;
+    int size = element_size(kind);
     for (int i = 0; i < size; i++) b[i] = big_endian ? p[size - 1 - i] : p[i];
     switch (kind) {
     case 0: return (double)p[0];
     case 1: return (double)(int8_t)p[0];
     case 2: { int16_t v; memcpy(&v, b, 2); return v; }
+    case 3: { uint16_t v; memcpy(&v, b, 2); return v; }
     case 4: { int32_t v; memcpy(&v, b, 4); return v; }
     case 5: { float v; memcpy(&v, b, 4); return v; }
+    case 6: { uint32_t v; memcpy(&v, b, 4); return v; }
     case 8: { int64_t v; memcpy(&v, b, 8); return (double)v; }
+    case 10: { uint64_t v; memcpy(&v, b, 8); return (double)v; }
     default: { double v; memcpy(&v, b, 8); return v; }
     }
 }
 
-static int element_size(int kind) { return kind <= 1 ? 1 : kind == 2 ? 2 : (kind == 4 || kind == 5) ? 4 : 8; }
-
 static void read_elements(FILE *in, const char *name, size_t rows, size_t width, int kind, int big_endian) {
     if (width != MODEL_INPUT_WIDTH) {
-        fprintf(stderr, "error: %s holds rows of %zu values, but the model takes %d\n", name, width, MODEL_INPUT_WIDTH);
+        fprintf(stderr, "error: %s holds rows of %zu values, but the model takes %d\n", shown_all(name), width, MODEL_INPUT_WIDTH);
         exit(1);
     }
     size_t row_bytes = width * (size_t)element_size(kind);
@@ -170,9 +218,16 @@ static void read_elements(FILE *in, const char *name, size_t rows, size_t width,
     for (size_t r = 0; r < rows; r++) {
         read_exact(in, raw, row_bytes, name, r);
         float *row = next_row();
-        for (size_t i = 0; i < width; i++) row[i] = (float)element(raw + i * element_size(kind), kind, big_endian);
+        for (size_t i = 0; i < width; i++) {
+            row[i] = (float)element(raw + i * element_size(kind), kind, big_endian);
+            if (!isfinite(row[i])) {
+                fprintf(stderr, "error: %s, row %zu, column %zu: the value is NaN or infinite\n", shown_all(name), r + 1, i + 1);
+                exit(1);
+            }
+        }
     }
     free(raw);
+    if (fgetc(in) != EOF) die("the file has more bytes than its header promises", name);
 }
 
 static void read_idx(FILE *in, const char *name) {
@@ -195,6 +250,7 @@ static void read_idx(FILE *in, const char *name) {
         unsigned char d[4];
         if (fread(d, 1, 4, in) != 4) die("truncated IDX header", name);
         shape[i] = ((size_t)d[0] << 24) | ((size_t)d[1] << 16) | ((size_t)d[2] << 8) | d[3];
+        if (shape[i] == 0) die("the IDX file has a zero dimension, so it holds no values", name);
         if (i > 0) width *= shape[i];
     }
     read_elements(in, name, shape[0], width, kind, 1);
@@ -203,28 +259,39 @@ static void read_idx(FILE *in, const char *name) {
 static void read_npy(FILE *in, const char *name) {
     unsigned char magic[10];
     if (fread(magic, 1, 10, in) != 10 || memcmp(magic, "\x93NUMPY", 6) != 0) die("not an NPY file (wrong magic)", name);
+    if (magic[6] < 1 || magic[6] > 3) die("unsupported NPY version", name);
     size_t header_length = magic[8] | ((size_t)magic[9] << 8);
     if (magic[6] >= 2) {
         unsigned char more[2];
         if (fread(more, 1, 2, in) != 2) die("truncated NPY header", name);
         header_length |= ((size_t)more[0] << 16) | ((size_t)more[1] << 24);
     }
-    if (header_length > 1 << 20) die("NPY header too long", name);
+    if (header_length > 1 << 16) die("NPY header longer than 64 KiB", name);
     char *header = calloc(1, header_length + 1);
     if (!header) die("out of memory", NULL);
     if (fread(header, 1, header_length, in) != header_length) die("truncated NPY header", name);
+    for (size_t i = 0; i < header_length; i++) {
+        unsigned char c = (unsigned char)header[i];
+        if (!(c == '\n' || c == '\t' || (c >= 0x20 && c < 0x7f))) die("the NPY header is not ASCII text", name);
+    }
     const char *descr = strstr(header, "'descr'");
     const char *shape = strstr(header, "'shape'");
     if (!descr || !shape) die("NPY header without descr or shape", name);
     if (strstr(header, "'fortran_order': True")) die("Fortran-ordered NPY arrays are not supported", name);
-    int kind;
-    if (strstr(descr, "<f4")) kind = 5;
-    else if (strstr(descr, "<f8")) kind = 9;
-    else if (strstr(descr, "|u1")) kind = 0;
-    else if (strstr(descr, "|i1")) kind = 1;
-    else if (strstr(descr, "<i4")) kind = 4;
-    else if (strstr(descr, "<i8")) kind = 8;
-    else { die("unsupported NPY dtype (use f4, f8, u1, i1, i4 or i8)", name); return; }
+    /* The dtypes netc reads, with the same names: the quoted value after 'descr':. */
+    static const struct { const char *descr; int kind; } dtypes[] = {
+        {"|u1", 0}, {"<u1", 0}, {"|i1", 1}, {"<i1", 1}, {"<i2", 2}, {"<u2", 3}, {"<i4", 4},
+        {"<f4", 5}, {"<u4", 6}, {"<i8", 8}, {"<f8", 9}, {"<u8", 10},
+    };
+    const char *value = descr + 7;
+    while (*value == ' ') value++;
+    if (*value == ':') value++;
+    while (*value == ' ') value++;
+    int kind = -1;
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0]; i++) {
+        if (*value == '\'' && strncmp(value + 1, dtypes[i].descr, 3) == 0 && value[4] == '\'') kind = dtypes[i].kind;
+    }
+    if (kind < 0) { die("unsupported NPY dtype (use little-endian ints or floats)", name); return; }
     const char *open = strchr(shape, '(');
     if (!open) die("unreadable NPY shape", name);
     char *end;
@@ -236,6 +303,7 @@ static void read_npy(FILE *in, const char *name) {
         if (*end != ')') width = strtoull(end, &end, 10);
     }
     free(header);
+    if (rows == 0 || width == 0) die("the NPY array has a zero dimension, so it holds no values", name);
     read_elements(in, name, rows, width, kind, 0);
 }
 
@@ -246,17 +314,27 @@ static int ends_with(const char *s, const char *suffix) {
 
 int main(int argc, char **argv) {
     const char *path = NULL;
+    int options = 1;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        if (options && strcmp(argv[i], "--") == 0) {
+            options = 0;
+        } else if (options && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
             usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
-            const char *f = argv[++i];
+            return fflush(stdout) == 0 ? 0 : 1;
+        } else if (options && (strcmp(argv[i], "--format") == 0 || strncmp(argv[i], "--format=", 9) == 0)) {
+            const char *f = argv[i][8] == '=' ? argv[i] + 9 : i + 1 < argc ? argv[++i] : NULL;
+            if (!f) {
+                fprintf(stderr, "error: --format needs a value: text or json\n");
+                return 2;
+            }
             if (strcmp(f, "json") == 0) json = 1;
             else if (strcmp(f, "text") == 0) json = 0;
-            else die("--format takes text or json", f);
-        } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-            fprintf(stderr, "error: unknown option %s\n", argv[i]);
+            else {
+                fprintf(stderr, "error: --format takes text or json, not `%s`\n", shown_all(f));
+                return 2;
+            }
+        } else if (options && argv[i][0] == '-' && argv[i][1] != '\0') {
+            fprintf(stderr, "error: unknown option %s\n", shown_all(argv[i]));
             usage(stderr);
             return 2;
         } else if (path) {
@@ -274,7 +352,7 @@ int main(int argc, char **argv) {
         if (ends_with(path, ".gz")) die("compressed input is not supported; decompress it first", path);
         FILE *in = fopen(path, "rb");
         if (!in) {
-            fprintf(stderr, "error: cannot open %s: %s\n", path, strerror(errno));
+            fprintf(stderr, "error: cannot open %s: %s\n", shown_all(path), strerror(errno));
             return 1;
         }
         if (ends_with(path, ".npy")) read_npy(in, path);
@@ -285,5 +363,6 @@ int main(int argc, char **argv) {
     if (total_rows == 0) die("no input rows", path ? path : "<stdin>");
     flush_batch();
     if (json) printf("]\n");
-    return fflush(stdout) == 0 ? 0 : 1;
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) output_failed();
+    return 0;
 }
