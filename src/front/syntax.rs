@@ -301,39 +301,43 @@ fn code_chars(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
 }
 
 /// Reports unmatched braces (far better than the parser's "expected `}`" at the end of the file)
-/// and blanks them in `work` so that parsing can go on.
+/// and blanks them in `work` so that parsing can go on. At most [`MAX_SYNTAX_ERRORS`] are
+/// reported; the last one counts the rest (a file of stray braces costs linear time and memory).
 fn check_braces(file: FileId, text: &str, work: &mut [u8], diagnostics: &mut Vec<Diagnostic>) {
     let mut open: Vec<usize> = Vec::new();
+    let mut stray: Vec<usize> = Vec::new();
     for (offset, c) in code_chars(text) {
         match c {
             '{' => open.push(offset),
             // The guard pops the matching `{` when there is one; only a `}` with none is reported.
-            '}' if open.pop().is_none() => {
-                diagnostics.push(
-                    Diagnostic::error(
-                        Code::UnbalancedBrace,
-                        Span::new(file, offset, offset + 1),
-                        "this `}` closes nothing",
-                    )
-                    .with_label("no `{` before it is still open")
-                    .with_hint("remove this `}`, or add the `{` it was meant to close"),
-                );
-                work[offset] = b' ';
-            }
+            '}' if open.pop().is_none() => stray.push(offset),
             _ => {}
         }
     }
-    for offset in open {
-        diagnostics.push(
-            Diagnostic::error(
-                Code::UnbalancedBrace,
-                Span::new(file, offset, offset + 1),
-                "this `{` is never closed",
-            )
-            .with_label("opened here")
-            .with_hint("add a `}` at the end of the block"),
-        );
+    let total = stray.len() + open.len();
+    for &offset in stray.iter().chain(&open) {
         work[offset] = b' ';
+    }
+    let reported = stray.iter().map(|&o| (o, true)).chain(open.iter().map(|&o| (o, false)));
+    for (offset, closing) in reported.take(MAX_SYNTAX_ERRORS) {
+        let span = Span::new(file, offset, offset + 1);
+        diagnostics.push(if closing {
+            Diagnostic::error(Code::UnbalancedBrace, span, "this `}` closes nothing")
+                .with_label("no `{` before it is still open")
+                .with_hint("remove this `}`, or add the `{` it was meant to close")
+        } else {
+            Diagnostic::error(Code::UnbalancedBrace, span, "this `{` is never closed")
+                .with_label("opened here")
+                .with_hint("add a `}` at the end of the block")
+        });
+    }
+    if total > MAX_SYNTAX_ERRORS
+        && let Some(last) = diagnostics.last_mut()
+    {
+        last.notes.push(format!(
+            "{} more unbalanced braces are not reported",
+            total - MAX_SYNTAX_ERRORS
+        ));
     }
 }
 

@@ -1,0 +1,252 @@
+//! What the renderer shows of a list of diagnostics, whatever the form: at most
+//! [`MAX_PER_FILE`] per file (then one note says how many more there are), messages with the
+//! source text they quote made safe (control and invisible characters escaped, long quotes
+//! shortened), and source lines cut to a window around the span when they are long or hold such
+//! characters. Output thus grows with the number of files, never with the square of a line's
+//! length, and spec text can never send escape sequences to a terminal.
+
+use crate::diag::Diagnostic;
+use crate::diag::source::{FileId, SourceMap};
+use codespan_reporting::files::SimpleFiles;
+use std::collections::HashMap;
+
+/// Most diagnostics shown for one file (or for no file); the rest are counted in a note.
+pub const MAX_PER_FILE: usize = 50;
+
+/// Longest source line a snippet shows whole, in characters; longer ones show a window.
+pub const MAX_LINE_CHARS: usize = 120;
+
+/// Characters of context kept before a span in a windowed line.
+const CONTEXT_CHARS: usize = 40;
+
+/// Longest quote of source text in a message (between backticks), in characters.
+const MAX_QUOTE_CHARS: usize = 60;
+
+/// Characters shown escaped (`\u{1b}`) instead of raw: controls (which a terminal may obey) and
+/// the invisible ones (a byte-order mark, zero-width and bidirectional marks).
+pub fn is_unprintable(c: char) -> bool {
+    (c.is_control() && c != '\t' && c != '\n')
+        || matches!(c, '\u{feff}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}')
+}
+
+/// `c` as shown in a message or snippet: itself, or escaped like `\u{1b}`.
+pub fn printable(c: char, out: &mut String) {
+    if is_unprintable(c) {
+        out.push_str(&format!("\\u{{{:x}}}", c as u32));
+    } else {
+        out.push(c);
+    }
+}
+
+/// A message with unprintable characters escaped and every backtick quote longer than
+/// [`MAX_QUOTE_CHARS`] shortened to its start and end around `…`.
+pub fn safe_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4096));
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        let quoted = i % 2 == 1;
+        let count = part.chars().count();
+        if quoted && count > MAX_QUOTE_CHARS {
+            let head = MAX_QUOTE_CHARS - 20;
+            part.chars().take(head).for_each(|c| printable(c, &mut out));
+            out.push('…');
+            part.chars().skip(count - 10).for_each(|c| printable(c, &mut out));
+        } else {
+            part.chars().for_each(|c| printable(c, &mut out));
+        }
+    }
+    out
+}
+
+/// The diagnostics as shown: at most [`MAX_PER_FILE`] per file, the last shown one of a file
+/// with more carrying a note that counts the rest, and every message made safe.
+pub fn shown(sources: &SourceMap, diagnostics: &[Diagnostic]) -> Vec<Diagnostic> {
+    let key = |d: &Diagnostic| match (d.span, &d.path) {
+        (Some(span), _) => Some(sources.name(span.file).to_string()),
+        (None, Some(path)) => Some(path.display().to_string()),
+        (None, None) => None,
+    };
+    let mut kept: HashMap<Option<String>, (usize, usize, usize)> = HashMap::new();
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for d in diagnostics {
+        let entry = kept.entry(key(d)).or_insert((0, 0, 0));
+        if entry.0 < MAX_PER_FILE {
+            entry.0 += 1;
+            out.push(safe(d));
+        } else if d.is_error() {
+            entry.1 += 1;
+        } else {
+            entry.2 += 1;
+        }
+    }
+    for (file, (_, errors, warnings)) in kept {
+        if errors + warnings == 0 {
+            continue;
+        }
+        let last = out.iter_mut().rev().find(|d| key(d) == file).expect("a file with omissions shows some");
+        let plural = |n: usize, word: &str| format!("{n} more {word}{}", if n == 1 { "" } else { "s" });
+        let counts = match (errors, warnings) {
+            (e, 0) => plural(e, "error"),
+            (0, w) => plural(w, "warning"),
+            (e, w) => format!("{} and {}", plural(e, "error"), plural(w, "warning")),
+        };
+        let place = file.map_or_else(String::new, |f| format!(" in `{}`", safe_message(&f)));
+        last.notes.push(format!(
+            "{counts}{place} not shown (at most {MAX_PER_FILE} per file); fix these first"
+        ));
+    }
+    out
+}
+
+fn safe(d: &Diagnostic) -> Diagnostic {
+    let mut d = d.clone();
+    d.message = safe_message(&d.message);
+    d.label = safe_message(&d.label);
+    d.notes = d.notes.iter().map(|n| safe_message(n)).collect();
+    d.hint = d.hint.as_deref().map(safe_message);
+    for l in &mut d.secondary {
+        l.message = safe_message(&l.message);
+    }
+    d
+}
+
+/// True when some line of `text` would not be shown whole: too long, or holding an
+/// unprintable character.
+pub fn needs_window(text: &str) -> bool {
+    text.split('\n').any(|line| {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        line.len() > MAX_LINE_CHARS && line.chars().count() > MAX_LINE_CHARS || line.chars().any(is_unprintable)
+    })
+}
+
+/// The files of `sources` as a snippet of `d` shows them: the files it points into rewritten
+/// so that every line is short and printable (a window around the offsets of interest, with
+/// `…` where text was cut, unprintable characters escaped), and `d`'s spans moved to match.
+pub fn windowed(sources: &SourceMap, d: &Diagnostic) -> (SimpleFiles<String, String>, Diagnostic) {
+    let mut files = SimpleFiles::new();
+    let mut d = d.clone();
+    let mut mapped: HashMap<FileId, HashMap<usize, usize>> = HashMap::new();
+    for id in 0..sources.len() {
+        let text = sources.text(id);
+        let offsets: Vec<usize> = d
+            .span
+            .iter()
+            .chain(d.secondary.iter().map(|l| &l.span))
+            .filter(|s| s.file == id)
+            .flat_map(|s| [s.start, s.end])
+            .collect();
+        if offsets.is_empty() {
+            files.add(sources.name(id).to_string(), String::new());
+            continue;
+        }
+        let (shown, map) = window_text(text, &offsets);
+        files.add(sources.name(id).to_string(), shown);
+        mapped.insert(id, map);
+    }
+    let remap = |span: &mut crate::diag::source::Span| {
+        if let Some(map) = mapped.get(&span.file) {
+            let end_of_text = map.values().copied().max().unwrap_or(0);
+            span.start = map.get(&span.start).copied().unwrap_or(end_of_text);
+            span.end = map.get(&span.end).copied().unwrap_or(end_of_text).max(span.start);
+        }
+    };
+    if let Some(span) = &mut d.span {
+        remap(span);
+    }
+    for l in &mut d.secondary {
+        remap(&mut l.span);
+    }
+    (files, d)
+}
+
+/// `text` with each line that needs it cut to a window and escaped, and where each of
+/// `offsets` lands in the result.
+fn window_text(text: &str, offsets: &[usize]) -> (String, HashMap<usize, usize>) {
+    let mut out = String::new();
+    let mut map = HashMap::new();
+    let mut line_start = 0;
+    for raw in text.split_inclusive('\n') {
+        let line_end = line_start + raw.len();
+        let body = raw.strip_suffix('\n').unwrap_or(raw);
+        let body = body.strip_suffix('\r').unwrap_or(body);
+        let body_end = line_start + body.len();
+        let here: Vec<usize> = offsets
+            .iter()
+            .copied()
+            .filter(|&o| o >= line_start && (o < line_end || o == text.len() && line_end == text.len()))
+            .collect();
+        let plain = body.chars().count() <= MAX_LINE_CHARS && !body.chars().any(is_unprintable);
+        if plain {
+            for &o in &here {
+                map.insert(o, out.len() + (o - line_start));
+            }
+            out.push_str(raw);
+        } else {
+            let chars: Vec<(usize, char)> = body.char_indices().map(|(i, c)| (line_start + i, c)).collect();
+            let index_of = |o: usize| chars.iter().position(|&(b, _)| b >= o).unwrap_or(chars.len());
+            let first = here.iter().map(|&o| index_of(o)).min().unwrap_or(0);
+            let lo = first.saturating_sub(CONTEXT_CHARS);
+            let hi = (lo + MAX_LINE_CHARS).min(chars.len());
+            let mut starts = Vec::with_capacity(hi - lo + 1);
+            if lo > 0 {
+                out.push('…');
+            }
+            for &(_, c) in &chars[lo..hi] {
+                starts.push(out.len());
+                printable(c, &mut out);
+            }
+            starts.push(out.len());
+            if hi < chars.len() {
+                out.push('…');
+            }
+            for &o in &here {
+                let at = if o > body_end { hi } else { index_of(o).clamp(lo, hi) };
+                map.insert(o, starts[at - lo]);
+            }
+            out.push_str(&raw[body.len()..]);
+        }
+        line_start = line_end;
+    }
+    if text.is_empty() || offsets.contains(&text.len()) {
+        map.entry(text.len()).or_insert(out.len());
+    }
+    (out, map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::Code;
+    use crate::diag::source::Span;
+
+    #[test]
+    fn long_lines_show_a_window_with_the_span() {
+        let text = format!("{}bad{}\n", "x".repeat(5000), "y".repeat(5000));
+        let (shown, map) = window_text(&text, &[5000, 5003]);
+        assert!(shown.chars().count() < MAX_LINE_CHARS + 10, "{shown}");
+        assert_eq!(&shown[map[&5000]..map[&5003]], "bad");
+        assert!(shown.starts_with('…') && shown.ends_with("…\n"));
+    }
+
+    #[test]
+    fn unprintable_characters_are_escaped() {
+        assert_eq!(safe_message("found `\u{1b}[31m`"), "found `\\u{1b}[31m`");
+        let (shown, map) = window_text("a\u{1b}b\n", &[1, 2]);
+        assert_eq!(shown, "a\\u{1b}b\n");
+        assert_eq!(&shown[map[&1]..map[&2]], "\\u{1b}");
+    }
+
+    #[test]
+    fn at_most_so_many_per_file_then_a_note() {
+        let mut sources = SourceMap::new();
+        let f = sources.add("a.net", "}".repeat(200));
+        let all: Vec<Diagnostic> = (0..200)
+            .map(|i| Diagnostic::error(Code::UnbalancedBrace, Span::new(f, i, i + 1), "x"))
+            .collect();
+        let shown = shown(&sources, &all);
+        assert_eq!(shown.len(), MAX_PER_FILE);
+        assert!(shown[MAX_PER_FILE - 1].notes[0].starts_with("150 more errors in `a.net` not shown"));
+    }
+}
