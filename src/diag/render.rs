@@ -156,7 +156,7 @@ pub fn render_plain(sources: &SourceMap, diagnostics: &[Diagnostic]) -> String {
 fn for_each_shown(
     sources: &SourceMap,
     diagnostics: &[Diagnostic],
-    mut emit: impl FnMut(&codespan_reporting::files::SimpleFiles<String, String>, &Diagnostic),
+    mut emit: impl FnMut(&shown::ShownFiles, &Diagnostic),
 ) {
     let mut needs_window: Vec<Option<bool>> = vec![None; sources.len()];
     for d in shown(sources, diagnostics) {
@@ -167,7 +167,7 @@ fn for_each_shown(
             let (files, d) = shown::windowed(sources, &d);
             emit(&files, &d);
         } else {
-            emit(sources.files(), &d);
+            emit(&shown::ShownFiles::Direct(sources.files()), &d);
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::diag::Diagnostic;
 use crate::diag::source::{FileId, SourceMap};
-use codespan_reporting::files::SimpleFiles;
+use codespan_reporting::files::{self, Files, SimpleFiles};
 use std::collections::HashMap;
 
 /// Most diagnostics shown for one file (or for no file); the rest are counted in a note.
@@ -20,7 +20,7 @@ pub const MAX_LINE_CHARS: usize = 120;
 const CONTEXT_CHARS: usize = 40;
 
 /// Longest quote of source text in a message (between backticks), in characters.
-const MAX_QUOTE_CHARS: usize = 60;
+const MAX_QUOTE_CHARS: usize = 100;
 
 /// Characters shown escaped (`\u{1b}`) instead of raw: controls (which a terminal may obey) and
 /// the invisible ones (a byte-order mark, zero-width and bidirectional marks).
@@ -49,10 +49,10 @@ pub fn safe_message(message: &str) -> String {
         let quoted = i % 2 == 1;
         let count = part.chars().count();
         if quoted && count > MAX_QUOTE_CHARS {
-            let head = MAX_QUOTE_CHARS - 20;
+            let head = MAX_QUOTE_CHARS - 30;
             part.chars().take(head).for_each(|c| printable(c, &mut out));
             out.push('…');
-            part.chars().skip(count - 10).for_each(|c| printable(c, &mut out));
+            part.chars().skip(count - 20).for_each(|c| printable(c, &mut out));
         } else {
             part.chars().for_each(|c| printable(c, &mut out));
         }
@@ -121,13 +121,64 @@ pub fn needs_window(text: &str) -> bool {
     })
 }
 
+/// The files a snippet reads: the sources themselves, or windowed copies of them that still
+/// report each span's original column.
+pub enum ShownFiles<'s> {
+    /// The sources as they are.
+    Direct(&'s SimpleFiles<String, String>),
+    /// Windowed copies, and the original column of each offset a span of the diagnostic has
+    /// in them.
+    Windowed(SimpleFiles<String, String>, HashMap<(FileId, usize), usize>),
+}
+
+impl<'a> Files<'a> for ShownFiles<'_> {
+    type FileId = FileId;
+    type Name = &'a str;
+    type Source = &'a str;
+
+    fn name(&'a self, id: FileId) -> Result<&'a str, files::Error> {
+        self.files().get(id).map(|f| f.name().as_str())
+    }
+
+    fn source(&'a self, id: FileId) -> Result<&'a str, files::Error> {
+        self.files().get(id).map(|f| f.source().as_str())
+    }
+
+    fn line_index(&'a self, id: FileId, byte_index: usize) -> Result<usize, files::Error> {
+        self.files().line_index(id, byte_index)
+    }
+
+    fn line_range(&'a self, id: FileId, line_index: usize) -> Result<std::ops::Range<usize>, files::Error> {
+        self.files().line_range(id, line_index)
+    }
+
+    fn column_number(&'a self, id: FileId, line_index: usize, byte_index: usize) -> Result<usize, files::Error> {
+        if let ShownFiles::Windowed(_, columns) = self
+            && let Some(&column) = columns.get(&(id, byte_index))
+        {
+            return Ok(column);
+        }
+        self.files().column_number(id, line_index, byte_index)
+    }
+}
+
+impl ShownFiles<'_> {
+    fn files(&self) -> &SimpleFiles<String, String> {
+        match self {
+            ShownFiles::Direct(files) => files,
+            ShownFiles::Windowed(files, _) => files,
+        }
+    }
+}
+
 /// The files of `sources` as a snippet of `d` shows them: the files it points into rewritten
 /// so that every line is short and printable (a window around the offsets of interest, with
 /// `…` where text was cut, unprintable characters escaped), and `d`'s spans moved to match.
-pub fn windowed(sources: &SourceMap, d: &Diagnostic) -> (SimpleFiles<String, String>, Diagnostic) {
+pub fn windowed<'s>(sources: &SourceMap, d: &Diagnostic) -> (ShownFiles<'s>, Diagnostic) {
     let mut files = SimpleFiles::new();
     let mut d = d.clone();
     let mut mapped: HashMap<FileId, HashMap<usize, usize>> = HashMap::new();
+    let mut columns = HashMap::new();
     for id in 0..sources.len() {
         let text = sources.text(id);
         let offsets: Vec<usize> = d
@@ -142,8 +193,17 @@ pub fn windowed(sources: &SourceMap, d: &Diagnostic) -> (SimpleFiles<String, Str
             continue;
         }
         let (shown, map) = window_text(text, &offsets);
+        for (&original, &at) in &map {
+            columns.insert((id, at), sources.line_column(id, original).1);
+        }
         files.add(sources.name(id).to_string(), shown);
         mapped.insert(id, map);
+    }
+    // Where the header's `file:line:column` comes from wins any tie of clamped offsets.
+    if let Some(span) = d.span
+        && let Some(&at) = mapped.get(&span.file).and_then(|m| m.get(&span.start))
+    {
+        columns.insert((span.file, at), sources.line_column(span.file, span.start).1);
     }
     let remap = |span: &mut crate::diag::source::Span| {
         if let Some(map) = mapped.get(&span.file) {
@@ -158,7 +218,7 @@ pub fn windowed(sources: &SourceMap, d: &Diagnostic) -> (SimpleFiles<String, Str
     for l in &mut d.secondary {
         remap(&mut l.span);
     }
-    (files, d)
+    (ShownFiles::Windowed(files, columns), d)
 }
 
 /// `text` with each line that needs it cut to a window and escaped, and where each of

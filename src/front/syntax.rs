@@ -445,10 +445,69 @@ fn syntax_error(
         }
         _ => Some("each statement is a keyword followed by values, e.g. `dense h1: 256 relu`".to_string()),
     };
+    if let Some(d) = character_error(file, current, position) {
+        return d;
+    }
     let mut d = Diagnostic::error(Code::Syntax, Span::new(file, position, position + len), message)
         .with_label(format!("unexpected {found}"));
     d.hint = hint;
     d
+}
+
+/// A syntax error that one character explains better than the grammar's expectations: a
+/// letter outside ASCII in a name, an invisible or control character, or a string whose
+/// backslash starts no escape (`"data\train.csv"`, a Windows path).
+fn character_error(file: FileId, text: &str, position: usize) -> Option<Diagnostic> {
+    let c = text[position.min(text.len())..].chars().next()?;
+    let at = Span::new(file, position, position + c.len_utf8());
+    if crate::diag::shown::is_unprintable(c) {
+        return Some(
+            Diagnostic::error(Code::Syntax, at, format!("unexpected invisible or control character `{c}`"))
+                .with_label("this character")
+                .with_hint("delete it: editors often show it as nothing at all"),
+        );
+    }
+    if !c.is_ascii() && c.is_alphanumeric() {
+        return Some(
+            Diagnostic::error(
+                Code::Syntax,
+                at,
+                format!("names are ASCII letters, digits and `_`; found `{c}`"),
+            )
+            .with_label("not an ASCII letter")
+            .with_hint("spell the name with ASCII letters, digits and `_`, e.g. `hidden_1`"),
+        );
+    }
+    if c != '"' {
+        return None;
+    }
+    // The first backslash of the string that escapes neither `"` nor `\`.
+    let rest = &text[position + 1..];
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' | '\n' => return None,
+            '\\' => match chars.next() {
+                Some((_, '"' | '\\')) => {}
+                Some((j, e)) if e != '\n' => {
+                    let start = position + 1 + i;
+                    let end = position + 1 + j + e.len_utf8();
+                    return Some(
+                        Diagnostic::error(
+                            Code::Syntax,
+                            Span::new(file, start, end),
+                            format!("`\\{e}` is not an escape: a backslash in a string escapes only `\"` and `\\`"),
+                        )
+                        .with_label("invalid escape")
+                        .with_hint("write paths with `/` (\"data/train.csv\" works on Windows too), or double the backslash: `\\\\`"),
+                    );
+                }
+                _ => return None,
+            },
+            _ => {}
+        }
+    }
+    None
 }
 
 /// "a, b or c".
