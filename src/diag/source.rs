@@ -47,9 +47,15 @@ impl SourceMap {
         SourceMap::default()
     }
 
-    /// Adds a file and returns its id.
+    /// Adds a file and returns its id. A leading UTF-8 byte-order mark (Windows editors write
+    /// one) is dropped, so that spans, lines and columns count from the first real character.
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
-        self.files.add(name.into(), text.into())
+        let text = text.into();
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
+        self.files.add(name.into(), text)
     }
 
     /// The text of a file.

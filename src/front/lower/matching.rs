@@ -20,13 +20,23 @@ impl<'t> Lowerer<'t> {
         let mut start = 0;
         for (i, arg) in command.args.iter().enumerate() {
             let Arg::Value(v) = arg else { continue };
-            let Some(word) = v.as_word() else { continue };
+            let word = match &v.kind {
+                ValueKind::Word(w) => w.as_str(),
+                ValueKind::Call(name, _) => name.name.as_str(),
+                _ => continue,
+            };
             let is_option = schema.is_some_and(|s| s.option(word).is_some() || s.flags.contains(&word));
             // A word right after an option keyword is that option's value, not a new statement.
             let after_option = i > 0
                 && matches!(&command.args[i - 1], Arg::Value(p) if p.as_word().is_some_and(|pw| schema.is_some_and(|s| s.option(pw).is_some())));
-            let new_head = schema::find(section, word);
-            if !is_option && !after_option && new_head.is_some() && self.lookup_const_name(word).is_none() {
+            let new_head = schema::find(section, word).filter(|_| v.as_word().is_some());
+            // A block call starts a statement of its own too: `dense 64 relu  hidden(32)`.
+            let block_call = section == Section::Model && self.blocks.contains_key(word) && !is_choice_word(word);
+            if !is_option
+                && !after_option
+                && (new_head.is_some() || block_call)
+                && self.lookup_const_name(word).is_none()
+            {
                 pieces.push(Piece {
                     head,
                     args: &command.args[start..i],
@@ -77,11 +87,10 @@ impl<'t> Lowerer<'t> {
         for (index, slot) in all_slots.enumerate() {
             let overridden = prefix.as_ref().and_then(|p| {
                 let full = format!("{p}.{}", slot.name);
-                let by_name = self.take_override(&full);
                 if index == 0 && !schema.positional.is_empty() {
-                    by_name.or_else(|| self.take_override(p))
+                    self.take_either_override(&full, p)
                 } else {
-                    by_name
+                    self.take_override(&full)
                 }
             });
             let written = raw.iter().find(|(s, _)| s.name == slot.name).map(|(_, v)| v.clone());

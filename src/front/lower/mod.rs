@@ -40,6 +40,7 @@ pub struct Override {
 /// found (errors and the lowering-stage warnings) either way.
 pub fn lower(tree: &SourceFile, overrides: &[Override]) -> (Option<(Program, Spans)>, Vec<Diagnostic>) {
     let mut lowerer = Lowerer::new(overrides);
+    lowerer.report_duplicate_overrides();
     let program = lowerer.file(tree);
     lowerer.report_unused_overrides();
     let mut diagnostics = lowerer.diagnostics;
@@ -151,6 +152,9 @@ struct Lowerer<'t> {
     kind_counts: HashMap<&'static str, usize>,
     label_suffix: Vec<usize>,
     call_stack: Vec<String>,
+    /// A block call was not expanded (recursion, nesting too deep): the blocks it would have
+    /// called are not reported as unused.
+    expansion_cut: bool,
     /// The input statement, once seen; its width is `None` when the value was invalid.
     input: Option<(Option<usize>, SlotSpans)>,
     /// The loss statement, once seen; `None` inside when the value was invalid.
@@ -173,6 +177,7 @@ impl<'t> Lowerer<'t> {
             kind_counts: HashMap::new(),
             label_suffix: Vec::new(),
             call_stack: Vec::new(),
+            expansion_cut: false,
             input: None,
             loss: None,
             too_many_layers: false,
