@@ -147,7 +147,8 @@ fn contexts(fragment: &str) -> Vec<(String, Vec<String>)> {
     let sets: Vec<String> = sets.iter().map(|l| l["--set ".len()..].to_string()).collect();
     let fragment = fragment.join("\n");
     let model = "model m {\n  input 64\n  dense 10 softmax\n  loss cross_entropy\n}\n";
-    let dropout_model = "model m {\n  input 64\n  dense 32 relu\n  dropout 0.5\n  dense 10 softmax\n  loss cross_entropy\n}\n";
+    let dropout_model =
+        "model m {\n  input 64\n  dense 32 relu\n  dropout 0.5\n  dense 10 softmax\n  loss cross_entropy\n}\n";
     let train = "train {\n  data digits\n  optimizer sgd lr 0.1\n}\n";
     [
         fragment.clone(),
@@ -213,7 +214,10 @@ fn every_documented_example_gives_its_code() {
         };
         let trigger_contexts = contexts(&trigger);
         let fixed_contexts = contexts(&fixed);
-        let triggers: Vec<bool> = trigger_contexts.iter().map(|c| codes_of(c).contains(code.as_str())).collect();
+        let triggers: Vec<bool> = trigger_contexts
+            .iter()
+            .map(|c| codes_of(c).contains(code.as_str()))
+            .collect();
         if !triggers.contains(&true) {
             failures.push(format!("{}: the example does not give it:\n{trigger}", code.as_str()));
         } else if !triggers

@@ -160,9 +160,11 @@ fn for_each_shown(
 ) {
     let mut needs_window: Vec<Option<bool>> = vec![None; sources.len()];
     for d in shown(sources, diagnostics) {
-        let windowed = d.span.iter().chain(d.secondary.iter().map(|l| &l.span)).any(|s| {
-            *needs_window[s.file].get_or_insert_with(|| shown::needs_window(sources.text(s.file)))
-        });
+        let windowed = d
+            .span
+            .iter()
+            .chain(d.secondary.iter().map(|l| &l.span))
+            .any(|s| *needs_window[s.file].get_or_insert_with(|| shown::needs_window(sources.text(s.file))));
         if windowed {
             let (files, d) = shown::windowed(sources, &d);
             emit(&files, &d);

@@ -85,7 +85,11 @@ pub fn shown(sources: &SourceMap, diagnostics: &[Diagnostic]) -> Vec<Diagnostic>
         if errors + warnings == 0 {
             continue;
         }
-        let last = out.iter_mut().rev().find(|d| key(d) == file).expect("a file with omissions shows some");
+        let last = out
+            .iter_mut()
+            .rev()
+            .find(|d| key(d) == file)
+            .expect("a file with omissions shows some");
         let plural = |n: usize, word: &str| format!("{n} more {word}{}", if n == 1 { "" } else { "s" });
         let counts = match (errors, warnings) {
             (e, 0) => plural(e, "error"),

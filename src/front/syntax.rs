@@ -462,9 +462,13 @@ fn character_error(file: FileId, text: &str, position: usize) -> Option<Diagnost
     let at = Span::new(file, position, position + c.len_utf8());
     if crate::diag::shown::is_unprintable(c) {
         return Some(
-            Diagnostic::error(Code::Syntax, at, format!("unexpected invisible or control character `{c}`"))
-                .with_label("this character")
-                .with_hint("delete it: editors often show it as nothing at all"),
+            Diagnostic::error(
+                Code::Syntax,
+                at,
+                format!("unexpected invisible or control character `{c}`"),
+            )
+            .with_label("this character")
+            .with_hint("delete it: editors often show it as nothing at all"),
         );
     }
     if !c.is_ascii() && c.is_alphanumeric() {

@@ -113,8 +113,7 @@ pub fn read_spec(path: &Path) -> Result<String, Box<Diagnostic>> {
         return Err(unreadable(std::io::Error::other("it is a directory")));
     }
     let name = format!("`{}`", path.display());
-    spec_text(file, &name, Some(metadata.len()))
-        .map_err(|d| Box::new(d.in_file(path)))
+    spec_text(file, &name, Some(metadata.len())).map_err(|d| Box::new(d.in_file(path)))
 }
 
 /// The text of a spec read from `reader` (`name` says what it is in messages; `size` is its
@@ -124,7 +123,10 @@ fn spec_text(reader: impl std::io::Read, name: &str, size: Option<u64>) -> Resul
     let too_large = |what: String| {
         Diagnostic::general(
             Code::FileUnreadable,
-            format!("{name} is too large for a spec ({what}; a spec is at most {} MiB)", MAX_SPEC_BYTES >> 20),
+            format!(
+                "{name} is too large for a spec ({what}; a spec is at most {} MiB)",
+                MAX_SPEC_BYTES >> 20
+            ),
         )
         .with_hint("pass the `.net` spec itself: data sets go in the spec's `data` statement, not on the command line")
     };
@@ -132,11 +134,10 @@ fn spec_text(reader: impl std::io::Read, name: &str, size: Option<u64>) -> Resul
         return Err(too_large(format!("{size} bytes")));
     }
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(reader, MAX_SPEC_BYTES + 1), &mut bytes)
-        .map_err(|e| {
-            Diagnostic::general(Code::FileUnreadable, format!("cannot read {name}: {e}"))
-                .with_hint("check the path, or pipe UTF-8 text into netc, e.g. `netc fmt - < spec.net`")
-        })?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(reader, MAX_SPEC_BYTES + 1), &mut bytes).map_err(|e| {
+        Diagnostic::general(Code::FileUnreadable, format!("cannot read {name}: {e}"))
+            .with_hint("check the path, or pipe UTF-8 text into netc, e.g. `netc fmt - < spec.net`")
+    })?;
     if bytes.len() as u64 > MAX_SPEC_BYTES {
         return Err(too_large(format!("more than {MAX_SPEC_BYTES} bytes")));
     }

@@ -593,7 +593,11 @@ impl<'t> Lowerer<'t> {
                         Diagnostic::error(
                             Code::OutOfRange,
                             r.at,
-                            format!("a validation row count is too large (at most {}), found `{}`", usize::MAX, n.text),
+                            format!(
+                                "a validation row count is too large (at most {}), found `{}`",
+                                usize::MAX,
+                                n.text
+                            ),
                         )
                         .with_label("too large")
                         .with_hint("write a count of rows (`10000`), a fraction (`0.1`) or a percentage (`10%`)"),

@@ -342,6 +342,27 @@ mod tests {
     }
 
     #[test]
+    fn block_calls_on_one_line_are_statements_of_their_own() {
+        let text = "block b(w) { dense w relu }\nmodel m {\n  input 4\n  b(8) b(16)  dense 5 tanh  b(3)\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\"\n}\n";
+        let (tree, errors) = syntax::parse(0, text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (program, diagnostics) = lower(&tree, &[]);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let widths: Vec<usize> = program
+            .expect("lowers")
+            .0
+            .model
+            .layers
+            .values()
+            .map(|l| match l.kind {
+                LayerKind::Dense { width, .. } => width,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(widths, [8, 16, 5, 3, 2]);
+    }
+
+    #[test]
     fn overrides_replace_spec_values() {
         let text = "model m {\n  input 4\n  dense h: 8 relu\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\"\n  optimizer sgd lr 0.1\n}\n";
         let (tree, _) = syntax::parse(0, text);

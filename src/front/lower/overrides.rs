@@ -16,7 +16,11 @@ impl<'t> Lowerer<'t> {
         for (i, later) in self.overrides.iter().enumerate() {
             if let Some(j) = self.overrides[..i].iter().rposition(|o| o.path == later.path) {
                 self.used_overrides[j] = true;
-                self.diagnostics.push(duplicate_override(&later.path, later.value.span, self.overrides[j].value.span));
+                self.diagnostics.push(duplicate_override(
+                    &later.path,
+                    later.value.span,
+                    self.overrides[j].value.span,
+                ));
             }
         }
     }
