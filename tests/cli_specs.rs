@@ -164,7 +164,7 @@ fn a_byte_order_mark_is_accepted_and_dropped_by_fmt() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout), SPEC);
     // An error on the first line has the column of the first character after the mark.
-    std::fs::write(&spec, format!("\u{feff}modle m {{\n}}\n")).expect("write");
+    std::fs::write(&spec, "\u{feff}modle m {\n}\n").expect("write");
     let stderr = text(&netc(&["check", s(&spec)]).stderr);
     assert!(stderr.contains("bom.net:1:1"), "{stderr}");
     assert!(!stderr.contains('\u{feff}'), "{stderr}");

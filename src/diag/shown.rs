@@ -226,49 +226,40 @@ pub fn windowed<'s>(sources: &SourceMap, d: &Diagnostic) -> (ShownFiles<'s>, Dia
 }
 
 /// `text` with each line that needs it cut to a window and escaped, and where each of
-/// `offsets` lands in the result.
+/// `offsets` lands in the result. Lines outside the offsets' range are left empty (a snippet
+/// never shows them; keeping their line ends keeps the line numbers). The cost is the length
+/// of the lines in that range, plus a window per long line: never a line's length per offset.
 fn window_text(text: &str, offsets: &[usize]) -> (String, HashMap<usize, usize>) {
     let mut out = String::new();
     let mut map = HashMap::new();
+    let lowest = offsets.iter().copied().min().unwrap_or(0);
+    let highest = offsets.iter().copied().max().unwrap_or(0);
     let mut line_start = 0;
     for raw in text.split_inclusive('\n') {
         let line_end = line_start + raw.len();
+        let at_end = line_end == text.len();
+        if line_end <= lowest && !(at_end && lowest == line_end) || line_start > highest {
+            if raw.ends_with('\n') {
+                out.push('\n');
+            }
+            line_start = line_end;
+            continue;
+        }
         let body = raw.strip_suffix('\n').unwrap_or(raw);
         let body = body.strip_suffix('\r').unwrap_or(body);
-        let body_end = line_start + body.len();
         let here: Vec<usize> = offsets
             .iter()
             .copied()
-            .filter(|&o| o >= line_start && (o < line_end || o == text.len() && line_end == text.len()))
+            .filter(|&o| o >= line_start && (o < line_end || at_end && o == line_end))
             .collect();
-        let plain = body.chars().count() <= MAX_LINE_CHARS && !body.chars().any(is_unprintable);
+        let plain = body.len() <= MAX_LINE_CHARS && !body.chars().any(is_unprintable);
         if plain {
             for &o in &here {
                 map.insert(o, out.len() + (o - line_start));
             }
             out.push_str(raw);
         } else {
-            let chars: Vec<(usize, char)> = body.char_indices().map(|(i, c)| (line_start + i, c)).collect();
-            let index_of = |o: usize| chars.iter().position(|&(b, _)| b >= o).unwrap_or(chars.len());
-            let first = here.iter().map(|&o| index_of(o)).min().unwrap_or(0);
-            let lo = first.saturating_sub(CONTEXT_CHARS);
-            let hi = (lo + MAX_LINE_CHARS).min(chars.len());
-            let mut starts = Vec::with_capacity(hi - lo + 1);
-            if lo > 0 {
-                out.push('…');
-            }
-            for &(_, c) in &chars[lo..hi] {
-                starts.push(out.len());
-                printable(c, &mut out);
-            }
-            starts.push(out.len());
-            if hi < chars.len() {
-                out.push('…');
-            }
-            for &o in &here {
-                let at = if o > body_end { hi } else { index_of(o).clamp(lo, hi) };
-                map.insert(o, starts[at - lo]);
-            }
+            window_line(body, line_start, &here, &mut out, &mut map);
             out.push_str(&raw[body.len()..]);
         }
         line_start = line_end;
@@ -277,6 +268,51 @@ fn window_text(text: &str, offsets: &[usize]) -> (String, HashMap<usize, usize>)
         map.entry(text.len()).or_insert(out.len());
     }
     (out, map)
+}
+
+/// Appends the window of one line (`body`, starting at byte `line_start` of the text) around
+/// the first of `here`: [`CONTEXT_CHARS`] before it, [`MAX_LINE_CHARS`] in all, `…` where
+/// text was cut, unprintable characters escaped; records where each of `here` lands.
+fn window_line(body: &str, line_start: usize, here: &[usize], out: &mut String, map: &mut HashMap<usize, usize>) {
+    let first = here.iter().map(|&o| o - line_start).min().unwrap_or(0).min(body.len());
+    let mut first = first;
+    while !body.is_char_boundary(first) {
+        first -= 1;
+    }
+    let lo = body[..first]
+        .char_indices()
+        .rev()
+        .nth(CONTEXT_CHARS - 1)
+        .map_or(0, |(i, _)| i);
+    let hi = body[lo..]
+        .char_indices()
+        .nth(MAX_LINE_CHARS)
+        .map_or(body.len(), |(i, _)| lo + i);
+    if lo > 0 {
+        out.push('…');
+    }
+    // Where each byte of the window starts in `out`, and where the window ends.
+    let mut starts: Vec<(usize, usize)> = Vec::with_capacity(MAX_LINE_CHARS + 1);
+    for (i, c) in body[lo..hi].char_indices() {
+        starts.push((lo + i, out.len()));
+        printable(c, out);
+    }
+    let window_end = out.len();
+    if hi < body.len() {
+        out.push('…');
+    }
+    let window_start = starts.first().map_or(window_end, |&(_, at)| at);
+    for &o in here {
+        let o = o - line_start;
+        let at = if o <= lo {
+            window_start
+        } else if o >= hi {
+            window_end
+        } else {
+            starts.iter().find(|&&(b, _)| b >= o).map_or(window_end, |&(_, at)| at)
+        };
+        map.insert(o + line_start, at);
+    }
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ pub fn read_source(path: &Path) -> Result<String, Box<Diagnostic>> {
         return read_spec(path);
     }
     let stdin = std::io::stdin();
-    spec_text(stdin.lock(), "standard input", None).map_err(Box::new)
+    spec_text(stdin.lock(), "standard input", None)
 }
 
 /// Reads a spec file as UTF-8 text, with errors that name the file. Every command reads its
@@ -119,44 +119,50 @@ pub fn read_spec(path: &Path) -> Result<String, Box<Diagnostic>> {
 /// The text of a spec read from `reader` (`name` says what it is in messages; `size` is its
 /// length when known up front): at most [`MAX_SPEC_BYTES`], no NUL byte, UTF-8, without a
 /// leading byte-order mark.
-fn spec_text(reader: impl std::io::Read, name: &str, size: Option<u64>) -> Result<String, Diagnostic> {
+fn spec_text(reader: impl std::io::Read, name: &str, size: Option<u64>) -> Result<String, Box<Diagnostic>> {
     let too_large = |what: String| {
-        Diagnostic::general(
+        let d = Diagnostic::general(
             Code::FileUnreadable,
             format!(
                 "{name} is too large for a spec ({what}; a spec is at most {} MiB)",
                 MAX_SPEC_BYTES >> 20
             ),
         )
-        .with_hint("pass the `.net` spec itself: data sets go in the spec's `data` statement, not on the command line")
+        .with_hint("pass the `.net` spec itself: data sets go in the spec's `data` statement, not on the command line");
+        Box::new(d)
     };
     if let Some(size) = size.filter(|&s| s > MAX_SPEC_BYTES) {
         return Err(too_large(format!("{size} bytes")));
     }
     let mut bytes = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(reader, MAX_SPEC_BYTES + 1), &mut bytes).map_err(|e| {
-        Diagnostic::general(Code::FileUnreadable, format!("cannot read {name}: {e}"))
-            .with_hint("check the path, or pipe UTF-8 text into netc, e.g. `netc fmt - < spec.net`")
+        Box::new(
+            Diagnostic::general(Code::FileUnreadable, format!("cannot read {name}: {e}"))
+                .with_hint("check the path, or pipe UTF-8 text into netc, e.g. `netc fmt - < spec.net`"),
+        )
     })?;
     if bytes.len() as u64 > MAX_SPEC_BYTES {
         return Err(too_large(format!("more than {MAX_SPEC_BYTES} bytes")));
     }
     if let Some(offset) = bytes.iter().position(|&b| b == 0) {
-        return Err(Diagnostic::general(
-            Code::NotUtf8,
-            format!("{name} is a binary file, not a spec (it holds a NUL byte at offset {offset})"),
-        )
-        .with_hint("pass the `.net` spec, a text file"));
+        return Err(Box::new(
+            Diagnostic::general(
+                Code::NotUtf8,
+                format!("{name} is a binary file, not a spec (it holds a NUL byte at offset {offset})"),
+            )
+            .with_hint("pass the `.net` spec, a text file"),
+        ));
     }
     let text = String::from_utf8(bytes).map_err(|e| {
-        Diagnostic::general(
+        let d = Diagnostic::general(
             Code::NotUtf8,
             format!(
                 "{name} is not UTF-8 text (invalid byte at offset {})",
                 e.utf8_error().valid_up_to()
             ),
         )
-        .with_hint("save the spec as UTF-8")
+        .with_hint("save the spec as UTF-8");
+        Box::new(d)
     })?;
     Ok(match text.strip_prefix('\u{feff}') {
         Some(rest) => rest.to_string(),

@@ -23,6 +23,9 @@ use std::collections::{HashMap, HashSet};
 /// Most layers one model may expand to (through `repeat` and blocks).
 pub const MAX_LAYERS: usize = 10_000;
 
+/// Most diagnostics lowering keeps for one file; the renderer shows fewer still.
+const MAX_STORED: usize = 1000;
+
 /// How deeply block calls may nest.
 const MAX_CALL_DEPTH: usize = 16;
 
@@ -45,6 +48,14 @@ pub fn lower(tree: &SourceFile, overrides: &[Override]) -> (Option<(Program, Spa
     lowerer.report_unused_overrides();
     let mut diagnostics = lowerer.diagnostics;
     dedup(&mut diagnostics);
+    if lowerer.not_stored > 0
+        && let Some(last) = diagnostics.last_mut()
+    {
+        last.notes.push(format!(
+            "{} more problems in this file are not reported",
+            lowerer.not_stored
+        ));
+    }
     let failed = diagnostics.iter().any(Diagnostic::is_error);
     (if failed { None } else { program }, diagnostics)
 }
@@ -160,6 +171,10 @@ struct Lowerer<'t> {
     /// The loss statement, once seen; `None` inside when the value was invalid.
     loss: Option<(Option<Loss>, SlotSpans)>,
     too_many_layers: bool,
+    /// Every diagnostic recorded, for [`Lowerer::error`]'s deduplication.
+    seen: HashSet<(Code, Option<Span>, String)>,
+    /// Diagnostics past [`MAX_STORED`], counted.
+    not_stored: usize,
 }
 
 impl<'t> Lowerer<'t> {
@@ -181,11 +196,22 @@ impl<'t> Lowerer<'t> {
             input: None,
             loss: None,
             too_many_layers: false,
+            seen: HashSet::new(),
+            not_stored: 0,
         }
     }
 
+    /// Records a diagnostic once (a block body expanded three times reports its error once),
+    /// and at most [`MAX_STORED`] of them: a hostile file's millions of errors cost no memory.
     fn error(&mut self, d: Diagnostic) {
-        self.diagnostics.push(d);
+        if !self.seen.insert((d.code, d.span, d.message.clone())) {
+            return;
+        }
+        if self.diagnostics.len() < MAX_STORED {
+            self.diagnostics.push(d);
+        } else {
+            self.not_stored += 1;
+        }
     }
 }
 
