@@ -173,7 +173,8 @@ fn a_byte_order_mark_is_accepted_and_dropped_by_fmt() {
 #[test]
 fn control_characters_never_reach_the_output_raw() {
     let dir = temp_dir("control");
-    let spec = dir.join("esc.net");
+    // The file's name holds an escape sequence too.
+    let spec = dir.join("esc\u{1b}[2J.net");
     std::fs::write(&spec, SPEC.replace("  dense", "  \u{1b}]0;owned\u{7}\u{1b}[2Jdense")).expect("write");
     for format in ["human", "json", "github"] {
         let out = netc(&["check", "--format", format, s(&spec)]);

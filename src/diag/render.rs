@@ -211,7 +211,7 @@ pub fn render_github(sources: &SourceMap, diagnostics: &[Diagnostic]) -> String 
         }
         let mut properties = Vec::new();
         if let Some(file) = &j.file {
-            properties.push(format!("file={}", escape_property(file)));
+            properties.push(format!("file={}", escape_property(&shown::printable_text(file))));
         }
         if let (Some(line), Some(column), Some(end)) = (j.line, j.column, &j.end) {
             properties.push(format!(
@@ -256,7 +256,7 @@ pub fn emit_failure(format: Format, failure: &Failure) {
     if format == Format::Human
         && let Some(conclusion) = &failure.conclusion
     {
-        crate::errln!("error: {conclusion}");
+        crate::errln!("error: {}", shown::printable_text(conclusion));
     }
 }
 

@@ -38,6 +38,13 @@ pub fn printable(c: char, out: &mut String) {
     }
 }
 
+/// `text` with unprintable characters escaped (a file name, a closing line).
+pub fn printable_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    text.chars().for_each(|c| printable(c, &mut out));
+    out
+}
+
 /// A message with unprintable characters escaped and every backtick quote longer than
 /// [`MAX_QUOTE_CHARS`] shortened to its start and end around `…`.
 pub fn safe_message(message: &str) -> String {
@@ -137,11 +144,11 @@ pub enum ShownFiles<'s> {
 
 impl<'a> Files<'a> for ShownFiles<'_> {
     type FileId = FileId;
-    type Name = &'a str;
+    type Name = String;
     type Source = &'a str;
 
-    fn name(&'a self, id: FileId) -> Result<&'a str, files::Error> {
-        self.files().get(id).map(|f| f.name().as_str())
+    fn name(&'a self, id: FileId) -> Result<String, files::Error> {
+        self.files().get(id).map(|f| printable_text(f.name()))
     }
 
     fn source(&'a self, id: FileId) -> Result<&'a str, files::Error> {

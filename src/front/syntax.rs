@@ -215,7 +215,18 @@ pub fn parse_value(file: FileId, text: &str) -> Result<Value, Box<Diagnostic>> {
             "this value is too long or too deeply nested",
         )));
     }
-    match NetParser::parse(Rule::lone_value, text) {
+    let parsed = NetParser::parse(Rule::lone_value, text);
+    if let Err(error) = &parsed {
+        let position = match error.location {
+            pest::error::InputLocation::Pos(p) => p,
+            pest::error::InputLocation::Span((s, _)) => s,
+        };
+        if let Some(mut d) = character_error(file, text, position) {
+            d.code = Code::BadOverride;
+            return Err(Box::new(d));
+        }
+    }
+    match parsed {
         Ok(mut pairs) => {
             let pair = pairs.next().expect("lone_value always yields one pair");
             let value = pair
