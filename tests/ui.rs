@@ -139,3 +139,94 @@ fn every_code_is_documented() {
         );
     }
 }
+
+/// The examples of `docs/errors.md` are fragments; each is tried on its own and inside the
+/// sections it could belong to. `--set KEY=VALUE` lines apply to a small clean spec.
+fn contexts(fragment: &str) -> Vec<(String, Vec<String>)> {
+    let (sets, fragment): (Vec<&str>, Vec<&str>) = fragment.lines().partition(|l| l.starts_with("--set "));
+    let sets: Vec<String> = sets.iter().map(|l| l["--set ".len()..].to_string()).collect();
+    let fragment = fragment.join("\n");
+    let model = "model m {\n  input 64\n  dense 10 softmax\n  loss cross_entropy\n}\n";
+    let dropout_model =
+        "model m {\n  input 64\n  dense 32 relu\n  dropout 0.5\n  dense 10 softmax\n  loss cross_entropy\n}\n";
+    let train = "train {\n  data digits\n  optimizer sgd lr 0.1\n}\n";
+    [
+        fragment.clone(),
+        format!("{fragment}\n{train}"),
+        format!("model m {{\n  input 64\n{fragment}\n  dense 10 softmax\n  loss cross_entropy\n}}\n{train}"),
+        format!("model m {{\n{fragment}\n}}\n{train}"),
+        format!("model m {{\n  input 64\n{fragment}\n}}\n{train}"),
+        format!("model m {{\n  input 64\n{fragment}\n  loss cross_entropy\n}}\n{train}"),
+        format!("{model}train {{\n  data digits\n{fragment}\n}}\n"),
+        format!("{model}train {{\n{fragment}\n}}\n"),
+        format!("{dropout_model}train {{\n{fragment}\n}}\n"),
+        format!("{model}{train}{fragment}\n"),
+    ]
+    .into_iter()
+    .map(|text| (text, sets.clone()))
+    .collect()
+}
+
+fn codes_of((text, sets): &(String, Vec<String>)) -> HashSet<&'static str> {
+    let mut sources = SourceMap::new();
+    let file = sources.add("example.net", text.as_str());
+    let mut overrides = Vec::new();
+    let mut codes = HashSet::new();
+    for set in sets {
+        let (key, value) = set.split_once('=').expect("a --set example holds KEY=VALUE");
+        let id = sources.add(format!("--set {key}"), value);
+        match parse_override(key, id, value) {
+            Ok(o) => overrides.push(o),
+            Err(d) => {
+                codes.insert(d.code.as_str());
+            }
+        }
+    }
+    let compiled = netc::compile(&sources, file, &overrides, &LIMITS);
+    codes.extend(compiled.diagnostics.iter().map(|d| d.code.as_str()));
+    codes
+}
+
+/// Every spec code's "Triggers it" example in `docs/errors.md` gives that code (in some
+/// context), and its "Fixed" example, in the same context, does not.
+#[test]
+fn every_documented_example_gives_its_code() {
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md"))
+        .expect("docs/errors.md exists");
+    let mut failures = Vec::new();
+    for code in Code::SPEC {
+        let Some((_, section)) = docs.split_once(&format!("## {}", code.as_str())) else {
+            continue;
+        };
+        let section = section.split("\n## ").next().unwrap_or_default();
+        // An elided example (`...`) is an illustration, not a spec.
+        if section.contains("...") {
+            continue;
+        }
+        let block_after = |marker: &str| {
+            let (_, rest) = section.split_once(marker)?;
+            let (_, rest) = rest.split_once("```\n")?;
+            rest.split_once("```").map(|(block, _)| block.to_string())
+        };
+        let (Some(trigger), Some(fixed)) = (block_after("Triggers it"), block_after("Fixed")) else {
+            failures.push(format!("{}: no `Triggers it` and `Fixed` examples", code.as_str()));
+            continue;
+        };
+        let trigger_contexts = contexts(&trigger);
+        let fixed_contexts = contexts(&fixed);
+        let triggers: Vec<bool> = trigger_contexts
+            .iter()
+            .map(|c| codes_of(c).contains(code.as_str()))
+            .collect();
+        if !triggers.contains(&true) {
+            failures.push(format!("{}: the example does not give it:\n{trigger}", code.as_str()));
+        } else if !triggers
+            .iter()
+            .zip(&fixed_contexts)
+            .any(|(&triggered, fixed)| triggered && !codes_of(fixed).contains(code.as_str()))
+        {
+            failures.push(format!("{}: the fixed example still gives it:\n{fixed}", code.as_str()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -8,6 +8,7 @@
 
 pub mod codes;
 pub mod render;
+pub mod shown;
 pub mod source;
 
 pub use codes::Code;

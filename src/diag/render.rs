@@ -1,8 +1,11 @@
 //! The one renderer: diagnostics as human text (codespan-reporting), JSON, or GitHub Actions
 //! workflow commands. A diagnostic without a span renders as its header (`error[E0101]: ...`)
 //! and its notes; in JSON its `line` and `column` are null and `file` names the file it is
-//! about, when there is one.
+//! about, when there is one. Every form shows the same diagnostics, as [`shown`] limits them:
+//! at most [`shown::MAX_PER_FILE`] per file, long lines windowed, unprintable characters
+//! escaped.
 
+use crate::diag::shown::{self, shown};
 use crate::diag::source::SourceMap;
 use crate::diag::{Diagnostic, Failure, Severity};
 use codespan_reporting::diagnostic::{self as cs, LabelStyle};
@@ -39,6 +42,9 @@ pub struct JsonDiagnostic {
     pub message: String,
     /// What to write instead, if known.
     pub hint: Option<String>,
+    /// Further explanation (the lecture's reason behind a warning; how many diagnostics of a
+    /// file were left out).
+    pub notes: Vec<String>,
     /// Source changes that resolve the problem.
     pub fixes: Vec<JsonFix>,
 }
@@ -75,7 +81,7 @@ fn position(sources: &SourceMap, file: usize, offset: usize) -> JsonPosition {
 
 /// Converts diagnostics to their JSON form.
 pub fn to_json(sources: &SourceMap, diagnostics: &[Diagnostic]) -> Vec<JsonDiagnostic> {
-    diagnostics
+    shown(sources, diagnostics)
         .iter()
         .map(|d| {
             let file = match (d.span, &d.path) {
@@ -93,6 +99,7 @@ pub fn to_json(sources: &SourceMap, diagnostics: &[Diagnostic]) -> Vec<JsonDiagn
                 code: d.code.as_str(),
                 message: d.message.clone(),
                 hint: d.hint.clone(),
+                notes: d.notes.clone(),
                 fixes: d
                     .fixes
                     .iter()
@@ -136,11 +143,35 @@ fn to_codespan(d: &Diagnostic) -> cs::Diagnostic<usize> {
 pub fn render_plain(sources: &SourceMap, diagnostics: &[Diagnostic]) -> String {
     let config = term::Config::default();
     let mut out = String::new();
-    for d in diagnostics {
-        term::emit_to_string(&mut out, &config, sources.files(), &to_codespan(d))
+    for_each_shown(sources, diagnostics, |files, d| {
+        term::emit_to_string(&mut out, &config, files, &to_codespan(d))
             .expect("diagnostic spans always point into files of the same SourceMap");
-    }
+    });
     out
+}
+
+/// Calls `emit` with each shown diagnostic and the files its snippet reads: the sources
+/// themselves, or (when a file it points into has long or unprintable lines) their windowed
+/// copies.
+fn for_each_shown(
+    sources: &SourceMap,
+    diagnostics: &[Diagnostic],
+    mut emit: impl FnMut(&shown::ShownFiles, &Diagnostic),
+) {
+    let mut needs_window: Vec<Option<bool>> = vec![None; sources.len()];
+    for d in shown(sources, diagnostics) {
+        let windowed = d
+            .span
+            .iter()
+            .chain(d.secondary.iter().map(|l| &l.span))
+            .any(|s| *needs_window[s.file].get_or_insert_with(|| shown::needs_window(sources.text(s.file))));
+        if windowed {
+            let (files, d) = shown::windowed(sources, &d);
+            emit(&files, &d);
+        } else {
+            emit(&shown::ShownFiles::Direct(sources.files()), &d);
+        }
+    }
 }
 
 /// Writes diagnostics to stderr in the human form, coloured when stderr is a terminal.
@@ -156,10 +187,10 @@ pub fn emit_human(sources: &SourceMap, diagnostics: &[Diagnostic]) {
     let styles = term::Styles::default();
     let mut writer = term::StylesWriter::new(&mut lock, &styles);
     let config = term::Config::default();
-    for d in diagnostics {
+    for_each_shown(sources, diagnostics, |files, d| {
         // A broken stderr pipe is no reason to fail the command itself.
-        let _ = term::emit_to_write_style(&mut writer, &config, sources.files(), &to_codespan(d));
-    }
+        let _ = term::emit_to_write_style(&mut writer, &config, files, &to_codespan(d));
+    });
 }
 
 /// Renders diagnostics as GitHub Actions annotation lines: with `file=...,line=...` when the
@@ -172,12 +203,15 @@ pub fn render_github(sources: &SourceMap, diagnostics: &[Diagnostic]) -> String 
             Severity::Warning => "warning",
         };
         let mut message = j.message.clone();
+        for note in &j.notes {
+            message.push_str(&format!(" ({note})"));
+        }
         if let Some(hint) = &j.hint {
             message.push_str(&format!(" (help: {hint})"));
         }
         let mut properties = Vec::new();
         if let Some(file) = &j.file {
-            properties.push(format!("file={}", escape_property(file)));
+            properties.push(format!("file={}", escape_property(&shown::printable_text(file))));
         }
         if let (Some(line), Some(column), Some(end)) = (j.line, j.column, &j.end) {
             properties.push(format!(
@@ -222,7 +256,7 @@ pub fn emit_failure(format: Format, failure: &Failure) {
     if format == Format::Human
         && let Some(conclusion) = &failure.conclusion
     {
-        crate::errln!("error: {conclusion}");
+        crate::errln!("error: {}", shown::printable_text(conclusion));
     }
 }
 

@@ -47,9 +47,15 @@ impl SourceMap {
         SourceMap::default()
     }
 
-    /// Adds a file and returns its id.
+    /// Adds a file and returns its id. A leading UTF-8 byte-order mark (Windows editors write
+    /// one) is dropped, so that spans, lines and columns count from the first real character.
     pub fn add(&mut self, name: impl Into<String>, text: impl Into<String>) -> FileId {
-        self.files.add(name.into(), text.into())
+        let text = text.into();
+        let text = match text.strip_prefix('\u{feff}') {
+            Some(rest) => rest.to_string(),
+            None => text,
+        };
+        self.files.add(name.into(), text)
     }
 
     /// The text of a file.
@@ -73,15 +79,30 @@ impl SourceMap {
         &self.text(span.file)[span.start..span.end]
     }
 
-    /// 1-based line and column (in characters) of a byte offset.
+    /// How many files the map holds (their ids are `0..len`).
+    pub fn len(&self) -> usize {
+        (0..).take_while(|&id| self.files.get(id).is_ok()).count()
+    }
+
+    /// True when the map holds no file.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// 1-based line and column (in characters) of a byte offset. The line is found by binary
+    /// search in the file's line starts, so this costs the length of that line, not of the
+    /// text before it (thousands of diagnostics in one big file stay linear).
     pub fn line_column(&self, file: FileId, offset: usize) -> (usize, usize) {
+        use codespan_reporting::files::Files as _;
         let text = self.text(file);
-        let offset = offset.min(text.len());
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let mut offset = offset.min(text.len());
+        while !text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.files.line_index(file, offset).unwrap_or(0);
+        let line_start = self.files.line_range(file, line).map_or(0, |r| r.start);
         let column = text[line_start..offset].chars().count() + 1;
-        (line, column)
+        (line + 1, column)
     }
 
     /// The underlying codespan file database.

@@ -215,7 +215,18 @@ pub fn parse_value(file: FileId, text: &str) -> Result<Value, Box<Diagnostic>> {
             "this value is too long or too deeply nested",
         )));
     }
-    match NetParser::parse(Rule::lone_value, text) {
+    let parsed = NetParser::parse(Rule::lone_value, text);
+    if let Err(error) = &parsed {
+        let position = match error.location {
+            pest::error::InputLocation::Pos(p) => p,
+            pest::error::InputLocation::Span((s, _)) => s,
+        };
+        if let Some(mut d) = character_error(file, text, position) {
+            d.code = Code::BadOverride;
+            return Err(Box::new(d));
+        }
+    }
+    match parsed {
         Ok(mut pairs) => {
             let pair = pairs.next().expect("lone_value always yields one pair");
             let value = pair
@@ -301,39 +312,43 @@ fn code_chars(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
 }
 
 /// Reports unmatched braces (far better than the parser's "expected `}`" at the end of the file)
-/// and blanks them in `work` so that parsing can go on.
+/// and blanks them in `work` so that parsing can go on. At most [`MAX_SYNTAX_ERRORS`] are
+/// reported; the last one counts the rest (a file of stray braces costs linear time and memory).
 fn check_braces(file: FileId, text: &str, work: &mut [u8], diagnostics: &mut Vec<Diagnostic>) {
     let mut open: Vec<usize> = Vec::new();
+    let mut stray: Vec<usize> = Vec::new();
     for (offset, c) in code_chars(text) {
         match c {
             '{' => open.push(offset),
             // The guard pops the matching `{` when there is one; only a `}` with none is reported.
-            '}' if open.pop().is_none() => {
-                diagnostics.push(
-                    Diagnostic::error(
-                        Code::UnbalancedBrace,
-                        Span::new(file, offset, offset + 1),
-                        "this `}` closes nothing",
-                    )
-                    .with_label("no `{` before it is still open")
-                    .with_hint("remove this `}`, or add the `{` it was meant to close"),
-                );
-                work[offset] = b' ';
-            }
+            '}' if open.pop().is_none() => stray.push(offset),
             _ => {}
         }
     }
-    for offset in open {
-        diagnostics.push(
-            Diagnostic::error(
-                Code::UnbalancedBrace,
-                Span::new(file, offset, offset + 1),
-                "this `{` is never closed",
-            )
-            .with_label("opened here")
-            .with_hint("add a `}` at the end of the block"),
-        );
+    let total = stray.len() + open.len();
+    for &offset in stray.iter().chain(&open) {
         work[offset] = b' ';
+    }
+    let reported = stray.iter().map(|&o| (o, true)).chain(open.iter().map(|&o| (o, false)));
+    for (offset, closing) in reported.take(MAX_SYNTAX_ERRORS) {
+        let span = Span::new(file, offset, offset + 1);
+        diagnostics.push(if closing {
+            Diagnostic::error(Code::UnbalancedBrace, span, "this `}` closes nothing")
+                .with_label("no `{` before it is still open")
+                .with_hint("remove this `}`, or add the `{` it was meant to close")
+        } else {
+            Diagnostic::error(Code::UnbalancedBrace, span, "this `{` is never closed")
+                .with_label("opened here")
+                .with_hint("add a `}` at the end of the block")
+        });
+    }
+    if total > MAX_SYNTAX_ERRORS
+        && let Some(last) = diagnostics.last_mut()
+    {
+        last.notes.push(format!(
+            "{} more unbalanced braces are not reported",
+            total - MAX_SYNTAX_ERRORS
+        ));
     }
 }
 
@@ -441,10 +456,73 @@ fn syntax_error(
         }
         _ => Some("each statement is a keyword followed by values, e.g. `dense h1: 256 relu`".to_string()),
     };
+    if let Some(d) = character_error(file, current, position) {
+        return d;
+    }
     let mut d = Diagnostic::error(Code::Syntax, Span::new(file, position, position + len), message)
         .with_label(format!("unexpected {found}"));
     d.hint = hint;
     d
+}
+
+/// A syntax error that one character explains better than the grammar's expectations: a
+/// letter outside ASCII in a name, an invisible or control character, or a string whose
+/// backslash starts no escape (`"data\train.csv"`, a Windows path).
+fn character_error(file: FileId, text: &str, position: usize) -> Option<Diagnostic> {
+    let c = text[position.min(text.len())..].chars().next()?;
+    let at = Span::new(file, position, position + c.len_utf8());
+    if crate::diag::shown::is_unprintable(c) {
+        return Some(
+            Diagnostic::error(
+                Code::Syntax,
+                at,
+                format!("unexpected invisible or control character `{c}`"),
+            )
+            .with_label("this character")
+            .with_hint("delete it: editors often show it as nothing at all"),
+        );
+    }
+    if !c.is_ascii() && c.is_alphanumeric() {
+        return Some(
+            Diagnostic::error(
+                Code::Syntax,
+                at,
+                format!("names are ASCII letters, digits and `_`; found `{c}`"),
+            )
+            .with_label("not an ASCII letter")
+            .with_hint("spell the name with ASCII letters, digits and `_`, e.g. `hidden_1`"),
+        );
+    }
+    if c != '"' {
+        return None;
+    }
+    // The first backslash of the string that escapes neither `"` nor `\`.
+    let rest = &text[position + 1..];
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' | '\n' => return None,
+            '\\' => match chars.next() {
+                Some((_, '"' | '\\')) => {}
+                Some((j, e)) if e != '\n' => {
+                    let start = position + 1 + i;
+                    let end = position + 1 + j + e.len_utf8();
+                    return Some(
+                        Diagnostic::error(
+                            Code::Syntax,
+                            Span::new(file, start, end),
+                            format!("`\\{e}` is not an escape: a backslash in a string escapes only `\"` and `\\`"),
+                        )
+                        .with_label("invalid escape")
+                        .with_hint("write paths with `/` (\"data/train.csv\" works on Windows too), or double the backslash: `\\\\`"),
+                    );
+                }
+                _ => return None,
+            },
+            _ => {}
+        }
+    }
+    None
 }
 
 /// "a, b or c".

@@ -109,7 +109,13 @@ pub fn diagnose(dir: &Path) -> Result<Vec<Finding>, Failure> {
 /// and the checker (without a memory limit: the run was trained, whatever this machine has).
 fn trained_program(dir: &Path, settings: &artifacts::Settings) -> Result<Program, Failure> {
     let path = dir.join(artifacts::SPEC);
-    let text = artifacts::read_text(dir, artifacts::SPEC)?;
+    // Through the one spec reader (size limit, binary files, byte-order mark); a spec.net that
+    // cannot be read is a problem of the run directory.
+    let text = crate::run::spec::read_spec(&path).map_err(|mut d| {
+        d.code = Code::BadRunDirectory;
+        d.hint = Some("put back the run's spec.net, or retrain".to_string());
+        d
+    })?;
     let limits = Limits { memory_bytes: u64::MAX };
     let loaded = crate::run::spec::compile_spec(&path.display().to_string(), text, &settings.overrides, &limits)
         .map_err(|mut failure| {

@@ -82,38 +82,91 @@ fn nothing_was_run(name: &str, sources: SourceMap, diagnostics: Vec<Diagnostic>)
     ))
 }
 
+/// The largest spec netc reads: far above any real spec (the examples are a few hundred bytes),
+/// small enough that a stray multi-gigabyte file or an endless stream is refused at once.
+pub const MAX_SPEC_BYTES: u64 = 4 << 20;
+
 /// Like [`read_spec`], but `-` reads standard input (`netc check -`, `netc fmt -`).
 pub fn read_source(path: &Path) -> Result<String, Box<Diagnostic>> {
     if path.as_os_str() != "-" {
         return read_spec(path);
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| {
-        Diagnostic::general(Code::FileUnreadable, format!("cannot read standard input: {e}"))
-            .with_hint("pipe UTF-8 text into netc, e.g. `netc fmt - < spec.net`")
-    })?;
-    Ok(text)
+    let stdin = std::io::stdin();
+    spec_text(stdin.lock(), "standard input", None)
 }
 
-/// Reads a spec file as UTF-8 text, with errors that name the file.
+/// Reads a spec file as UTF-8 text, with errors that name the file. Every command reads its
+/// spec here: files over [`MAX_SPEC_BYTES`] (by their size, before reading, and by what a pipe
+/// or a growing file actually yields) and binary files are refused, and a leading UTF-8
+/// byte-order mark is dropped (spans then count from the first character after it).
 pub fn read_spec(path: &Path) -> Result<String, Box<Diagnostic>> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::general(Code::FileUnreadable, format!("cannot read `{}`: {e}", path.display()))
-            .in_file(path)
-            .with_hint("check the path")
+    let unreadable = |e: std::io::Error| {
+        Box::new(
+            Diagnostic::general(Code::FileUnreadable, format!("cannot read `{}`: {e}", path.display()))
+                .in_file(path)
+                .with_hint("check the path"),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let metadata = file.metadata().map_err(unreadable)?;
+    if metadata.is_dir() {
+        return Err(unreadable(std::io::Error::other("it is a directory")));
+    }
+    let name = format!("`{}`", path.display());
+    spec_text(file, &name, Some(metadata.len())).map_err(|d| Box::new(d.in_file(path)))
+}
+
+/// The text of a spec read from `reader` (`name` says what it is in messages; `size` is its
+/// length when known up front): at most [`MAX_SPEC_BYTES`], no NUL byte, UTF-8, without a
+/// leading byte-order mark.
+fn spec_text(reader: impl std::io::Read, name: &str, size: Option<u64>) -> Result<String, Box<Diagnostic>> {
+    let too_large = |what: String| {
+        let d = Diagnostic::general(
+            Code::FileUnreadable,
+            format!(
+                "{name} is too large for a spec ({what}; a spec is at most {} MiB)",
+                MAX_SPEC_BYTES >> 20
+            ),
+        )
+        .with_hint("pass the `.net` spec itself: data sets go in the spec's `data` statement, not on the command line");
+        Box::new(d)
+    };
+    if let Some(size) = size.filter(|&s| s > MAX_SPEC_BYTES) {
+        return Err(too_large(format!("{size} bytes")));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(reader, MAX_SPEC_BYTES + 1), &mut bytes).map_err(|e| {
+        Box::new(
+            Diagnostic::general(Code::FileUnreadable, format!("cannot read {name}: {e}"))
+                .with_hint("check the path, or pipe UTF-8 text into netc, e.g. `netc fmt - < spec.net`"),
+        )
     })?;
-    String::from_utf8(bytes).map_err(|e| {
-        Diagnostic::general(
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(too_large(format!("more than {MAX_SPEC_BYTES} bytes")));
+    }
+    if let Some(offset) = bytes.iter().position(|&b| b == 0) {
+        return Err(Box::new(
+            Diagnostic::general(
+                Code::NotUtf8,
+                format!("{name} is a binary file, not a spec (it holds a NUL byte at offset {offset})"),
+            )
+            .with_hint("pass the `.net` spec, a text file"),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let d = Diagnostic::general(
             Code::NotUtf8,
             format!(
-                "`{}` is not UTF-8 text (invalid byte at offset {})",
-                path.display(),
+                "{name} is not UTF-8 text (invalid byte at offset {})",
                 e.utf8_error().valid_up_to()
             ),
         )
-        .in_file(path)
-        .with_hint("save the spec as UTF-8")
-        .into()
+        .with_hint("save the spec as UTF-8");
+        Box::new(d)
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     })
 }
 

@@ -56,6 +56,32 @@ pub fn parse_vary(text: &str) -> Result<Vary, Box<Diagnostic>> {
     })
 }
 
+/// A key given to two `--vary` options (whose values would override each other).
+fn repeated_vary(varies: &[Vary]) -> Option<Diagnostic> {
+    let (i, later) = varies
+        .iter()
+        .enumerate()
+        .find(|(i, v)| varies[..*i].iter().any(|e| e.key == v.key))?;
+    let earlier = varies[..i].iter().find(|e| e.key == later.key)?;
+    Some(
+        Diagnostic::general(
+            Code::BadFlag,
+            format!(
+                "`--vary {}` is given twice (`={}` and `={}`)",
+                later.key,
+                earlier.values.join(","),
+                later.values.join(",")
+            ),
+        )
+        .with_hint(format!(
+            "give every value in one option: `--vary {}={},{}`",
+            later.key,
+            earlier.values.join(","),
+            later.values.join(",")
+        )),
+    )
+}
+
 /// Every combination, as lists of `KEY=VALUE` settings (the first `--vary` varies slowest).
 pub fn combinations(varies: &[Vary]) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = vec![Vec::new()];
@@ -230,6 +256,9 @@ pub enum SweepOutcome {
 /// sweep's table, JSON, CSV and plot.
 pub fn sweep(options: &SweepOptions) -> Result<SweepOutcome, Failure> {
     let varies: Vec<Vary> = options.varies.iter().map(|v| parse_vary(v)).collect::<Result<_, _>>()?;
+    if let Some(d) = repeated_vary(&varies) {
+        return Err(d.into());
+    }
     let combinations = combinations(&varies);
     let runs = check_combinations(options, &combinations)?;
     let model = runs

@@ -88,7 +88,7 @@ impl<'t> Lowerer<'t> {
         let mut unused: Vec<_> = self
             .blocks
             .iter()
-            .filter(|(_, b)| !b.used)
+            .filter(|(_, b)| !b.used && !self.expansion_cut)
             .map(|(n, b)| (n.clone(), b.defined))
             .collect();
         unused.sort_by_key(|(_, s)| s.start);

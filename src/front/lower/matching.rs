@@ -20,13 +20,23 @@ impl<'t> Lowerer<'t> {
         let mut start = 0;
         for (i, arg) in command.args.iter().enumerate() {
             let Arg::Value(v) = arg else { continue };
-            let Some(word) = v.as_word() else { continue };
+            let word = match &v.kind {
+                ValueKind::Word(w) => w.as_str(),
+                ValueKind::Call(name, _) => name.name.as_str(),
+                _ => continue,
+            };
             let is_option = schema.is_some_and(|s| s.option(word).is_some() || s.flags.contains(&word));
             // A word right after an option keyword is that option's value, not a new statement.
             let after_option = i > 0
                 && matches!(&command.args[i - 1], Arg::Value(p) if p.as_word().is_some_and(|pw| schema.is_some_and(|s| s.option(pw).is_some())));
-            let new_head = schema::find(section, word);
-            if !is_option && !after_option && new_head.is_some() && self.lookup_const_name(word).is_none() {
+            let new_head = schema::find(section, word).filter(|_| v.as_word().is_some());
+            // A block call starts a statement of its own too: `dense 64 relu  hidden(32)`.
+            let block_call = section == Section::Model && self.blocks.contains_key(word) && !is_choice_word(word);
+            if !is_option
+                && !after_option
+                && (new_head.is_some() || block_call)
+                && self.lookup_const_name(word).is_none()
+            {
                 pieces.push(Piece {
                     head,
                     args: &command.args[start..i],
@@ -77,11 +87,10 @@ impl<'t> Lowerer<'t> {
         for (index, slot) in all_slots.enumerate() {
             let overridden = prefix.as_ref().and_then(|p| {
                 let full = format!("{p}.{}", slot.name);
-                let by_name = self.take_override(&full);
                 if index == 0 && !schema.positional.is_empty() {
-                    by_name.or_else(|| self.take_override(p))
+                    self.take_either_override(&full, p)
                 } else {
-                    by_name
+                    self.take_override(&full)
                 }
             });
             let written = raw.iter().find(|(s, _)| s.name == slot.name).map(|(_, v)| v.clone());
@@ -419,38 +428,57 @@ impl<'t> Lowerer<'t> {
             self.error(from(wrong_type(what, ty, v, r.at)));
             return None;
         };
-        if let Ty::Int { .. } = ty
-            && (n.percent || n.value.fract() != 0.0 || !n.value.is_finite())
-        {
-            self.error(from(
-                Diagnostic::error(
-                    Code::WrongType,
-                    r.at,
-                    format!("{what} must be a whole number, found `{}`", n.text),
-                )
-                .with_label("not a whole number")
-                .with_hint(format!(
-                    "write a whole number, e.g. `{}`",
-                    n.value.abs().round().max(1.0)
-                )),
-            ));
+        if n.value == f64::INFINITY {
+            self.error(from(too_large(what, schema, slot, ty, n, r.at)));
             return None;
+        }
+        if let Ty::Int { min, max } = *ty {
+            // Whole numbers written as digits are read exactly (not through f64, which rounds
+            // above 2^53): a seed of 9007199254740993 stays that seed.
+            let exact = if n.integer {
+                match n.text.parse::<i128>() {
+                    Ok(v) => Some(v),
+                    Err(_) if n.value > 0.0 => {
+                        self.error(from(too_large(what, schema, slot, ty, n, r.at)));
+                        return None;
+                    }
+                    Err(_) => Some(i128::MIN),
+                }
+            } else if !n.percent && n.value.fract() == 0.0 && n.value.is_finite() {
+                Some(n.value as i128)
+            } else {
+                None
+            };
+            let Some(exact) = exact else {
+                self.error(from(
+                    Diagnostic::error(
+                        Code::WrongType,
+                        r.at,
+                        format!("{what} must be a whole number, found `{}`", n.text),
+                    )
+                    .with_label("not a whole number")
+                    .with_hint(format!(
+                        "write a whole number, e.g. `{}`",
+                        fmt_number(n.value.abs().round().clamp(1.0, max as f64))
+                    )),
+                ));
+                return None;
+            };
+            if exact > i128::from(max) {
+                self.error(from(too_large(what, schema, slot, ty, n, r.at)));
+                return None;
+            }
+            if exact < i128::from(min) {
+                self.error(from(out_of_range(what, schema, slot, ty, n, r.at)));
+                return None;
+            }
+            return Some(Typed::Int(exact as i64));
         }
         if !ty.in_range(n.value) {
-            let mut d = Diagnostic::error(
-                Code::OutOfRange,
-                r.at,
-                format!("{what} must be {}, found `{}`", ty.range_text(), n.text),
-            )
-            .with_label("out of range");
-            d.hint = Some(range_hint(schema.head, slot).unwrap_or_else(|| format!("use a value {}", ty.range_text())));
-            self.error(from(d));
+            self.error(from(out_of_range(what, schema, slot, ty, n, r.at)));
             return None;
         }
-        Some(match ty {
-            Ty::Int { .. } => Typed::Int(n.value as i64),
-            _ => Typed::Float(n.value),
-        })
+        Some(Typed::Float(n.value))
     }
 
     /// A named choice (`relu`, `leaky_relu(0.1)`) for a `Choice` slot, with its arguments typed
@@ -558,9 +586,25 @@ impl<'t> Lowerer<'t> {
                 label_column: LabelColumn::Last,
                 header: false,
             }))),
-            ValueKind::Number(n) if n.integer && n.value >= 0.0 && n.value.is_finite() => {
-                Some(Typed::Split(Validation::Count(n.value as usize)))
-            }
+            ValueKind::Number(n) if n.integer && n.value >= 0.0 => match n.text.trim_start_matches('+').parse() {
+                Ok(count) => Some(Typed::Split(Validation::Count(count))),
+                Err(_) => {
+                    self.error(from(
+                        Diagnostic::error(
+                            Code::OutOfRange,
+                            r.at,
+                            format!(
+                                "a validation row count is too large (at most {}), found `{}`",
+                                usize::MAX,
+                                n.text
+                            ),
+                        )
+                        .with_label("too large")
+                        .with_hint("write a count of rows (`10000`), a fraction (`0.1`) or a percentage (`10%`)"),
+                    ));
+                    None
+                }
+            },
             ValueKind::Number(n) if n.value >= 0.0 && n.value < 1.0 => {
                 Some(Typed::Split(Validation::Fraction(n.value)))
             }
@@ -585,6 +629,38 @@ impl<'t> Lowerer<'t> {
             }
         }
     }
+}
+
+/// A number outside its slot's range ("must be at least 1, found `0`").
+fn out_of_range(what: &str, schema: &Schema, slot: &str, ty: &Ty, n: &syntax::Number, at: Span) -> Diagnostic {
+    let mut d = Diagnostic::error(
+        Code::OutOfRange,
+        at,
+        format!("{what} must be {}, found `{}`", ty.range_text(), n.text),
+    )
+    .with_label("out of range");
+    d.hint = Some(range_hint(schema.head, slot).unwrap_or_else(|| format!("use a value {}", ty.range_text())));
+    d
+}
+
+/// A number above its slot's largest value, or too large for a number at all (`1e999`, a
+/// thousand digits): said as such, never as "must be at least 1".
+fn too_large(what: &str, schema: &Schema, slot: &str, ty: &Ty, n: &syntax::Number, at: Span) -> Diagnostic {
+    let message = match ty {
+        Ty::Int { max, .. } => format!("{what} is too large (at most {max}), found `{}`", n.text),
+        _ if n.value.is_infinite() => format!(
+            "{what} is infinite: `{}` is beyond the largest number (about 1.8e308)",
+            n.text
+        ),
+        _ => format!("{what} is too large ({}), found `{}`", ty.range_text(), n.text),
+    };
+    let hint = match ty {
+        Ty::Int { max, .. } => format!("use a whole number of at most {max}"),
+        _ => range_hint(schema.head, slot).unwrap_or_else(|| format!("write a finite number {}", ty.range_text())),
+    };
+    Diagnostic::error(Code::OutOfRange, at, message)
+        .with_label("too large")
+        .with_hint(hint)
 }
 
 /// Adds where a constant's value came from to a diagnostic about a value that used it.

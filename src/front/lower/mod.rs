@@ -23,6 +23,9 @@ use std::collections::{HashMap, HashSet};
 /// Most layers one model may expand to (through `repeat` and blocks).
 pub const MAX_LAYERS: usize = 10_000;
 
+/// Most diagnostics lowering keeps for one file; the renderer shows fewer still.
+const MAX_STORED: usize = 1000;
+
 /// How deeply block calls may nest.
 const MAX_CALL_DEPTH: usize = 16;
 
@@ -40,10 +43,19 @@ pub struct Override {
 /// found (errors and the lowering-stage warnings) either way.
 pub fn lower(tree: &SourceFile, overrides: &[Override]) -> (Option<(Program, Spans)>, Vec<Diagnostic>) {
     let mut lowerer = Lowerer::new(overrides);
+    lowerer.report_duplicate_overrides();
     let program = lowerer.file(tree);
     lowerer.report_unused_overrides();
     let mut diagnostics = lowerer.diagnostics;
     dedup(&mut diagnostics);
+    if lowerer.not_stored > 0
+        && let Some(last) = diagnostics.last_mut()
+    {
+        last.notes.push(format!(
+            "{} more problems in this file are not reported",
+            lowerer.not_stored
+        ));
+    }
     let failed = diagnostics.iter().any(Diagnostic::is_error);
     (if failed { None } else { program }, diagnostics)
 }
@@ -151,11 +163,18 @@ struct Lowerer<'t> {
     kind_counts: HashMap<&'static str, usize>,
     label_suffix: Vec<usize>,
     call_stack: Vec<String>,
+    /// A block call was not expanded (recursion, nesting too deep): the blocks it would have
+    /// called are not reported as unused.
+    expansion_cut: bool,
     /// The input statement, once seen; its width is `None` when the value was invalid.
     input: Option<(Option<usize>, SlotSpans)>,
     /// The loss statement, once seen; `None` inside when the value was invalid.
     loss: Option<(Option<Loss>, SlotSpans)>,
     too_many_layers: bool,
+    /// Every diagnostic recorded, for [`Lowerer::error`]'s deduplication.
+    seen: HashSet<(Code, Option<Span>, String)>,
+    /// Diagnostics past [`MAX_STORED`], counted.
+    not_stored: usize,
 }
 
 impl<'t> Lowerer<'t> {
@@ -173,14 +192,26 @@ impl<'t> Lowerer<'t> {
             kind_counts: HashMap::new(),
             label_suffix: Vec::new(),
             call_stack: Vec::new(),
+            expansion_cut: false,
             input: None,
             loss: None,
             too_many_layers: false,
+            seen: HashSet::new(),
+            not_stored: 0,
         }
     }
 
+    /// Records a diagnostic once (a block body expanded three times reports its error once),
+    /// and at most [`MAX_STORED`] of them: a hostile file's millions of errors cost no memory.
     fn error(&mut self, d: Diagnostic) {
-        self.diagnostics.push(d);
+        if !self.seen.insert((d.code, d.span, d.message.clone())) {
+            return;
+        }
+        if self.diagnostics.len() < MAX_STORED {
+            self.diagnostics.push(d);
+        } else {
+            self.not_stored += 1;
+        }
     }
 }
 
@@ -334,6 +365,27 @@ mod tests {
                 .all(|l| l.activation() == Some(Activation::Tanh))
         );
         assert_eq!(p.model.loss, Loss::BinaryCrossEntropy);
+    }
+
+    #[test]
+    fn block_calls_on_one_line_are_statements_of_their_own() {
+        let text = "block b(w) { dense w relu }\nmodel m {\n  input 4\n  b(8) b(16)  dense 5 tanh  b(3)\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\"\n}\n";
+        let (tree, errors) = syntax::parse(0, text);
+        assert!(errors.is_empty(), "{errors:?}");
+        let (program, diagnostics) = lower(&tree, &[]);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let widths: Vec<usize> = program
+            .expect("lowers")
+            .0
+            .model
+            .layers
+            .values()
+            .map(|l| match l.kind {
+                LayerKind::Dense { width, .. } => width,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(widths, [8, 16, 5, 3, 2]);
     }
 
     #[test]

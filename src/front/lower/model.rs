@@ -220,12 +220,36 @@ impl<'t> Lowerer<'t> {
     }
 
     pub(super) fn call_block(&mut self, name: &str, args: &'t [Value], piece: &Piece<'t>) {
-        if self.call_stack.iter().any(|n| n == name) || self.call_stack.len() >= MAX_CALL_DEPTH {
-            self.error(
+        let recursive = self.call_stack.iter().any(|n| n == name);
+        if recursive || self.call_stack.len() >= MAX_CALL_DEPTH {
+            // The calls not expanded are calls all the same: no "never used" for their blocks.
+            self.expansion_cut = true;
+            let chain = |stack: &[String]| {
+                stack
+                    .iter()
+                    .map(String::as_str)
+                    .chain([name])
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            };
+            let d = if recursive {
+                let from = self.call_stack.iter().position(|n| n == name).unwrap_or(0);
                 Diagnostic::error(Code::Expansion, piece.head.span, format!("block `{name}` calls itself"))
                     .with_label("recursive call")
-                    .with_hint("a block cannot use itself; use `repeat N { ... }` to stack layers"),
-            );
+                    .with_note(format!("the calls: {}", chain(&self.call_stack[from..])))
+                    .with_hint("a block cannot use itself; use `repeat N { ... }` to stack layers")
+            } else {
+                Diagnostic::error(
+                    Code::Expansion,
+                    piece.head.span,
+                    format!("block calls are nested more than {MAX_CALL_DEPTH} deep"),
+                )
+                .with_label(format!("call number {}", self.call_stack.len() + 1))
+                .with_note(format!("the calls: {}", chain(&self.call_stack)))
+                .with_hint("call fewer blocks inside blocks: put the layers of the inner blocks in the outer one, or use `repeat N { ... }`")
+            };
+            self.error(d);
             return;
         }
         if let Some(extra) = piece.args.first() {
