@@ -2,7 +2,11 @@
 
 use super::Checked;
 use super::memory::{human_bytes, memory_estimate, total_parameters};
+use crate::diag::shown::name_cell;
 use crate::ir::LayerKind;
+
+/// Longest layer name shown in the table, in characters.
+const NAME_CHARS: usize = 40;
 
 /// The `--summary` table: layers with output width and parameter count, and the totals.
 pub fn summary(checked: &Checked) -> String {
@@ -25,13 +29,18 @@ pub fn summary(checked: &Checked) -> String {
             }
             LayerKind::Dropout { rate, .. } => format!("dropout {rate}"),
         };
-        rows.push([layer.name.clone(), kind, width.to_string(), params.to_string()]);
+        rows.push([
+            name_cell(&layer.name, NAME_CHARS),
+            kind,
+            width.to_string(),
+            params.to_string(),
+        ]);
     }
     let header = ["layer", "kind", "output", "params"];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     let line = |cells: [&str; 4]| {
@@ -48,7 +57,11 @@ pub fn summary(checked: &Checked) -> String {
         )
     };
     let rule = format!("{}\n", "-".repeat(widths.iter().sum::<usize>() + 6));
-    let mut out = format!("model {} ({} loss)\n", model.name, model.loss.name());
+    let mut out = format!(
+        "model {} ({} loss)\n",
+        name_cell(&model.name, NAME_CHARS),
+        model.loss.name()
+    );
     out.push_str(&line(header));
     out.push_str(&rule);
     for row in &rows {

@@ -15,6 +15,15 @@ pub fn csv_text<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str, Box<Diagnost
         .in_file(name)
         .with_hint("save the CSV file as UTF-8")
     })?;
+    if let Some(at) = text.bytes().position(|b| b == 0) {
+        return Err(Diagnostic::general(
+            Code::BadData,
+            format!("`{name}` is a binary file, not CSV text (a NUL byte at offset {at})"),
+        )
+        .in_file(name)
+        .with_hint("pass a CSV file, or an IDX (`.idx`, `-ubyte`) or NPY (`.npy`) file by its usual name")
+        .into());
+    }
     Ok(text.strip_prefix('\u{feff}').unwrap_or(text))
 }
 
@@ -154,11 +163,20 @@ pub fn read_csv_bytes(bytes: &[u8], name: &str, label: LabelColumn, header: bool
             {
                 return Err(e);
             }
+            if cells.len() < 2 {
+                return Err(Diagnostic::general(
+                    Code::BadData,
+                    format!("`{name}`, row {row} has one column: a row needs its features and a label"),
+                )
+                .with_hint("separate the columns with commas, e.g. `0.5,0.25,3` (two features, label 3)")
+                .into());
+            }
             return Err(Diagnostic::general(
                 Code::BadData,
                 format!(
-                    "`{name}`, row {row}: no column {label_at} for the label ({} columns)",
-                    cells.len()
+                    "`{name}`, row {row}: no column {label_at} for the label (the rows have {} columns, 0 to {})",
+                    cells.len(),
+                    cells.len() - 1
                 ),
             )
             .with_hint("set `label first`, `label last` or a column number that exists")

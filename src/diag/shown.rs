@@ -45,6 +45,23 @@ pub fn printable_text(text: &str) -> String {
     out
 }
 
+/// A name as a table cell or a heading: unprintable characters escaped, and a name longer than
+/// `max` characters shortened to its start and end around `…` (a 100,000-character layer name
+/// must not make a 100,000-column table, nor overflow a format width).
+pub fn name_cell(name: &str, max: usize) -> String {
+    let count = name.chars().count();
+    if count <= max {
+        return printable_text(name);
+    }
+    let tail = max / 3;
+    let head = max.saturating_sub(tail + 1);
+    let mut out = String::new();
+    name.chars().take(head).for_each(|c| printable(c, &mut out));
+    out.push('…');
+    name.chars().skip(count - tail).for_each(|c| printable(c, &mut out));
+    out
+}
+
 /// A message with unprintable characters escaped and every backtick quote longer than
 /// [`MAX_QUOTE_CHARS`] shortened to its start and end around `…`.
 pub fn safe_message(message: &str) -> String {

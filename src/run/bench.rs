@@ -319,7 +319,14 @@ pub fn render(report: &BenchReport) -> String {
         "{:.0} samples/s, {:.1} GFLOP/s in matrix products\n\n",
         report.samples_per_second, report.gflops
     ));
-    let w = report.layers.iter().map(|l| l.name.len()).max().unwrap_or(5).max(5);
+    let name = |l: &LayerTiming| crate::diag::shown::name_cell(&l.name, 40);
+    let w = report
+        .layers
+        .iter()
+        .map(|l| name(l).chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     out.push_str(&format!(
         "{:<w$}  {:<8}  {:>10}  {:>11}\n",
         "layer", "kind", "forward ms", "backward ms"
@@ -327,7 +334,10 @@ pub fn render(report: &BenchReport) -> String {
     for l in &report.layers {
         out.push_str(&format!(
             "{:<w$}  {:<8}  {:>10.3}  {:>11.3}\n",
-            l.name, l.kind, l.forward_ms, l.backward_ms
+            name(l),
+            l.kind,
+            l.forward_ms,
+            l.backward_ms
         ));
     }
     out
