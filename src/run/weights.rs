@@ -27,63 +27,93 @@ pub struct NamedTensor {
 /// Tensors of a file by name.
 pub type Tensors = BTreeMap<String, NamedTensor>;
 
+/// A tensor to write, borrowing its values: `values` in logical (row-major) order are the
+/// file's order, so a transposed view writes a transposed tensor without copying it.
+pub struct TensorOut<'a> {
+    /// Its name in the file.
+    pub name: String,
+    /// Its shape in the file.
+    pub shape: Vec<usize>,
+    /// Its values.
+    pub values: ndarray::ArrayView2<'a, f32>,
+}
+
+impl NamedTensor {
+    /// The tensor as one to write.
+    pub fn out(&self) -> TensorOut<'_> {
+        TensorOut {
+            name: self.name.clone(),
+            shape: self.shape.clone(),
+            values: ndarray::ArrayView2::from_shape((1, self.data.len()), &self.data).expect("a row of its own length"),
+        }
+    }
+}
+
 /// Serializes tensors and string metadata to safetensors bytes.
+pub fn encode(tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Vec<u8> {
+    let views: Vec<TensorOut> = tensors.iter().map(NamedTensor::out).collect();
+    let mut out = Vec::new();
+    encode_to(&mut out, &views, &metadata).expect("writing to memory cannot fail");
+    out
+}
+
+/// Writes tensors and string metadata as safetensors to `out`, one tensor at a time and without
+/// copying them (a checkpoint of a 1 GB model costs no second gigabyte).
 ///
 /// Written here rather than by the safetensors crate because the crate keeps metadata in a
 /// `HashMap`, whose order varies from run to run; netc's files must be byte-for-byte
 /// reproducible. The layout is the standard one: an 8-byte little-endian header length, the
 /// JSON header (tensors sorted by name, `__metadata__` first) padded with spaces to a multiple
 /// of 8, then the tensors' bytes in header order. The crate reads and validates it.
-pub fn encode(tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Vec<u8> {
-    let mut sorted: Vec<&NamedTensor> = tensors.iter().collect();
+pub fn encode_to(
+    out: &mut impl std::io::Write,
+    tensors: &[TensorOut],
+    metadata: &BTreeMap<String, String>,
+) -> std::io::Result<()> {
+    let mut sorted: Vec<&TensorOut> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        header.insert(
-            "__metadata__".to_string(),
-            serde_json::to_value(&metadata).expect("strings serialize"),
-        );
-    }
-    let mut offset = 0usize;
-    for t in &sorted {
-        let end = offset + t.data.len() * 4;
-        header.insert(
-            t.name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
     // serde_json's Map keeps insertion order only with a feature; build the text by hand instead.
     let mut text = String::from("{");
-    let mut first = true;
     let mut push = |key: &str, value: &serde_json::Value| {
-        if !first {
+        if text.len() > 1 {
             text.push(',');
         }
-        first = false;
         text.push_str(&serde_json::to_string(key).expect("strings serialize"));
         text.push(':');
         text.push_str(&value.to_string());
     };
-    if let Some(m) = header.get("__metadata__") {
-        push("__metadata__", m);
+    if !metadata.is_empty() {
+        push(
+            "__metadata__",
+            &serde_json::to_value(metadata).expect("strings serialize"),
+        );
     }
+    let mut offset = 0usize;
     for t in &sorted {
-        push(&t.name, &header[&t.name]);
+        let end = offset + t.values.len() * 4;
+        push(
+            &t.name,
+            &serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
     }
     text.push('}');
     while text.len() % 8 != 0 {
         text.push(' ');
     }
-    let mut out = Vec::with_capacity(8 + text.len() + offset);
-    out.extend((text.len() as u64).to_le_bytes());
-    out.extend(text.as_bytes());
+    out.write_all(&(text.len() as u64).to_le_bytes())?;
+    out.write_all(text.as_bytes())?;
+    let mut chunk: Vec<u8> = Vec::with_capacity(1 << 16);
     for t in sorted {
-        for v in &t.data {
-            out.extend(v.to_le_bytes());
+        for v in t.values.iter() {
+            chunk.extend(v.to_le_bytes());
+            if chunk.len() >= 1 << 16 {
+                out.write_all(&chunk)?;
+                chunk.clear();
+            }
         }
     }
-    out
+    out.write_all(&chunk)
 }
 
 /// Parses safetensors bytes into f32 tensors and metadata. Every tensor is checked here, the
@@ -241,7 +271,23 @@ pub fn read_file(path: &Path, unreadable: impl Fn(std::io::Error) -> Diagnostic)
     Ok(bytes)
 }
 
-/// The tensor of a parameter in file layout (weights transposed to `[outputs, inputs]`).
+/// A parameter as a tensor to write in file layout (weights `[outputs, inputs]`), borrowed.
+pub fn param_out<'a>(name: &str, kind: ParamKind, value: &'a Array2<f32>) -> TensorOut<'a> {
+    match kind {
+        ParamKind::Weight => TensorOut {
+            name: name.to_string(),
+            shape: vec![value.ncols(), value.nrows()],
+            values: value.t(),
+        },
+        ParamKind::Bias | ParamKind::Slope => TensorOut {
+            name: name.to_string(),
+            shape: vec![value.len()],
+            values: value.view(),
+        },
+    }
+}
+
+/// A parameter as a tensor in file layout (a copy; [`param_out`] writes one without copying).
 pub fn param_tensor(name: &str, kind: ParamKind, value: &Array2<f32>) -> NamedTensor {
     match kind {
         ParamKind::Weight => NamedTensor {
