@@ -204,6 +204,34 @@ fn unsafe_code_only_in_the_jit_runtime() {
     );
 }
 
+/// Every file netc writes for a user goes through `fsutil` (atomic, keeping what the path
+/// is); the only other writes are `back/aot/link.rs`'s scratch files in the fresh directory it
+/// links in.
+#[test]
+fn every_write_goes_through_fsutil() {
+    let writes = ["fs::write(", "File::create(", "OpenOptions", "fs::rename(", "fs::copy("];
+    let mut violations = Vec::new();
+    for path in sources() {
+        let rel = relative(&path);
+        if rel == "fsutil.rs" || rel == "back/aot/link.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        for (line_number, line) in code_lines(&text) {
+            for word in writes {
+                if line.contains(word) {
+                    violations.push(format!("src/{rel}:{line_number}: `{word}`"));
+                }
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "writes that bypass fsutil::write_atomic:\n{}",
+        violations.join("\n")
+    );
+}
+
 #[test]
 fn the_checks_see_what_they_check() {
     // The scanner itself: a violation on a made-up line is found, a comment is not.
