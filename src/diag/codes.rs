@@ -89,6 +89,7 @@ codes! {
         BadRunDirectory = "E0108": "unusable run directory or checkpoint",
         Diverged = "E0109": "training diverged",
         Unsupported = "E0110": "this machine lacks what the command needs (a C compiler, a CPU Cranelift supports)",
+        OutputIsInput = "E0111": "an output path names one of the command's inputs",
         Internal = "E0199": "internal error: a bug in netc",
     }
 }

@@ -19,10 +19,12 @@ pub struct Emit {
     pub header: bool,
 }
 
-/// Builds the model of `run` with the weights at `weights` into `output` (the executable),
-/// `output.o` and `output.h`, as `emit` asks. Returns the files written.
+/// Builds the model of `run` (read from `spec`) with the weights at `weights` into `output`
+/// (the executable), `output.o` and `output.h`, as `emit` asks. Returns the files written. Every
+/// output is checked before the work starts: writable, and none of the inputs.
 pub fn build(
     run: &Run,
+    spec: &Path,
     weights: &Path,
     output: &Path,
     emit: Emit,
@@ -34,6 +36,29 @@ pub fn build(
         ));
     }
     let symbol = aot::symbol_of(output)?;
+    let with = |ext: &str| PathBuf::from(format!("{}.{ext}", output.display()));
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Diagnostic::general(Code::FileUnwritable, format!("cannot create `{}`: {e}", dir.display()))
+                .in_file(dir)
+                .with_hint("check the -o path")
+        })?;
+    }
+    let mut outputs = Vec::new();
+    for (wanted, path) in [(emit.exe, output.to_path_buf()), (emit.obj, with("o")), (emit.header, with("h"))] {
+        if wanted {
+            let what = format!("-o's `{}`", path.display());
+            outputs.push(crate::run::outputs::Named::new(path, what));
+        }
+    }
+    let inputs = [
+        crate::run::outputs::Named::new(weights, "the weights"),
+        crate::run::outputs::Named::new(spec, "the spec"),
+    ];
+    crate::run::outputs::refuse_overwriting_inputs(&outputs, &inputs)?;
+    for output in &outputs {
+        crate::run::outputs::check_writable(output)?;
+    }
     let graph = crate::graph::build(&run.checked);
     let (params, normalization) = crate::run::weights::load_model(&graph, weights)?;
     let folded = inference(&graph, &params, &normalization.shift, &normalization.scale);
@@ -52,14 +77,6 @@ pub fn build(
         Loss::Mse => "the output layer's values",
     };
     let header_text = aot::header(&target, &object, outputs_are);
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Diagnostic::general(Code::FileUnwritable, format!("cannot create `{}`: {e}", dir.display()))
-                .in_file(dir)
-                .with_hint("check the -o path")
-        })?;
-    }
-    let with = |ext: &str| PathBuf::from(format!("{}.{ext}", output.display()));
     let write = |path: &Path, bytes: &[u8]| crate::run::write_file(path, bytes, "check the -o path");
     let mut written = Vec::new();
     if emit.obj {
