@@ -47,8 +47,7 @@ pub fn build(
     let mut outputs = Vec::new();
     for (wanted, path) in [(emit.exe, output.to_path_buf()), (emit.obj, with("o")), (emit.header, with("h"))] {
         if wanted {
-            let what = format!("-o's `{}`", path.display());
-            outputs.push(crate::run::outputs::Named::new(path, what));
+            outputs.push(crate::run::outputs::Named::new(path, "-o"));
         }
     }
     let inputs = [

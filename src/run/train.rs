@@ -596,7 +596,7 @@ fn check_outputs(run: &Run, options: &TrainOptions) -> Result<(), Box<Diagnostic
     }
     if let Some(dir) = options.resume.as_ref().or(options.out.as_ref()) {
         let flag = if options.resume.is_some() { "--resume" } else { "--out" };
-        let named = |f: &&str| outputs::Named::new(dir.join(f), format!("{flag}'s `{f}`"));
+        let named = |f: &&str| outputs::Named::new(dir.join(f), flag);
         // A resumed run keeps its `spec.net` (`netc train runs/x/spec.net --resume runs/x`).
         let kept = |f: &&&str| options.resume.is_none() || **f != artifacts::SPEC;
         written.extend(artifacts::FILES.iter().filter(kept).map(named));
