@@ -180,7 +180,11 @@ mod tests {
         super::write_atomic(&real, b"newer").expect("write a hard-linked file");
         assert_eq!(std::fs::read(&hard).expect("other link"), b"newer");
         assert_eq!(std::fs::metadata(&hard).expect("meta").nlink(), 2);
-        assert_eq!(std::fs::read_dir(&dir).expect("list").count(), 3, "no temp file is left");
+        assert_eq!(
+            std::fs::read_dir(&dir).expect("list").count(),
+            3,
+            "no temp file is left"
+        );
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 

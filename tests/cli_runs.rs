@@ -120,9 +120,17 @@ fn two_trainings_never_share_a_run_directory() {
     let children: Vec<Child> = (0..2)
         .map(|_| spawn(&["train", s(&spec), "-q", "--out", s(&out)], &dir))
         .collect();
-    let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().expect("wait")).collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
     let won = outputs.iter().filter(|o| o.status.code() == Some(0)).count();
-    assert_eq!(won, 1, "{:?}", outputs.iter().map(|o| text(&o.stderr)).collect::<Vec<_>>());
+    assert_eq!(
+        won,
+        1,
+        "{:?}",
+        outputs.iter().map(|o| text(&o.stderr)).collect::<Vec<_>>()
+    );
     // No --out: trainings started in the same second get a directory each.
     let children: Vec<Child> = (0..4).map(|_| spawn(&["train", s(&spec), "-q"], &dir)).collect();
     for child in children {
@@ -169,11 +177,23 @@ fn no_output_may_overwrite_an_input() {
     let o = netc(&["build", s(&spec), "--weights", s(&model), "-o", s(&model)]);
     let stderr = refused(&o, "E0111", "is the weights");
     assert!(stderr.contains("error[E0111]: -o `"), "{stderr}");
-    assert!(std::fs::read(&model).expect("weights") == weights, "the weights are intact");
+    assert!(
+        std::fs::read(&model).expect("weights") == weights,
+        "the weights are intact"
+    );
     // The header beside it too (through another path to the same file).
     let header = dir.join("model.h");
     std::fs::copy(&spec, &header).expect("copy");
-    let o = netc(&["build", s(&header), "--weights", s(&model), "-o", &format!("{}/./model", s(&dir)), "--emit", "obj,header"]);
+    let o = netc(&[
+        "build",
+        s(&header),
+        "--weights",
+        s(&model),
+        "-o",
+        &format!("{}/./model", s(&dir)),
+        "--emit",
+        "obj,header",
+    ]);
     refused(&o, "E0111", "is the spec");
     // --report naming the spec, the weights, a data file.
     let csv = dir.join("rows.csv");
@@ -184,14 +204,39 @@ fn no_output_may_overwrite_an_input() {
         "model m {\n  input 2\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"rows.csv\"\n  epochs 1\n}\n",
     )
     .expect("spec");
-    let o = netc(&["train", s(&csv_spec), "-q", "--out", s(&dir.join("r2")), "--report", s(&csv)]);
+    let o = netc(&[
+        "train",
+        s(&csv_spec),
+        "-q",
+        "--out",
+        s(&dir.join("r2")),
+        "--report",
+        s(&csv),
+    ]);
     refused(&o, "E0111", "is a data file");
     assert!(!dir.join("r2").exists(), "nothing was trained");
-    let o = netc(&["train", s(&spec), "-q", "--out", s(&dir.join("r3")), "--report", s(&spec)]);
+    let o = netc(&[
+        "train",
+        s(&spec),
+        "-q",
+        "--out",
+        s(&dir.join("r3")),
+        "--report",
+        s(&spec),
+    ]);
     refused(&o, "E0111", "is the spec");
     let o = netc(&["eval", s(&spec), "--weights", s(&model), "--report", s(&model)]);
     refused(&o, "E0111", "is the weights");
-    let o = netc(&["bench", s(&spec), "--repeats", "0", "--samples", "64", "--report", s(&spec)]);
+    let o = netc(&[
+        "bench",
+        s(&spec),
+        "--repeats",
+        "0",
+        "--samples",
+        "64",
+        "--report",
+        s(&spec),
+    ]);
     refused(&o, "E0111", "is the spec");
     // The spec inside the run directory it would be rewritten into.
     let o = netc(&["train", s(&out.join("spec.net")), "-q", "--out", s(&out), "--force"]);
@@ -244,7 +289,7 @@ fn edit_checkpoint(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
     edit(&mut state);
     *meta = serde_json::Value::String(state.to_string());
     let mut json = header.to_string().into_bytes();
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
     let mut out = (json.len() as u64).to_le_bytes().to_vec();
@@ -278,7 +323,11 @@ fn resume_compares_programs_and_extends_with_more_epochs() {
     let out = dir.join("run");
     ok(&netc(&["train", s(&spec), "-q", "--out", s(&out)]));
     // A comment and another layout are the same program; a larger --epochs extends the run.
-    std::fs::write(&spec, format!("# tried on {}\n{}", "Tuesday", TINY.replace("  ", "    "))).expect("edit");
+    std::fs::write(
+        &spec,
+        format!("# tried on {}\n{}", "Tuesday", TINY.replace("  ", "    ")),
+    )
+    .expect("edit");
     ok(&netc(&["train", s(&spec), "-q", "--resume", s(&out), "--epochs", "3"]));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report")).expect("JSON");
@@ -308,14 +357,22 @@ fn a_run_stopped_before_its_first_checkpoint_says_start_again() {
     // What a run killed during its first epoch leaves: spec, settings and a temporary file.
     let out = dir.join("run");
     ok(&netc(&["train", s(&spec), "-q", "--out", s(&out), "--epochs", "1"]));
-    for f in ["checkpoint.safetensors", "weights.safetensors", "report.json", "metrics.csv"] {
+    for f in [
+        "checkpoint.safetensors",
+        "weights.safetensors",
+        "report.json",
+        "metrics.csv",
+    ] {
         std::fs::remove_file(out.join(f)).expect("remove");
     }
     let stale = out.join(".checkpoint.safetensors.tmp-4194305");
     std::fs::write(&stale, "half a checkpoint").expect("stale");
     let o = netc(&["train", s(&spec), "-q", "--resume", s(&out)]);
     let stderr = refused(&o, "E0108", "was stopped before its first checkpoint");
-    assert!(stderr.contains("start it again") && stderr.contains("--force"), "{stderr}");
+    assert!(
+        stderr.contains("start it again") && stderr.contains("--force"),
+        "{stderr}"
+    );
     ok(&netc(&["train", s(&spec), "-q", "--out", s(&out), "--force"]));
     if Path::new("/proc/self").exists() {
         assert!(!stale.exists(), "a dead process's temporary file is removed");
@@ -345,7 +402,10 @@ fn signal_checkpoints(signal: &str) {
     let output = child.wait_with_output().expect("netc exits");
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{signal}: {stderr}");
-    assert!(stderr.contains("interrupted") && stderr.contains("--resume"), "{stderr}");
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("--resume"),
+        "{stderr}"
+    );
     assert!(out.join("checkpoint.safetensors").is_file());
     assert!(temp_files(&out).is_empty(), "{:?}", temp_files(&out));
     std::fs::remove_dir_all(&dir).expect("cleanup");
@@ -379,7 +439,10 @@ fn a_diverging_sweep_run_is_a_row_and_the_sweep_goes_on() {
     let csv = std::fs::read_to_string(out.join("sweep.csv")).expect("sweep.csv");
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{csv}");
-    assert!(rows[0].ends_with(",diverged") && rows[1].ends_with(",completed"), "{csv}");
+    assert!(
+        rows[0].ends_with(",diverged") && rows[1].ends_with(",completed"),
+        "{csv}"
+    );
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
@@ -409,7 +472,10 @@ fn an_interrupted_sweep_writes_the_table_of_what_finished() {
     let csv = std::fs::read_to_string(out.join("sweep.csv")).expect("the table is written");
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{csv}");
-    assert!(rows[0].ends_with(",completed") && rows[1].ends_with(",interrupted"), "{csv}");
+    assert!(
+        rows[0].ends_with(",completed") && rows[1].ends_with(",interrupted"),
+        "{csv}"
+    );
     assert!(out.join("sweep.md").is_file());
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }

@@ -110,7 +110,10 @@ pub fn bench(loaded: &Loaded, options: &BenchOptions, backend: Backend) -> Resul
     if let Some(report) = &options.report {
         let report = crate::run::outputs::Named::new(report, "--report");
         crate::run::outputs::check_writable(&report)?;
-        let spec = options.spec.iter().map(|s| crate::run::outputs::Named::new(s, "the spec"));
+        let spec = options
+            .spec
+            .iter()
+            .map(|s| crate::run::outputs::Named::new(s, "the spec"));
         crate::run::outputs::refuse_overwriting_inputs(&[report], &spec.collect::<Vec<_>>())?;
     }
     let started = Instant::now();

@@ -45,7 +45,11 @@ pub fn build(
         })?;
     }
     let mut outputs = Vec::new();
-    for (wanted, path) in [(emit.exe, output.to_path_buf()), (emit.obj, with("o")), (emit.header, with("h"))] {
+    for (wanted, path) in [
+        (emit.exe, output.to_path_buf()),
+        (emit.obj, with("o")),
+        (emit.header, with("h")),
+    ] {
         if wanted {
             outputs.push(crate::run::outputs::Named::new(path, "-o"));
         }

@@ -260,7 +260,10 @@ pub fn sweep(options: &SweepOptions) -> Result<SweepOutcome, Failure> {
         Some(dir) => dir.clone(),
         None => {
             let d = crate::run::train::default_run_dir(&model);
-            let name = d.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = d
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             outputs::unique_dir(&d.with_file_name(format!("sweep-{name}")))?
         }
     };
