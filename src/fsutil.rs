@@ -101,6 +101,25 @@ fn keep_mode_and_owner(file: &std::fs::File, old: &std::fs::Metadata) -> std::io
     Ok(())
 }
 
+/// Creates a new directory `base`, or `base-2`, `base-3`, ... if it exists: creating is the
+/// check (`create_dir`), so two processes never get the same directory, and an existing one (or
+/// a symlink planted there) is never reused.
+pub fn create_unique_dir(base: &Path) -> std::io::Result<PathBuf> {
+    for i in 1..=10_000 {
+        let candidate = if i == 1 {
+            base.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}-{i}", base.display()))
+        };
+        match std::fs::create_dir(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("10000 directories of that name exist"))
+}
+
 /// Removes the temporary files (`.NAME.tmp-PID`) that killed netc processes left in `dir`;
 /// those of live processes (a concurrent netc) stay. Returns how many were removed.
 pub fn remove_stale_temps(dir: &Path) -> usize {

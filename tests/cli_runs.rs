@@ -249,7 +249,8 @@ fn no_output_may_overwrite_an_input() {
 fn bad_output_paths_are_refused_before_any_work() {
     let dir = temp_dir("late-outputs");
     let spec = tiny_spec(&dir);
-    let nowhere = dir.join("no/such/dir/report.json");
+    // Under a file: no directory can be made there.
+    let nowhere = spec.join("report.json");
     let out = dir.join("run");
     let o = netc(&["train", s(&spec), "-q", "--out", s(&out), "--report", s(&nowhere)]);
     refused(&o, "E0102", "cannot write --report");

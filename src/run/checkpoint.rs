@@ -247,6 +247,14 @@ pub fn check_counters(
             state.step_in_epoch, state.global_step, state.epoch
         )));
     }
+    if let Some((_, best)) = state.best
+        && (best == 0 || best > state.epoch)
+    {
+        return Err(damaged(format!(
+            "its best epoch {best} is not one of the {} finished epochs",
+            state.epoch
+        )));
+    }
     if state.seen > rows || state.correct > state.seen {
         return Err(damaged(format!(
             "{} rows seen and {} classified correctly in an epoch of {rows} rows",

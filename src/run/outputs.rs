@@ -113,23 +113,12 @@ pub fn unique_dir(base: &Path) -> Result<PathBuf, Box<Diagnostic>> {
     if let Some(parent) = base.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| unwritable(parent, e))?;
     }
-    for i in 1.. {
-        let candidate = if i == 1 {
-            base.to_path_buf()
-        } else {
-            PathBuf::from(format!("{}-{i}", base.display()))
-        };
-        match std::fs::create_dir(&candidate) {
-            Ok(()) => return Ok(candidate),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(unwritable(&candidate, e)),
-        }
-    }
-    unreachable!("some suffix is free")
+    crate::fsutil::create_unique_dir(base).map_err(|e| unwritable(base, e))
 }
 
 /// Checks, before any work, that `output` can be written: it is not a directory, its directory
-/// exists and a file can be created there (the temporary file `fsutil::write_atomic` needs).
+/// exists (missing ones are made) and a file can be created there (the temporary file
+/// `fsutil::write_atomic` needs).
 pub fn check_writable(output: &Named) -> Result<(), Box<Diagnostic>> {
     let path = &output.path;
     let refuse = |why: String| {
@@ -140,7 +129,7 @@ pub fn check_writable(output: &Named) -> Result<(), Box<Diagnostic>> {
             )
             .in_file(path)
             .with_hint(format!(
-                "name a file in an existing, writable directory for {}; nothing was run",
+                "name a file in a writable directory for {}; nothing was run",
                 output.what
             )),
         )
@@ -152,6 +141,9 @@ pub fn check_writable(output: &Named) -> Result<(), Box<Diagnostic>> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    // Like `-o`, a report's missing directories are made (so `--report` may point into the run
+    // directory `--out` is about to create).
+    std::fs::create_dir_all(dir).map_err(|e| refuse(e.to_string()))?;
     let name = path.file_name().map_or("out".into(), |n| n.to_string_lossy());
     let probe = dir.join(format!(".{name}.probe-{}", std::process::id()));
     match OpenOptions::new().write(true).create(true).truncate(true).open(&probe) {
