@@ -79,6 +79,14 @@ fn an_existing_run_directory_is_refused_unless_force() {
         "already holds a run; nothing was replaced",
     );
     assert!(std::fs::read(out.join("weights.safetensors")).expect("weights") == weights);
+    // Refused before the data is read.
+    let no_data = dir.join("no-data.net");
+    std::fs::write(&no_data, TINY.replace("data digits", "data \"missing.csv\"")).expect("write");
+    refused(
+        &netc(&["train", s(&no_data), "-q", "--out", s(&out)]),
+        "E0108",
+        "already holds a run",
+    );
     // A directory holding anything else is refused too.
     let busy = dir.join("busy");
     std::fs::create_dir(&busy).expect("mkdir");

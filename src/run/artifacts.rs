@@ -17,8 +17,9 @@ use std::path::Path;
 pub use crate::report::history::{EpochRecord, LayerGradStats};
 
 /// The version of the run directory's layout, recorded in `settings.json`. Raise it when a
-/// file's meaning changes; readers refuse other versions.
-pub const VERSION: u32 = 1;
+/// file's meaning changes; readers refuse other versions. Version 2: `spec_hash` hashes the
+/// checked program (version 1 hashed the spec's text).
+pub const VERSION: u32 = 2;
 
 /// The spec text, exactly as read.
 pub const SPEC: &str = "spec.net";

@@ -60,13 +60,13 @@ pub fn claim_dir(dir: &Path, marker: &str, force: bool, replaced: &[&str]) -> Re
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            crate::fsutil::remove_stale_temps(dir);
             if force {
+                crate::fsutil::remove_stale_temps(dir);
                 for name in replaced {
                     let _ = std::fs::remove_file(dir.join(name));
                 }
-            } else if std::fs::read_dir(dir).map_err(unwritable)?.next().is_some() {
-                return Err(occupied(dir, marker));
+            } else {
+                refuse_occupied(dir, marker)?;
             }
         }
         Err(e) => return Err(unwritable(e)),
@@ -77,6 +77,17 @@ pub fn claim_dir(dir: &Path, marker: &str, force: bool, replaced: &[&str]) -> Re
         Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(unwritable(e)),
     }
+}
+
+/// Refuses an existing directory that holds files (other than temporary files of dead netc
+/// processes, which are removed): what [`claim_dir`] refuses without `force`, checked early.
+pub fn refuse_occupied(dir: &Path, marker: &str) -> Result<(), Box<Diagnostic>> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    crate::fsutil::remove_stale_temps(dir);
+    let empty = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
+    if empty { Ok(()) } else { Err(occupied(dir, marker)) }
 }
 
 fn occupied(dir: &Path, marker: &str) -> Box<Diagnostic> {

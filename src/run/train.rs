@@ -594,6 +594,13 @@ fn check_outputs(run: &Run, options: &TrainOptions) -> Result<(), Box<Diagnostic
         outputs::check_writable(&report)?;
         written.push(report);
     }
+    if let Some(dir) = options
+        .out
+        .as_ref()
+        .filter(|_| !options.force && options.resume.is_none())
+    {
+        outputs::refuse_occupied(dir, artifacts::SPEC)?;
+    }
     if let Some(dir) = options.resume.as_ref().or(options.out.as_ref()) {
         let flag = if options.resume.is_some() { "--resume" } else { "--out" };
         let named = |f: &&str| outputs::Named::new(dir.join(f), flag);
