@@ -68,7 +68,7 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Replace the sweep (and its runs) in a non-empty --out directory.
-        #[arg(long)]
+        #[arg(long, requires = "out")]
         force: bool,
         /// Also write the results here (.json or .csv; anything else gets CSV).
         #[arg(long)]
@@ -108,7 +108,7 @@ struct TrainArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace the run in a non-empty --out directory (its netc files are removed first).
-    #[arg(long, conflicts_with = "resume")]
+    #[arg(long, conflicts_with = "resume", requires = "out")]
     force: bool,
     /// Also write the final report (JSON) here.
     #[arg(long)]

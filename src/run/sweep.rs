@@ -254,7 +254,13 @@ pub fn sweep(options: &SweepOptions) -> Result<SweepOutcome, Failure> {
     if let Some(report) = &options.report {
         let report = outputs::Named::new(report, "--report");
         outputs::check_writable(&report)?;
-        outputs::refuse_overwriting_inputs(&[report], &[outputs::Named::new(&options.spec, "the spec")])?;
+        let base = crate::run::spec::spec_dir(&options.spec);
+        let mut inputs = vec![outputs::Named::new(&options.spec, "the spec")];
+        inputs.extend(
+            runs.iter()
+                .flat_map(|r| outputs::data_inputs(&r.program().train.data, &base)),
+        );
+        outputs::refuse_overwriting_inputs(&[report], &inputs)?;
     }
     let out_dir = match &options.out {
         Some(dir) => dir.clone(),
