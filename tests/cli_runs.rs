@@ -342,9 +342,20 @@ fn resume_compares_programs_and_extends_with_more_epochs() {
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report")).expect("JSON");
     assert_eq!(report["epochs_run"], 3);
     ok(&netc(&["diagnose", s(&out)]));
+    // The epochs changed in the spec's text, resumed from the run directory's own spec.
+    std::fs::write(&spec, TINY.replace("epochs 2", "epochs 4")).expect("edit");
+    ok(&netc(&["train", s(&spec), "-q", "--resume", s(&out)]));
+    ok(&netc(&["diagnose", s(&out)]));
+    let own = out.join("spec.net");
+    ok(&netc(&["train", s(&own), "-q", "--resume", s(&out), "--epochs", "5"]));
+    ok(&netc(&["diagnose", s(&out)]));
+    assert_eq!(
+        std::fs::read_to_string(&own).expect("spec.net"),
+        TINY.replace("epochs 2", "epochs 4")
+    );
     // Fewer epochs than were trained: said so.
     let o = netc(&["train", s(&spec), "-q", "--resume", s(&out), "--epochs", "1"]);
-    refused(&o, "E0108", "already trained 3 epochs, more than the 1 asked for");
+    refused(&o, "E0108", "already trained 5 epochs, more than the 1 asked for");
     // Another program is refused, naming that.
     let o = netc(&["train", s(&spec), "-q", "--resume", s(&out), "--set", "train.seed=5"]);
     refused(&o, "E0108", "different spec");

@@ -255,8 +255,17 @@ impl<'a> Session<'a> {
             let (state, best) = checkpoint::load(&out_dir, engine.as_mut(), &run.resume_hash())?;
             let epochs = run.program().train.epochs;
             checkpoint::check_counters(&state, &out_dir, epochs, n.div_ceil(batch), n)?;
-            // The same program, perhaps with more epochs: settings.json says what it is now.
-            artifacts::write_settings(&out_dir, run)?;
+            // The same program, perhaps with more epochs (or other comments): the run directory
+            // says what it is now. A spec read from the run directory itself stays as it is.
+            let own = options
+                .spec
+                .as_ref()
+                .is_some_and(|s| outputs::same_file(s, &out_dir.join(artifacts::SPEC)));
+            if own {
+                artifacts::write_settings(&out_dir, run)?;
+            } else {
+                artifacts::write_spec_and_settings(&out_dir, run)?;
+            }
             (state, best)
         } else {
             artifacts::write_spec_and_settings(&out_dir, run)?;
