@@ -278,6 +278,18 @@ fn bad_output_paths_are_refused_before_any_work() {
     ]);
     refused(&o, "E0102", "cannot write --report");
     assert!(!sweep.exists(), "nothing was trained");
+    // A report in a directory that does not exist yet is fine (its directories are made).
+    let later = dir.join("later");
+    ok(&netc(&[
+        "train",
+        s(&spec),
+        "-q",
+        "--out",
+        s(&later.join("run")),
+        "--report",
+        s(&later.join("r.json")),
+    ]));
+    assert!(later.join("r.json").is_file());
     ok(&netc(&["train", s(&spec), "-q", "--out", s(&out)]));
     let weights = out.join("weights.safetensors");
     let o = netc(&["eval", s(&spec), "--weights", s(&weights), "--report", s(&nowhere)]);
