@@ -63,9 +63,13 @@ enum Command {
         varies: Vec<String>,
         #[command(flatten)]
         common: Common,
-        /// Directory for the runs and the sweep's table and plot (default runs/sweep-<model>-<time>/).
+        /// Directory for the runs and the sweep's table and plot (default runs/sweep-<model>-<time>/);
+        /// it must be new or empty.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the sweep (and its runs) in a non-empty --out directory.
+        #[arg(long, requires = "out")]
+        force: bool,
         /// Also write the results here (.json or .csv; anything else gets CSV).
         #[arg(long)]
         report: Option<PathBuf>,
@@ -100,13 +104,16 @@ struct TrainArgs {
     /// Override the seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// The run directory (default runs/<model>-<timestamp>/).
+    /// The run directory (default runs/<model>-<timestamp>/); it must be new or empty.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace the run in a non-empty --out directory (its netc files are removed first).
+    #[arg(long, conflicts_with = "resume", requires = "out")]
+    force: bool,
     /// Also write the final report (JSON) here.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Continue an interrupted run from its directory.
+    /// Continue an interrupted run from its directory (a larger --epochs extends it).
     #[arg(long, conflicts_with = "out")]
     resume: Option<PathBuf>,
     /// The execution backend.
@@ -311,6 +318,7 @@ fn main() -> ExitCode {
             varies,
             common,
             out,
+            force,
             report,
             epochs,
             backend,
@@ -323,6 +331,8 @@ fn main() -> ExitCode {
                 epochs,
                 data_dirs: DataDirs { flag: common.data_dir },
                 out,
+                force,
+                interrupt: interrupt_flag(),
                 report,
                 backend: backend.into(),
             }),
@@ -373,6 +383,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
         samples,
         repeats,
         report,
+        spec: Some(spec.clone()),
         ..Default::default()
     };
     options.check()?;
@@ -397,7 +408,7 @@ fn build(args: BuildArgs) -> Result<ExitCode, Failure> {
         obj: emit.contains(&EmitKind::Obj),
         header: emit.contains(&EmitKind::Header),
     };
-    let built = netc::run::build::build(&loaded.run, &weights, &output, emit, batch_max)?;
+    let built = netc::run::build::build(&loaded.run, &spec, &weights, &output, emit, batch_max)?;
     diag::emit_human(&loaded.sources, &built.warnings);
     for path in &built.files {
         netc::outln!("wrote {}", path.display());
@@ -469,6 +480,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
         epochs,
         seed,
         out,
+        force,
         report,
         resume,
         backend,
@@ -479,15 +491,7 @@ fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
     sets.extend(epochs.map(|e| format!("train.epochs={e}")));
     sets.extend(seed.map(|s| format!("train.seed={s}")));
     let loaded = load(&spec, &sets)?;
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    // First Ctrl-C: finish the step and checkpoint. Second: leave at once (files are atomic).
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        netc::errln!("\ninterrupted: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)");
-    });
+    let interrupt = interrupt_flag();
     let progress = if quiet {
         Progress::Quiet
     } else if std::io::stderr().is_terminal() {
@@ -502,6 +506,8 @@ fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
         data_dirs: DataDirs { flag: common.data_dir },
         spec_dir: run::spec::spec_dir(&spec),
         out,
+        force,
+        spec: Some(spec.clone()),
         resume,
         report,
         progress,
@@ -528,6 +534,21 @@ fn train(args: TrainArgs) -> Result<ExitCode, Failure> {
     }
 }
 
+/// The flag Ctrl-C, SIGTERM and SIGHUP set (`timeout`, `docker stop` and batch schedulers send
+/// the latter two): the first finishes the step and checkpoints; the second leaves at once
+/// (files are atomic).
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        netc::errln!("\ninterrupted: finishing the current step and saving a checkpoint (interrupt again to quit now)");
+    });
+    interrupt
+}
+
 fn sweep(options: run::sweep::SweepOptions) -> Result<ExitCode, Failure> {
     match run::sweep::sweep(&options)? {
         run::sweep::SweepOutcome::Finished(results) => {
@@ -536,7 +557,15 @@ fn sweep(options: run::sweep::SweepOptions) -> Result<ExitCode, Failure> {
             netc::errln!("sweep results: {}", results.out_dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        run::sweep::SweepOutcome::Interrupted => Ok(ExitCode::from(130)),
+        run::sweep::SweepOutcome::Interrupted(results) => {
+            netc::outp!("{}", results.table);
+            netc::errln!(
+                "sweep interrupted after {} of its runs; the table of those is in {}",
+                results.rows.len(),
+                results.out_dir.display()
+            );
+            Ok(ExitCode::from(130))
+        }
     }
 }
 

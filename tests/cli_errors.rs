@@ -222,7 +222,7 @@ fn runs_weights_and_run_directories() {
     let settings_path = run.join("settings.json");
     let mut settings: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&settings_path).expect("settings")).expect("JSON");
-    assert_eq!(settings["version"], 1);
+    assert_eq!(settings["version"], 2);
     settings.as_object_mut().expect("object").remove("version");
     std::fs::write(&settings_path, settings.to_string()).expect("write");
     let stderr = fails_with(&["diagnose", s(&run)], "E0108");

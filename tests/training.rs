@@ -28,6 +28,8 @@ fn options_on(dir: &Path, out: &str, backend: netc::run::train::Backend) -> Trai
         data_dirs: DataDirs::default(),
         spec_dir: dir.to_path_buf(),
         out: Some(dir.join(out)),
+        force: false,
+        spec: None,
         resume: None,
         report: None,
         progress: Progress::Quiet,

@@ -90,6 +90,7 @@ codes! {
         Diverged = "E0109": "training diverged",
         WeightsOfAnotherSpec = "W0103": "weights trained from a different spec",
         Unsupported = "E0110": "this machine lacks what the command needs (a C compiler, a CPU Cranelift supports)",
+        OutputIsInput = "E0111": "an output path names one of the command's inputs",
         ClassesMissing = "W0106": "the training data has no rows of some class",
         ConstantFeatures = "W0107": "every feature of the training data is constant",
         Internal = "E0199": "internal error: a bug in netc",

@@ -17,8 +17,9 @@ use std::path::Path;
 pub use crate::report::history::{EpochRecord, LayerGradStats};
 
 /// The version of the run directory's layout, recorded in `settings.json`. Raise it when a
-/// file's meaning changes; readers refuse other versions.
-pub const VERSION: u32 = 1;
+/// file's meaning changes; readers refuse other versions. Version 2: `spec_hash` hashes the
+/// checked program (version 1 hashed the spec's text).
+pub const VERSION: u32 = 2;
 
 /// The spec text, exactly as read.
 pub const SPEC: &str = "spec.net";
@@ -35,6 +36,18 @@ pub const CURVES: &str = "curves.svg";
 /// Per-layer gradient curves (`--grad-stats`).
 pub const GRADIENTS: &str = "gradients.svg";
 
+/// Every file of a run directory (`--force` removes these, and only these, first).
+pub const FILES: &[&str] = &[
+    SPEC,
+    SETTINGS,
+    METRICS,
+    REPORT,
+    WEIGHTS,
+    CURVES,
+    GRADIENTS,
+    crate::run::checkpoint::CHECKPOINT,
+];
+
 /// `settings.json`: what a run was trained from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Settings {
@@ -44,7 +57,7 @@ pub struct Settings {
     pub netc_version: String,
     /// `--set` overrides as given (`KEY=VALUE`), in order.
     pub overrides: Vec<String>,
-    /// The hash of the spec text and overrides ([`Run::spec_hash`]).
+    /// The hash of the checked program ([`Run::spec_hash`]).
     pub spec_hash: String,
     /// The resolved program, for people and other tools. netc reads the program back by
     /// compiling `spec.net` with the overrides, so this is never read (and `None` after
@@ -99,6 +112,11 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), Box<Diagnostic>> {
 /// Writes `spec.net` and `settings.json` of a new run.
 pub fn write_spec_and_settings(dir: &Path, run: &Run) -> Result<(), Box<Diagnostic>> {
     write(&dir.join(SPEC), run.spec_text.as_bytes())?;
+    write_settings(dir, run)
+}
+
+/// Writes `settings.json` (again, when a resumed run's `--epochs` changed).
+pub fn write_settings(dir: &Path, run: &Run) -> Result<(), Box<Diagnostic>> {
     let json = serde_json::to_string_pretty(&Settings::of(run)).expect("settings serialize");
     write(&dir.join(SETTINGS), json.as_bytes())
 }

@@ -29,6 +29,8 @@ pub struct BenchOptions {
     pub profile_steps: usize,
     /// Also write the report (JSON) here.
     pub report: Option<std::path::PathBuf>,
+    /// The spec file, if any: `report` may not overwrite it.
+    pub spec: Option<std::path::PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -39,6 +41,7 @@ impl Default for BenchOptions {
             repeats: 3,
             profile_steps: 20,
             report: None,
+            spec: None,
         }
     }
 }
@@ -105,6 +108,15 @@ impl BenchOptions {
 pub fn bench(loaded: &Loaded, options: &BenchOptions, backend: Backend) -> Result<BenchReport, Box<Diagnostic>> {
     options.check()?;
     check_memory(loaded, options, &crate::run::limits::of_this_machine())?;
+    if let Some(report) = &options.report {
+        let report = crate::run::outputs::Named::new(report, "--report");
+        crate::run::outputs::check_writable(&report)?;
+        let spec = options
+            .spec
+            .iter()
+            .map(|s| crate::run::outputs::Named::new(s, "the spec"));
+        crate::run::outputs::refuse_overwriting_inputs(&[report], &spec.collect::<Vec<_>>())?;
+    }
     let started = Instant::now();
     let program = loaded.run.program();
     let graph = graph::build(&loaded.run.checked);

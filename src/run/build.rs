@@ -28,17 +28,51 @@ pub struct Built {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Builds the model of `run` with the weights at `weights` into `output` (the executable),
-/// `output.o` and `output.h`, as `emit` asks. The executable and the header report the spec
-/// hash stored in the weights (the spec they were trained from), or the spec's own hash for
+/// Builds the model of `run` (read from `spec`) with the weights at `weights` into `output`
+/// (the executable), `output.o` and `output.h`, as `emit` asks. Every output is checked before
+/// the work starts: writable, and none of the inputs. The executable and the header report the
+/// spec hash stored in the weights (the spec they were trained from), or the spec's own hash for
 /// weights that record none.
-pub fn build(run: &Run, weights: &Path, output: &Path, emit: Emit, batch_max: usize) -> Result<Built, Box<Diagnostic>> {
+pub fn build(
+    run: &Run,
+    spec: &Path,
+    weights: &Path,
+    output: &Path,
+    emit: Emit,
+    batch_max: usize,
+) -> Result<Built, Box<Diagnostic>> {
     if batch_max == 0 {
         return Err(Box::new(
             Diagnostic::general(Code::BadFlag, "--batch-max must be at least 1").with_hint("e.g. --batch-max 4096"),
         ));
     }
     let symbol = aot::symbol_of(output)?;
+    let with = |ext: &str| PathBuf::from(format!("{}.{ext}", output.display()));
+    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Diagnostic::general(Code::FileUnwritable, format!("cannot create `{}`: {e}", dir.display()))
+                .in_file(dir)
+                .with_hint("check the -o path")
+        })?;
+    }
+    let mut outputs = Vec::new();
+    for (wanted, path) in [
+        (emit.exe, output.to_path_buf()),
+        (emit.obj, with("o")),
+        (emit.header, with("h")),
+    ] {
+        if wanted {
+            outputs.push(crate::run::outputs::Named::new(path, "-o"));
+        }
+    }
+    let inputs = [
+        crate::run::outputs::Named::new(weights, "the weights"),
+        crate::run::outputs::Named::new(spec, "the spec"),
+    ];
+    crate::run::outputs::refuse_overwriting_inputs(&outputs, &inputs)?;
+    for output in &outputs {
+        crate::run::outputs::check_writable(output)?;
+    }
     let trained = crate::run::weights::load_model(run, weights)?;
     let normalization = &trained.normalization;
     let folded = inference(
@@ -62,14 +96,6 @@ pub fn build(run: &Run, weights: &Path, output: &Path, emit: Emit, batch_max: us
         Loss::Mse => "the output layer's values",
     };
     let header_text = aot::header(&target, &object, outputs_are);
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Diagnostic::general(Code::FileUnwritable, format!("cannot create `{}`: {e}", dir.display()))
-                .in_file(dir)
-                .with_hint("check the -o path")
-        })?;
-    }
-    let with = |ext: &str| PathBuf::from(format!("{}.{ext}", output.display()));
     let write = |path: &Path, bytes: &[u8]| crate::run::write_file(path, bytes, "check the -o path");
     let mut written = Vec::new();
     if emit.obj {

@@ -122,6 +122,22 @@ pub fn load(
     spec_hash: &str,
 ) -> Result<(State, Option<Vec<Array2<f32>>>), Box<Diagnostic>> {
     let path = out_dir.join(CHECKPOINT);
+    if !path.exists() && out_dir.join(crate::run::artifacts::SPEC).is_file() {
+        return Err(Box::new(
+            Diagnostic::general(
+                Code::BadRunDirectory,
+                format!(
+                    "cannot resume: the run in `{}` was stopped before its first checkpoint",
+                    out_dir.display()
+                ),
+            )
+            .in_file(out_dir)
+            .with_hint(format!(
+                "start it again: netc train SPEC --out {} --force",
+                out_dir.display()
+            )),
+        ));
+    }
     let bytes = weights::read_file(&path, |e| {
         Diagnostic::general(
             Code::BadRunDirectory,
@@ -146,12 +162,12 @@ pub fn load(
         return Err(Diagnostic::general(
             Code::BadRunDirectory,
             format!(
-                "cannot resume: `{}` was trained from a different spec (or different --set values)",
+                "cannot resume: `{}` was trained from a different spec (a different program: a value other than the epochs differs)",
                 out_dir.display()
             ),
         )
         .in_file(out_dir)
-        .with_hint("resume with the same spec file and the same --set options, or start a new run")
+        .with_hint("resume with a spec (and --set options) that give the same program; only --epochs may grow; or start a new run")
         .into());
     }
     let graph = engine.graph().clone();
@@ -175,4 +191,96 @@ pub fn load(
     engine.set_updates(state.updates);
     let best = (best.len() == graph.params.len()).then_some(best);
     Ok((state, best))
+}
+
+/// Refuses, before any work, a `--resume` path that is no run directory: missing, or a file.
+pub fn check_resumable(dir: &Path) -> Result<(), Box<Diagnostic>> {
+    let refuse = |message: String, hint: &str| {
+        Box::new(
+            Diagnostic::general(Code::BadRunDirectory, message)
+                .in_file(dir)
+                .with_hint(hint),
+        )
+    };
+    if !dir.exists() {
+        return Err(refuse(
+            format!("cannot resume: `{}` does not exist", dir.display()),
+            "pass the run directory that an interrupted `netc train` named; to start a run there, use --out",
+        ));
+    }
+    if !dir.is_dir() {
+        return Err(refuse(
+            format!("cannot resume: `{}` is a file, not a run directory", dir.display()),
+            "pass the run directory (the one holding checkpoint.safetensors), not a file in it",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a loaded checkpoint's counters against each other and against the run: the epochs
+/// done fit the history and the run's `epochs` (`steps` steps of `rows` rows per epoch).
+pub fn check_counters(
+    state: &State,
+    out_dir: &Path,
+    epochs: usize,
+    steps: usize,
+    rows: usize,
+) -> Result<(), Box<Diagnostic>> {
+    let path = out_dir.join(CHECKPOINT);
+    let damaged = |what: String| {
+        Box::new(
+            Diagnostic::general(
+                Code::BadRunDirectory,
+                format!("cannot resume: `{}` is inconsistent: {what}", path.display()),
+            )
+            .in_file(&path)
+            .with_hint(format!(
+                "the checkpoint is damaged or was not written by this netc; start the run again: netc train SPEC --out {} --force",
+                out_dir.display()
+            )),
+        )
+    };
+    if state.history.len() != state.epoch {
+        return Err(damaged(format!(
+            "it claims {} finished epochs but records {}",
+            state.epoch,
+            state.history.len()
+        )));
+    }
+    let expected = (state.epoch * steps + state.step_in_epoch) as u64;
+    if state.step_in_epoch >= steps.max(1) || state.global_step != expected || state.updates > state.global_step {
+        return Err(damaged(format!(
+            "step {} of an epoch of {steps} steps and {} steps in all do not fit {} finished epochs",
+            state.step_in_epoch, state.global_step, state.epoch
+        )));
+    }
+    if let Some((_, best)) = state.best
+        && (best == 0 || best > state.epoch)
+    {
+        return Err(damaged(format!(
+            "its best epoch {best} is not one of the {} finished epochs",
+            state.epoch
+        )));
+    }
+    if state.seen > rows || state.correct > state.seen {
+        return Err(damaged(format!(
+            "{} rows seen and {} classified correctly in an epoch of {rows} rows",
+            state.seen, state.correct
+        )));
+    }
+    if state.epoch > epochs || (state.epoch == epochs && state.step_in_epoch > 0) {
+        return Err(Box::new(
+            Diagnostic::general(
+                Code::BadRunDirectory,
+                format!(
+                    "cannot resume: `{}` already trained {} epochs, more than the {epochs} asked for",
+                    out_dir.display(),
+                    state.epoch
+                ),
+            )
+            .in_file(out_dir)
+            .with_hint(format!("resume with --epochs {} or more", state.epoch.max(1))),
+        ));
+    }
+    Ok(())
 }

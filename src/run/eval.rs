@@ -89,6 +89,16 @@ pub fn evaluate(run: &Run, options: &EvalOptions) -> Result<EvalReport, Box<Diag
         .with_hint("--dropout-samples compares dropout's weight scaling with averaging sampled masks; drop the flag")
         .into());
     }
+    if let Some(report) = &options.report {
+        use crate::run::outputs::{self, Named};
+        let report = Named::new(report, "--report");
+        outputs::check_writable(&report)?;
+        let base = crate::run::spec::spec_dir(&options.spec);
+        let mut inputs = outputs::data_inputs(&run.program().train.data, &base);
+        inputs.push(Named::new(&options.spec, "the spec"));
+        inputs.push(Named::new(&options.weights, "the weights"));
+        outputs::refuse_overwriting_inputs(&[report], &inputs)?;
+    }
     let crate::run::predict::TrainedEngine {
         mut engine,
         normalization,

@@ -10,6 +10,7 @@ pub mod diagnose;
 pub mod eval;
 pub mod format;
 pub mod limits;
+pub mod outputs;
 pub mod predict;
 pub mod provenance;
 pub mod sanity;

@@ -3,6 +3,7 @@
 
 use crate::data::DataDirs;
 use crate::diag::{Code, Diagnostic, Failure};
+use crate::run::outputs;
 use crate::run::train::{Backend, Engines, Outcome, Progress, Run, TrainOptions};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -105,10 +106,13 @@ pub fn combinations(varies: &[Vary]) -> Vec<Vec<String>> {
 pub struct SweepRow {
     /// The varied settings, `KEY=VALUE`.
     pub settings: Vec<String>,
+    /// How the run ended: `completed`, `early_stop`, `diverged` or `interrupted` (the figures
+    /// of the last two are empty).
+    pub status: String,
     /// Final training accuracy and loss (evaluation mode).
-    pub train_accuracy: f64,
+    pub train_accuracy: Option<f64>,
     /// Final training loss.
-    pub train_loss: f64,
+    pub train_loss: Option<f64>,
     /// Final validation accuracy, if any.
     pub validation_accuracy: Option<f64>,
     /// Final validation loss.
@@ -137,8 +141,8 @@ pub fn markdown(varies: &[Vary], rows: &[SweepRow]) -> String {
     for v in varies {
         out.push_str(&format!(" {} |", v.key));
     }
-    out.push_str(" train acc | val acc | test acc | train loss | val loss | test loss | epochs |\n|");
-    out.push_str(&" --- |".repeat(varies.len() + 7));
+    out.push_str(" train acc | val acc | test acc | train loss | val loss | test loss | epochs | status |\n|");
+    out.push_str(&" --- |".repeat(varies.len() + 8));
     out.push('\n');
     for r in rows {
         out.push('|');
@@ -146,14 +150,15 @@ pub fn markdown(varies: &[Vary], rows: &[SweepRow]) -> String {
             out.push_str(&format!(" {} |", s.split_once('=').map_or(s.as_str(), |(_, v)| v)));
         }
         out.push_str(&format!(
-            " {} | {} | {} | {} | {} | {} | {} |\n",
-            cell(Some(r.train_accuracy), true),
+            " {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            cell(r.train_accuracy, true),
             cell(r.validation_accuracy, true),
             cell(r.test_accuracy, true),
-            cell(Some(r.train_loss), false),
+            cell(r.train_loss, false),
             cell(r.validation_loss, false),
             cell(r.test_loss, false),
-            r.epochs_run
+            r.epochs_run,
+            r.status
         ));
     }
     out
@@ -163,7 +168,7 @@ pub fn markdown(varies: &[Vary], rows: &[SweepRow]) -> String {
 pub fn csv(varies: &[Vary], rows: &[SweepRow]) -> String {
     let mut out: String = varies.iter().map(|v| format!("{},", v.key)).collect();
     out.push_str(
-        "train_accuracy,validation_accuracy,test_accuracy,train_loss,validation_loss,test_loss,epochs_run,run_dir\n",
+        "train_accuracy,validation_accuracy,test_accuracy,train_loss,validation_loss,test_loss,epochs_run,run_dir,status\n",
     );
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
     for r in rows {
@@ -176,15 +181,16 @@ pub fn csv(varies: &[Vary], rows: &[SweepRow]) -> String {
             }
         }
         out.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
-            r.train_accuracy,
+            "{},{},{},{},{},{},{},{},{}\n",
+            opt(r.train_accuracy),
             opt(r.validation_accuracy),
             opt(r.test_accuracy),
-            r.train_loss,
+            opt(r.train_loss),
             opt(r.validation_loss),
             opt(r.test_loss),
             r.epochs_run,
-            r.run_dir
+            r.run_dir,
+            r.status
         ));
     }
     out
@@ -203,8 +209,14 @@ pub struct SweepOptions {
     pub epochs: Option<u64>,
     /// Where named data sets are looked for.
     pub data_dirs: DataDirs,
-    /// The sweep's directory (default `runs/sweep-<model>-<time>/`).
+    /// The sweep's directory (default `runs/sweep-<model>-<time>/`); new or empty unless
+    /// `force`.
     pub out: Option<PathBuf>,
+    /// Replace the sweep in `out`.
+    pub force: bool,
+    /// Set by Ctrl-C (or SIGTERM, SIGHUP): the current run checkpoints, the table of the runs
+    /// so far is written, the sweep stops.
+    pub interrupt: Arc<AtomicBool>,
     /// Also write the results here (`.json`, or CSV for anything else).
     pub report: Option<PathBuf>,
     /// The execution backend.
@@ -248,12 +260,16 @@ impl SweepResults {
 pub enum SweepOutcome {
     /// Every combination trained.
     Finished(SweepResults),
-    /// A run was interrupted.
-    Interrupted,
+    /// A run was interrupted: the results of the runs before it (and its `interrupted` row).
+    Interrupted(SweepResults),
 }
 
+/// The files of a sweep's directory besides the runs' (`--force` replaces them).
+const FILES: &[&str] = &["sweep.md", "sweep.json", "sweep.csv", "sweep.svg"];
+
 /// Checks every combination, then trains them one by one (progress on stderr) and writes the
-/// sweep's table, JSON, CSV and plot.
+/// sweep's table, JSON, CSV and plot. A run that diverges is a `diverged` row and the sweep goes
+/// on; an interrupt or a failing run ends the sweep after writing the table of the runs so far.
 pub fn sweep(options: &SweepOptions) -> Result<SweepOutcome, Failure> {
     let varies: Vec<Vary> = options.varies.iter().map(|v| parse_vary(v)).collect::<Result<_, _>>()?;
     if let Some(d) = repeated_vary(&varies) {
@@ -264,61 +280,119 @@ pub fn sweep(options: &SweepOptions) -> Result<SweepOutcome, Failure> {
     let model = runs
         .first()
         .map_or("model".to_string(), |r| r.program().model.name.clone());
-    let out_dir = options.out.clone().unwrap_or_else(|| {
-        let d = crate::run::train::default_run_dir(&model);
-        d.with_file_name(format!(
-            "sweep-{}",
-            d.file_name()
+    if let Some(report) = &options.report {
+        let report = outputs::Named::new(report, "--report");
+        outputs::check_writable(&report)?;
+        let base = crate::run::spec::spec_dir(&options.spec);
+        let mut inputs = vec![outputs::Named::new(&options.spec, "the spec")];
+        inputs.extend(
+            runs.iter()
+                .flat_map(|r| outputs::data_inputs(&r.program().train.data, &base)),
+        );
+        outputs::refuse_overwriting_inputs(&[report], &inputs)?;
+    }
+    let out_dir = match &options.out {
+        Some(dir) => dir.clone(),
+        None => {
+            let d = crate::run::train::default_run_dir(&model);
+            let name = d
+                .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ))
-    });
+                .unwrap_or_default();
+            outputs::unique_dir(&d.with_file_name(format!("sweep-{name}")))?
+        }
+    };
+    outputs::claim_dir(&out_dir, FILES[0], options.force, FILES)?;
     let mut rows = Vec::new();
     let mut engines = Engines::default();
+    let mut interrupted = false;
+    let mut failed = None;
     for (i, (run, settings)) in runs.iter().zip(&combinations).enumerate() {
-        let name: String = settings
-            .iter()
-            .map(|s| s.rsplit('.').next().unwrap_or(s).replace(['(', ')', ' ', ','], "_"))
-            .collect::<Vec<_>>()
-            .join("-");
-        let dir = out_dir.join(format!("{:02}-{name}", i + 1));
+        let dir = out_dir.join(format!("{:02}-{}", i + 1, dir_name(settings)));
         crate::errln!("[{}/{}] {}", i + 1, runs.len(), settings.join(" "));
         let train = TrainOptions {
             data_dirs: options.data_dirs.clone(),
             spec_dir: crate::run::spec::spec_dir(&options.spec),
             out: Some(dir.clone()),
+            force: options.force,
+            spec: Some(options.spec.clone()),
             resume: None,
             report: None,
             progress: Progress::Quiet,
-            interrupt: Arc::new(AtomicBool::new(false)),
+            interrupt: options.interrupt.clone(),
             stop_after_steps: None,
             grad_stats: false,
             backend: options.backend,
         };
-        match crate::run::train::train_with(run, &train, &mut engines)? {
-            Outcome::Finished { report, .. } => rows.push(SweepRow {
-                settings: settings.clone(),
-                train_accuracy: report.train.accuracy,
-                train_loss: report.train.loss,
-                validation_accuracy: report.validation.map(|f| f.accuracy),
-                validation_loss: report.validation.map(|f| f.loss),
-                test_accuracy: report.test.map(|f| f.accuracy),
-                test_loss: report.test.map(|f| f.loss),
-                epochs_run: report.epochs_run,
-                run_dir: dir.display().to_string(),
-            }),
-            Outcome::Interrupted { .. } => return Ok(SweepOutcome::Interrupted),
+        let mut row = SweepRow {
+            settings: settings.clone(),
+            status: String::new(),
+            train_accuracy: None,
+            train_loss: None,
+            validation_accuracy: None,
+            validation_loss: None,
+            test_accuracy: None,
+            test_loss: None,
+            epochs_run: 0,
+            run_dir: dir.display().to_string(),
+        };
+        match crate::run::train::train_with(run, &train, &mut engines) {
+            Ok(Outcome::Finished { report, .. }) => {
+                row.status = report.stop_reason.clone();
+                row.train_accuracy = Some(report.train.accuracy);
+                row.train_loss = Some(report.train.loss);
+                row.validation_accuracy = report.validation.map(|f| f.accuracy);
+                row.validation_loss = report.validation.map(|f| f.loss);
+                row.test_accuracy = report.test.map(|f| f.accuracy);
+                row.test_loss = report.test.map(|f| f.loss);
+                row.epochs_run = report.epochs_run;
+            }
+            Ok(Outcome::Interrupted { epoch, .. }) => {
+                row.status = "interrupted".to_string();
+                row.epochs_run = epoch - 1;
+                interrupted = true;
+            }
+            Err(d) if d.code == Code::Diverged => {
+                crate::errln!("  diverged: {}", d.message);
+                row.status = "diverged".to_string();
+                row.epochs_run = crate::run::artifacts::read_metrics(&dir).map_or(0, |h| h.len());
+            }
+            Err(d) => {
+                failed = Some(d);
+                break;
+            }
+        }
+        rows.push(row);
+        if interrupted {
+            break;
         }
     }
     let table = markdown(&varies, &rows);
     write_results(&out_dir, options.report.as_deref(), &model, &varies, &rows, &table)?;
-    Ok(SweepOutcome::Finished(SweepResults {
+    if let Some(d) = failed {
+        return Err(d.into());
+    }
+    let results = SweepResults {
         rows,
         table,
         built: engines.built,
         reused: engines.reused,
         out_dir,
-    }))
+    };
+    Ok(if interrupted {
+        SweepOutcome::Interrupted(results)
+    } else {
+        SweepOutcome::Finished(results)
+    })
+}
+
+/// A run's directory name from its settings: the last part of each key's value, joined.
+fn dir_name(settings: &[String]) -> String {
+    settings
+        .iter()
+        .map(|s| s.rsplit('.').next().unwrap_or(s).replace(['(', ')', ' ', ','], "_"))
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Loads the spec under every combination before any trains: one bad combination stops the
@@ -383,7 +457,7 @@ fn write_results(
         })
         .collect();
     let series = [
-        ("train", rows.iter().map(|r| Some(r.train_accuracy)).collect()),
+        ("train", rows.iter().map(|r| r.train_accuracy).collect()),
         ("validation", rows.iter().map(|r| r.validation_accuracy).collect()),
         ("test", rows.iter().map(|r| r.test_accuracy).collect()),
     ];

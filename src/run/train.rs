@@ -6,7 +6,7 @@ use crate::back::engine::Engine;
 use crate::back::interp::{Context, Interpreter};
 use crate::check::Checked;
 use crate::data::{self, DataDirs, Splits};
-use crate::diag::{Code, Diagnostic};
+use crate::diag::Diagnostic;
 use crate::graph::{self, Graph};
 use crate::ir::Metric;
 use crate::ir::Program;
@@ -14,7 +14,7 @@ use crate::report::metrics;
 use crate::rng::{Rng, streams};
 use crate::run::checkpoint::{self, State};
 use crate::run::sanity::{self, Cause};
-use crate::run::{artifacts, weights};
+use crate::run::{artifacts, outputs, weights};
 use ndarray::{Array2, Axis};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,21 +40,29 @@ impl Run {
         self.checked.program()
     }
 
-    /// A hash of the spec text and overrides: checkpoints only resume under the same spec.
+    /// A hash of the checked program (overrides applied): comments and layout do not change
+    /// it, any value that changes what is trained does. Weights and executables record it.
     pub fn spec_hash(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut feed = |bytes: &[u8]| {
-            for &b in bytes {
-                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-            }
-        };
-        feed(self.spec_text.as_bytes());
-        for o in &self.overrides {
-            feed(b"\n--set ");
-            feed(o.as_bytes());
-        }
-        format!("{h:016x}")
+        hash_program(self.program())
     }
+
+    /// The hash a checkpoint resumes under: [`Run::spec_hash`] of the program with its number
+    /// of epochs left out, so that a run can be extended with a larger `--epochs`.
+    pub fn resume_hash(&self) -> String {
+        let mut program = self.program().clone();
+        program.train.epochs = 0;
+        hash_program(&program)
+    }
+}
+
+/// FNV-1a over the program's JSON form (deterministic: the IR holds no maps and no spans).
+fn hash_program(program: &Program) -> String {
+    let json = serde_json::to_string(program).expect("programs serialize");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in json.as_bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// How progress is shown.
@@ -75,8 +83,13 @@ pub struct TrainOptions {
     pub data_dirs: DataDirs,
     /// The spec's directory (relative data paths start there).
     pub spec_dir: PathBuf,
-    /// The run directory (default `runs/<model>-<timestamp>/`).
+    /// The run directory (default `runs/<model>-<timestamp>/`). It must be new or empty
+    /// unless `force`.
     pub out: Option<PathBuf>,
+    /// Replace the run in `out` (its netc files are removed first).
+    pub force: bool,
+    /// The spec file, if there is one: no output may overwrite it.
+    pub spec: Option<PathBuf>,
     /// Continue the run in this directory.
     pub resume: Option<PathBuf>,
     /// Also write the report here.
@@ -163,27 +176,30 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
     let started = Instant::now();
     let program = run.program();
     let graph = graph::build(&run.checked);
+
+    if let Some(dir) = &options.resume {
+        checkpoint::check_resumable(dir)?;
+    }
+    check_outputs(run, options)?;
     let splits = data::load(&program.train.data, &options.data_dirs, &options.spec_dir)?;
     sanity::check_data_fits(&graph, &splits)?;
     crate::diag::emit_human(
         &crate::diag::source::SourceMap::new(),
         &sanity::data_warnings(&graph, &splits),
     );
-
+    let engine = engines.take(options.backend, graph, program.train.seed)?;
     let out_dir = match (&options.resume, &options.out) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(dir)) => dir.clone(),
-        (None, None) => default_run_dir(&program.model.name),
+        (None, Some(dir)) => {
+            outputs::claim_dir(dir, artifacts::SPEC, options.force, artifacts::FILES)?;
+            dir.clone()
+        }
+        (None, None) => {
+            let dir = outputs::unique_dir(&default_run_dir(&program.model.name))?;
+            outputs::claim_dir(&dir, artifacts::SPEC, false, &[])?;
+            dir
+        }
     };
-    std::fs::create_dir_all(&out_dir).map_err(|e| {
-        Diagnostic::general(
-            Code::FileUnwritable,
-            format!("cannot create the run directory `{}`: {e}", out_dir.display()),
-        )
-        .in_file(&out_dir)
-        .with_hint("pass a writable directory with --out")
-    })?;
-    let engine = engines.take(options.backend, graph, program.train.seed)?;
     let mut session = Session::open(run, options, splits, out_dir, engine, started)?;
     let config = &program.train;
     let mut order: Vec<usize> = Vec::new();
@@ -236,14 +252,29 @@ impl<'a> Session<'a> {
         mut engine: Box<dyn Engine>,
         started: Instant,
     ) -> Result<Session<'a>, Box<Diagnostic>> {
-        let (state, best_params) = if options.resume.is_some() {
-            checkpoint::load(&out_dir, engine.as_mut(), &run.spec_hash())?
-        } else {
-            artifacts::write_spec_and_settings(&out_dir, run)?;
-            (State::new(run.spec_hash()), None)
-        };
         let n = splits.train.len();
         let batch = run.program().train.batch.min(n).max(1);
+        let (state, best_params) = if options.resume.is_some() {
+            crate::fsutil::remove_stale_temps(&out_dir);
+            let (state, best) = checkpoint::load(&out_dir, engine.as_mut(), &run.resume_hash())?;
+            let epochs = run.program().train.epochs;
+            checkpoint::check_counters(&state, &out_dir, epochs, n.div_ceil(batch), n)?;
+            // The same program, perhaps with more epochs (or other comments): the run directory
+            // says what it is now. A spec read from the run directory itself stays as it is.
+            let own = options
+                .spec
+                .as_ref()
+                .is_some_and(|s| outputs::same_file(s, &out_dir.join(artifacts::SPEC)));
+            if own {
+                artifacts::write_settings(&out_dir, run)?;
+            } else {
+                artifacts::write_spec_and_settings(&out_dir, run)?;
+            }
+            (state, best)
+        } else {
+            artifacts::write_spec_and_settings(&out_dir, run)?;
+            (State::new(run.resume_hash()), None)
+        };
         Ok(Session {
             run,
             options,
@@ -532,7 +563,35 @@ pub fn render_report(report: &Report, out_dir: &Path) -> String {
     out
 }
 
-/// `runs/<model>-<UTC timestamp>`, with a suffix if that exists.
+/// Refuses, before any work, outputs that cannot be written or that would overwrite an input:
+/// `--report`, and the files of the run directory.
+fn check_outputs(run: &Run, options: &TrainOptions) -> Result<(), Box<Diagnostic>> {
+    let mut inputs = outputs::data_inputs(&run.program().train.data, &options.spec_dir);
+    inputs.extend(options.spec.iter().map(|s| outputs::Named::new(s, "the spec")));
+    let mut written = Vec::new();
+    if let Some(report) = &options.report {
+        let report = outputs::Named::new(report, "--report");
+        outputs::check_writable(&report)?;
+        written.push(report);
+    }
+    if let Some(dir) = options
+        .out
+        .as_ref()
+        .filter(|_| !options.force && options.resume.is_none())
+    {
+        outputs::refuse_occupied(dir, artifacts::SPEC)?;
+    }
+    if let Some(dir) = options.resume.as_ref().or(options.out.as_ref()) {
+        let flag = if options.resume.is_some() { "--resume" } else { "--out" };
+        let named = |f: &&str| outputs::Named::new(dir.join(f), flag);
+        // A resumed run keeps its `spec.net` (`netc train runs/x/spec.net --resume runs/x`).
+        let kept = |f: &&&str| options.resume.is_none() || **f != artifacts::SPEC;
+        written.extend(artifacts::FILES.iter().filter(kept).map(named));
+    }
+    outputs::refuse_overwriting_inputs(&written, &inputs)
+}
+
+/// `runs/<model>-<UTC timestamp>` (`outputs::unique_dir` adds a suffix if that exists).
 pub fn default_run_dir(model: &str) -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -540,14 +599,7 @@ pub fn default_run_dir(model: &str) -> PathBuf {
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     let t = secs % 86_400;
     let stamp = format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", t / 3600, t / 60 % 60, t % 60);
-    let base = PathBuf::from("runs").join(format!("{model}-{stamp}"));
-    let mut candidate = base.clone();
-    let mut i = 2;
-    while candidate.exists() {
-        candidate = PathBuf::from(format!("{}-{i}", base.display()));
-        i += 1;
-    }
-    candidate
+    PathBuf::from("runs").join(format!("{model}-{stamp}"))
 }
 
 /// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).

@@ -20,9 +20,9 @@ pub fn link_executable(
         .ok()
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "cc".to_string());
-    let dir = std::env::temp_dir().join(format!("netc-build-{}-{}", std::process::id(), symbol));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| {
+    // A directory of its own (never one that exists: another build's, or planted in /tmp).
+    let base = std::env::temp_dir().join(format!("netc-build-{}-{}", std::process::id(), symbol));
+    let dir = crate::fsutil::create_unique_dir(&base).map_err(|e| {
         Diagnostic::general(
             Code::FileUnwritable,
             format!("cannot create a temporary directory: {e}"),
