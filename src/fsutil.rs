@@ -17,19 +17,30 @@ const TEMP_MARKER: &str = ".tmp-";
 /// rewritten in place, and only after the whole content was written and synced to a temporary
 /// file (a full disk fails before the file is touched).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |out| out.write_all(bytes))
+}
+
+/// [`write_atomic`] of what `write` writes, streamed through a buffer into the temporary file
+/// (a checkpoint of a large model is never held in memory as one byte string).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let path = resolve(path)?;
     let existing = std::fs::metadata(&path).ok().filter(|m| m.is_file());
     let temp = temp_path(&path);
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&temp)?);
+        write(&mut out)?;
+        let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
         if let Some(old) = &existing {
             keep_mode_and_owner(&file, old)?;
         }
         file.sync_all()?;
         if existing.as_ref().is_some_and(hard_linked) {
+            let mut source = std::fs::File::open(&temp)?;
             let mut target = std::fs::OpenOptions::new().write(true).truncate(true).open(&path)?;
-            target.write_all(bytes)?;
+            std::io::copy(&mut source, &mut target)?;
             target.sync_all()?;
             return std::fs::remove_file(&temp);
         }

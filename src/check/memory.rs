@@ -2,7 +2,7 @@
 
 use super::{LayerShapes, Limits};
 use crate::diag::{Code, Diagnostic};
-use crate::ir::{Handle, Layer, LayerKind, Program, Spans};
+use crate::ir::{DataSource, Handle, Layer, LayerKind, Program, Spans};
 
 /// Bytes training needs: parameters with their gradients and optimizer state, and the
 /// activations, masks and gradients of one batch.
@@ -10,10 +10,27 @@ pub fn memory_estimate(program: &Program, shapes: &[LayerShapes]) -> u128 {
     training_bytes(program, shapes, program.train.batch as u128)
 }
 
-/// Bytes training needs with batches of `batch` rows (the spec's, or a flag's).
+/// Copies of every parameter alive at the peak of training, besides the optimizer's state:
+/// the values and their gradients in the engine, and the snapshot a checkpoint writes (values
+/// and state again, streamed to the file from there).
+const PARAMETER_COPIES: u128 = 3;
+
+/// Copies of one batch's activations alive at the peak: each layer's output, its
+/// pre-activation, their gradients and the masks, in the engine's buffers for the training
+/// batch and for evaluation; 6 is what the JIT (the larger of the two backends) measures.
+const ACTIVATION_COPIES: u128 = 6;
+
+/// Bytes of the process itself: netc's code, the JIT's kernels, the threads' stacks and the
+/// allocator's slack (a tiny model's peak on either backend stays below it).
+const PROCESS_BYTES: u128 = 32 << 20;
+
+/// Bytes training needs with batches of `batch` rows (the spec's, or a flag's): the peak
+/// resident memory as measured on both backends (see `docs/results.md`), plus a named data set
+/// (the size of a data file is known only when it is read).
 pub fn training_bytes(program: &Program, shapes: &[LayerShapes], batch: u128) -> u128 {
     let model = &program.model;
     let state = program.train.optimizer.kind.state_slots() as u128;
+    let best = u128::from(program.train.early_stop.is_some_and(|e| e.restore_best));
     let parameters = total_parameters(shapes);
     let mut activations: u128 = model.input_width as u128;
     for (layer, shape) in model.layers.values().zip(shapes) {
@@ -22,7 +39,14 @@ pub fn training_bytes(program: &Program, shapes: &[LayerShapes], batch: u128) ->
             _ => shape.output.cols() as u128,
         };
     }
-    4 * (parameters * (2 + state) + activations * batch * 3)
+    let data = match program.train.data.source {
+        DataSource::Named(n) => n.samples() as u128 * (n.features() as u128 + 1),
+        DataSource::Files(_) => 0,
+    };
+    let copies = PARAMETER_COPIES + 2 * state + best;
+    let values =
+        parameters.saturating_mul(copies) + activations.saturating_mul(batch).saturating_mul(ACTIVATION_COPIES);
+    PROCESS_BYTES + 4 * (values + data)
 }
 
 /// E0017: training would not fit in memory.
@@ -57,7 +81,7 @@ pub(super) fn check_memory(
     )
     .with_label("too large")
     .with_note(format!(
-        "estimate: {} parameters, each with a gradient and {} optimizer value(s), plus activations for a batch of {}",
+        "estimate: {} parameters, each with a gradient, {} optimizer value(s) and a checkpoint's copy, plus activations for a batch of {} and the data",
         total_parameters(shapes),
         program.train.optimizer.kind.state_slots(),
         program.train.batch

@@ -210,6 +210,14 @@ impl NamedData {
     pub fn classes(self) -> usize {
         10
     }
+
+    /// Number of samples, all splits together.
+    pub fn samples(self) -> usize {
+        match self {
+            NamedData::Digits => 1_797,
+            NamedData::Mnist => 70_000,
+        }
+    }
 }
 
 /// Feature (and label) files.

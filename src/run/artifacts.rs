@@ -98,6 +98,10 @@ pub struct Report {
     pub wall_seconds: f64,
     /// Training samples per second of training-step time.
     pub samples_per_second: f64,
+    /// The process's peak resident memory in bytes when training ended (this session's), where
+    /// the system says (Linux's `VmHWM`): the figure `check`'s memory estimate is measured by.
+    #[serde(default)]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// Writes one file of a run directory atomically.
@@ -106,6 +110,18 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<(), Box<Diagnostic>> {
         path,
         bytes,
         "check that the run directory is writable and the disk has room",
+    )
+}
+
+/// [`write`] of what `write` streams out (weights and checkpoints).
+pub fn write_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), Box<Diagnostic>> {
+    crate::run::write_file_with(
+        path,
+        "check that the run directory is writable and the disk has room",
+        write,
     )
 }
 

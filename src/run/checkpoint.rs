@@ -4,7 +4,7 @@
 use crate::back::engine::Engine;
 use crate::diag::{Code, Diagnostic};
 use crate::report::history::EpochRecord;
-use crate::run::weights::{self, NamedTensor};
+use crate::run::weights;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -95,14 +95,14 @@ pub fn save(
     let graph = engine.graph();
     let params = engine.params();
     let optimizer_state = engine.state();
-    let mut tensors: Vec<NamedTensor> = Vec::new();
+    let mut tensors: Vec<weights::TensorOut> = Vec::new();
     for (i, p) in graph.params.iter().enumerate() {
-        tensors.push(weights::param_tensor(&p.name, p.kind, &params[i]));
+        tensors.push(weights::param_out(&p.name, p.kind, &params[i]));
         for (k, s) in optimizer_state[i].iter().enumerate() {
-            tensors.push(weights::param_tensor(&format!("state.{k}.{}", p.name), p.kind, s));
+            tensors.push(weights::param_out(&format!("state.{k}.{}", p.name), p.kind, s));
         }
         if let Some(best) = best {
-            tensors.push(weights::param_tensor(&format!("best.{}", p.name), p.kind, &best[i]));
+            tensors.push(weights::param_out(&format!("best.{}", p.name), p.kind, &best[i]));
         }
     }
     let mut meta = BTreeMap::new();
@@ -110,7 +110,9 @@ pub fn save(
         STATE_KEY.to_string(),
         serde_json::to_string(state).expect("state serializes"),
     );
-    crate::run::artifacts::write(&out_dir.join(CHECKPOINT), &weights::encode(&tensors, meta))
+    crate::run::artifacts::write_with(&out_dir.join(CHECKPOINT), |out| {
+        weights::encode_to(out, &tensors, &meta)
+    })
 }
 
 /// Restores `engine` from the run directory's checkpoint; returns the training state and the

@@ -18,6 +18,15 @@ pub fn of_this_machine() -> Limits {
     }
 }
 
+/// This process's peak resident memory in bytes (`VmHWM` of `/proc/self/status`), where the
+/// system reports it.
+pub fn peak_resident_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn parse_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let (digits, shift) = match text.char_indices().last()? {

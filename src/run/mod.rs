@@ -25,7 +25,16 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically; a failure names the file, and `hint` says what to
 /// check.
 pub fn write_file(path: &Path, bytes: &[u8], hint: &str) -> Result<(), Box<Diagnostic>> {
-    crate::fsutil::write_atomic(path, bytes).map_err(|e| {
+    write_file_with(path, hint, |out| out.write_all(bytes))
+}
+
+/// [`write_file`] of what `write` streams out.
+pub fn write_file_with(
+    path: &Path,
+    hint: &str,
+    write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> Result<(), Box<Diagnostic>> {
+    crate::fsutil::write_atomic_with(path, write).map_err(|e| {
         Box::new(
             Diagnostic::general(Code::FileUnwritable, format!("cannot write `{}`: {e}", path.display()))
                 .in_file(path)

@@ -452,6 +452,8 @@ impl<'a> Session<'a> {
             state.best = Some((value, record.epoch));
             state.bad_epochs = 0;
             if config.early_stop.is_some_and(|e| e.restore_best) {
+                // The old best goes first: never two copies beside the engine's own.
+                self.best_params = None;
                 self.best_params = Some(self.engine.params());
             }
         } else {
@@ -484,15 +486,18 @@ impl<'a> Session<'a> {
             stop_reason: if state.stopped_early { "early_stop" } else { "completed" }.to_string(),
             wall_seconds: self.wall_before + self.started.elapsed().as_secs_f64(),
             samples_per_second: state.samples_trained as f64 / state.train_seconds.max(1e-9),
+            peak_memory_bytes: crate::run::limits::peak_resident_bytes(),
         };
         let final_params = engine.params();
-        let tensors = weights::model_tensors(engine.graph(), &final_params, &self.splits.normalization);
+        let tensors = weights::model_outs(engine.graph(), &final_params, &self.splits.normalization);
         let mut meta = crate::run::provenance::metadata(self.run);
         let name = &self.run.program().model.name;
         meta.insert("format".to_string(), "pt".to_string());
         meta.insert("netc.model".to_string(), name.clone());
         let dir = &self.out_dir;
-        artifacts::write(&dir.join(artifacts::WEIGHTS), &weights::encode(&tensors, meta))?;
+        artifacts::write_with(&dir.join(artifacts::WEIGHTS), |out| {
+            weights::encode_to(out, &tensors, &meta)
+        })?;
         let svg = crate::report::plot::curves_svg(name, &state.history, report.best_epoch, stop_epoch);
         artifacts::write(&dir.join(artifacts::CURVES), svg.as_bytes())?;
         if state.history.iter().any(|r| !r.grad_stats.is_empty()) {

@@ -66,7 +66,7 @@ pub fn encode(tensors: &[NamedTensor], metadata: BTreeMap<String, String>) -> Ve
 /// JSON header (tensors sorted by name, `__metadata__` first) padded with spaces to a multiple
 /// of 8, then the tensors' bytes in header order. The crate reads and validates it.
 pub fn encode_to(
-    out: &mut impl std::io::Write,
+    out: &mut (impl std::io::Write + ?Sized),
     tensors: &[TensorOut],
     metadata: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
@@ -301,6 +301,32 @@ pub fn param_tensor(name: &str, kind: ParamKind, value: &Array2<f32>) -> NamedTe
             data: value.iter().copied().collect(),
         },
     }
+}
+
+/// The tensors of a trained model, to write without copying them.
+pub fn model_outs<'a>(
+    graph: &Graph,
+    params: &'a [Array2<f32>],
+    normalization: &'a Normalization,
+) -> Vec<TensorOut<'a>> {
+    let row = |v: &'a [f32]| ndarray::ArrayView2::from_shape((1, v.len()), v).expect("a row of its own length");
+    let mut out: Vec<TensorOut> = graph
+        .params
+        .iter()
+        .zip(params)
+        .map(|(p, v)| param_out(&p.name, p.kind, v))
+        .collect();
+    for (name, values) in [
+        ("input.shift", &normalization.shift),
+        ("input.scale", &normalization.scale),
+    ] {
+        out.push(TensorOut {
+            name: name.to_string(),
+            shape: vec![values.len()],
+            values: row(values),
+        });
+    }
+    out
 }
 
 /// The tensors of a trained model.
