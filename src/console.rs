@@ -7,6 +7,7 @@
 //!   program killed by `SIGPIPE` would (`cat`, `yes`): never 0, since the output is incomplete;
 //! - any other failure on standard output (`> /dev/full`, a full disk) is reported on standard
 //!   error as E0102 and exits 1;
+//! - a closed standard output (`>&-`) is E0102 with exit 1 at the first write;
 //! - a failure on standard error itself cannot be reported anywhere: the text is dropped and the
 //!   command goes on to its own exit status.
 
@@ -18,6 +19,7 @@ pub const BROKEN_PIPE_STATUS: i32 = 141;
 
 /// Writes to standard output (flushed, so a failure is seen at the line that caused it).
 pub fn out(args: fmt::Arguments) {
+    refuse_closed_stdout();
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
         fail_stdout(&e);
@@ -26,6 +28,7 @@ pub fn out(args: fmt::Arguments) {
 
 /// Writes bytes to standard output, flushed.
 pub fn out_bytes(bytes: &[u8]) {
+    refuse_closed_stdout();
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_all(bytes).and_then(|()| stdout.flush()) {
         fail_stdout(&e);
@@ -40,6 +43,33 @@ pub fn err(args: fmt::Arguments) {
         && e.kind() == ErrorKind::BrokenPipe
     {
         std::process::exit(BROKEN_PIPE_STATUS);
+    }
+}
+
+/// A closed standard output (`netc predict ... >&-`) looks like success: Rust's runtime opens
+/// `/dev/null` on a standard descriptor that is closed at start-up, so every write "works" and
+/// the result is lost with exit 0. It opens it for reading and writing, which a shell's
+/// `> /dev/null` never does: that is how it is told apart (where `/proc` says; elsewhere
+/// nothing is refused). Checked once, at the first write.
+fn refuse_closed_stdout() {
+    static CLOSED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let closed = *CLOSED.get_or_init(|| {
+        let target = std::fs::read_link("/proc/self/fd/1");
+        let flags = std::fs::read_to_string("/proc/self/fdinfo/1").ok().and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("flags:"))?.to_string();
+            u32::from_str_radix(line.trim_start_matches("flags:").trim(), 8).ok()
+        });
+        const ACCESS_MODE: u32 = 0o3;
+        const READ_WRITE: u32 = 0o2;
+        target.is_ok_and(|t| t == std::path::Path::new("/dev/null"))
+            && flags.is_some_and(|f| f & ACCESS_MODE == READ_WRITE)
+    });
+    if closed {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error[E0102]: cannot write to standard output: it is closed\n  = help: nothing would be kept; redirect it to a file, or to /dev/null to discard it"
+        );
+        std::process::exit(1);
     }
 }
 

@@ -41,14 +41,11 @@ fn a_full_standard_output_is_an_error_not_a_truncated_success() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("netc runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(
-                b"model m {\n  input 4\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\"\n}\n",
-            )
-            .expect("write stdin");
+        // `check` does not read its standard input and may be gone before this write: a
+        // closed pipe here is no failure of the test.
+        let _ = child.stdin.take().expect("stdin").write_all(
+            b"model m {\n  input 4\n  dense 2 softmax\n  loss cross_entropy\n}\ntrain {\n  data \"x.csv\"\n}\n",
+        );
         let out = child.wait_with_output().expect("netc ends");
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
@@ -109,4 +106,33 @@ fn a_failing_standard_error_is_no_panic() {
     );
     assert_eq!(out.status.code(), Some(0), "training itself succeeds");
     assert!(run.join("weights.safetensors").exists());
+}
+
+/// `netc predict ... >&-`: Rust's runtime puts `/dev/null` on a closed standard output, so the
+/// result used to vanish with exit 0. A shell's `> /dev/null` (write-only) still discards.
+#[test]
+fn a_closed_standard_output_is_an_error() {
+    let netc = env!("CARGO_BIN_EXE_netc");
+    let sh = |redirect: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec \"$0\" fmt - {redirect}"))
+            .arg(netc)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh starts")
+    };
+    for (redirect, code) in [(">&-", 1), ("> /dev/null", 0)] {
+        let mut child = sh(redirect);
+        let spec = b"model m {\n  input 2\n  dense 2 softmax\n  loss cross_entropy\n}\n";
+        let _ = child.stdin.take().expect("stdin").write_all(spec);
+        let out = child.wait_with_output().expect("wait");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{redirect}: {stderr}");
+        if code == 1 {
+            assert!(stderr.contains("error[E0102]") && stderr.contains("closed"), "{stderr}");
+        }
+    }
 }
