@@ -167,18 +167,7 @@ fn the_executable_agrees_with_predict_and_eval() {
 
     // Reproducible: building again gives identical bytes.
     let again = dir.join("again").join("digits_model");
-    assert!(
-        netc(&[
-            "build",
-            "examples/digits.net",
-            "--weights",
-            s(&weights),
-            "-o",
-            s(&again)
-        ])
-        .status
-        .success()
-    );
+    build_executable(Path::new("examples/digits.net"), &weights, &again, &[], "again");
     for ext in ["", ".o"] {
         let x = std::fs::read(format!("{}{ext}", exe.display())).expect("first");
         let y = std::fs::read(format!("{}{ext}", again.display())).expect("second");
@@ -205,19 +194,14 @@ fn a_c_program_calls_the_api() {
         .success()
     );
     let base = dir.join("clf");
-    let o = netc(&[
-        "build",
-        "examples/optimizer_sgd.net",
-        "--weights",
-        s(&run.join("weights.safetensors")),
-        "-o",
-        s(&base),
-        "--emit",
-        "obj,header",
-        "--batch-max",
-        "100",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    let flags = ["--emit", "obj,header", "--batch-max", "100"];
+    build_executable(
+        Path::new("examples/optimizer_sgd.net"),
+        &run.join("weights.safetensors"),
+        &base,
+        &flags,
+        "clf",
+    );
     assert!(!base.exists(), "no executable was asked for");
     let header = std::fs::read_to_string(dir.join("clf.h")).expect("header");
     assert!(header.contains("int clf_predict(const float *inputs, size_t rows, float *outputs);"));
@@ -289,17 +273,7 @@ fn compiled_models_match_the_interpreter() {
         let weights = dir.join(format!("m{case}.safetensors"));
         std::fs::write(&weights, netc::run::weights::encode(&tensors, Default::default())).expect("write");
         let exe = dir.join(format!("model{case}"));
-        let o = netc(&[
-            "build",
-            s(&spec),
-            "--weights",
-            s(&weights),
-            "-o",
-            s(&exe),
-            "--emit",
-            "exe",
-        ]);
-        assert!(o.status.success(), "case {case}: {}", text(&o.stderr));
+        build_executable(&spec, &weights, &exe, &["--emit", "exe"], &format!("case {case}"));
         // 37 rows: several 16-row chunks and a remainder.
         let raw = Array2::from_shape_fn((37, width), |_| (rng.normal() * 2.0) as f32);
         let rows = dir.join(format!("rows{case}.csv"));
@@ -449,17 +423,7 @@ buffers: 15
     let weights = dir.join("folded.safetensors");
     std::fs::write(&weights, netc::run::weights::encode(&tensors, Default::default())).expect("write");
     let exe = dir.join("folded");
-    let o = netc(&[
-        "build",
-        s(&spec),
-        "--weights",
-        s(&weights),
-        "-o",
-        s(&exe),
-        "--emit",
-        "exe",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    build_executable(&spec, &weights, &exe, &["--emit", "exe"], "folded");
     let rows = dir.join("rows.csv");
     std::fs::write(&rows, csv(&raw)).expect("write");
     let out = Command::new(&exe).arg(&rows).output().expect("exe runs");

@@ -352,17 +352,7 @@ fn the_executable_refuses_what_predict_refuses() {
     let dir = temp_dir("exe");
     let (spec, weights) = trained(&dir);
     let exe = dir.join("tiny");
-    let o = netc(&[
-        "build",
-        s(&spec),
-        "--weights",
-        s(&weights),
-        "-o",
-        s(&exe),
-        "--batch-max",
-        "3",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    build_executable(&spec, &weights, &exe, &["--batch-max", "3"], "tiny");
     let run = |args: &[&str], input: &[u8]| -> Output {
         let mut child = Command::new(&exe)
             .args(args)
@@ -472,17 +462,7 @@ fn the_executable_and_predict_agree_on_mutated_rows() {
     let dir = temp_dir("agree");
     let (spec, weights) = trained(&dir);
     let exe = dir.join("tiny_agree");
-    let o = netc(&[
-        "build",
-        s(&spec),
-        "--weights",
-        s(&weights),
-        "-o",
-        s(&exe),
-        "--emit",
-        "exe",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    build_executable(&spec, &weights, &exe, &["--emit", "exe"], "tiny_agree");
     // Mutations of valid rows, over the characters numbers are written with and the ones that
     // break them; a fixed linear congruential sequence keeps the cases the same every run.
     let alphabet = b"0123456789.,-+eE \t\r\x0b\nnaifxNAIF;\x00\x1b";

@@ -287,22 +287,6 @@ pub fn param_out<'a>(name: &str, kind: ParamKind, value: &'a Array2<f32>) -> Ten
     }
 }
 
-/// A parameter as a tensor in file layout (a copy; [`param_out`] writes one without copying).
-pub fn param_tensor(name: &str, kind: ParamKind, value: &Array2<f32>) -> NamedTensor {
-    match kind {
-        ParamKind::Weight => NamedTensor {
-            name: name.to_string(),
-            shape: vec![value.ncols(), value.nrows()],
-            data: value.t().iter().copied().collect(),
-        },
-        ParamKind::Bias | ParamKind::Slope => NamedTensor {
-            name: name.to_string(),
-            shape: vec![value.len()],
-            data: value.iter().copied().collect(),
-        },
-    }
-}
-
 /// The tensors of a trained model, to write without copying them.
 pub fn model_outs<'a>(
     graph: &Graph,
@@ -329,25 +313,16 @@ pub fn model_outs<'a>(
     out
 }
 
-/// The tensors of a trained model.
+/// The tensors of a trained model, copied (for tests and tools that edit them before writing).
 pub fn model_tensors(graph: &Graph, params: &[Array2<f32>], normalization: &Normalization) -> Vec<NamedTensor> {
-    let mut out: Vec<NamedTensor> = graph
-        .params
+    model_outs(graph, params, normalization)
         .iter()
-        .zip(params)
-        .map(|(p, v)| param_tensor(&p.name, p.kind, v))
-        .collect();
-    out.push(NamedTensor {
-        name: "input.shift".to_string(),
-        shape: vec![normalization.shift.len()],
-        data: normalization.shift.clone(),
-    });
-    out.push(NamedTensor {
-        name: "input.scale".to_string(),
-        shape: vec![normalization.scale.len()],
-        data: normalization.scale.clone(),
-    });
-    out
+        .map(|t| NamedTensor {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            data: t.values.iter().copied().collect(),
+        })
+        .collect()
 }
 
 /// Reads a parameter back from file layout into the interpreter's layout, checking its shape.

@@ -37,3 +37,12 @@ pub fn s(p: &Path) -> &str {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// `netc build SPEC --weights WEIGHTS -o EXE` with `flags` (e.g. `--emit exe`), which must
+/// succeed; `what` names the case in the failure.
+pub fn build_executable(spec: &Path, weights: &Path, exe: &Path, flags: &[&str], what: &str) {
+    let mut args = vec!["build", s(spec), "--weights", s(weights), "-o", s(exe)];
+    args.extend_from_slice(flags);
+    let o = netc(&args);
+    assert!(o.status.success(), "{what}: {}", text(&o.stderr));
+}
