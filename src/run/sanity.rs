@@ -4,7 +4,7 @@
 
 use crate::back::engine::Engine;
 use crate::data::{Dataset, Splits};
-use crate::diag::{Code, Diagnostic, Severity};
+use crate::diag::{Code, Diagnostic};
 use crate::graph::Graph;
 use crate::run::checkpoint::{CHECKPOINT, State};
 use std::path::Path;
@@ -111,10 +111,7 @@ pub fn data_warnings(graph: &Graph, splits: &Splits) -> Vec<Diagnostic> {
 }
 
 fn warning(code: Code, message: String, hint: &str) -> Diagnostic {
-    Diagnostic {
-        severity: Severity::Warning,
-        ..Diagnostic::general(code, message).with_hint(hint)
-    }
+    Diagnostic::general_warning(code, message).with_hint(hint)
 }
 
 /// True when a finite `loss` has grown past [`LOSS_GROWTH_LIMIT`] times the run's first loss.
