@@ -11,12 +11,14 @@ mod model;
 pub mod shape;
 mod spans;
 mod train;
+pub mod window;
 
 pub use arena::{Arena, Handle};
 pub use model::*;
 pub use shape::{Dim, MAX_RANK, Shape};
 pub use spans::{SlotSpans, Spans};
 pub use train::*;
+pub use window::{Padding, Window};
 
 /// A whole spec: the model and how to train it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
