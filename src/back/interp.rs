@@ -171,6 +171,13 @@ impl<F: Float> Interpreter<F> {
                 self.values[grad.index()] = Some(g);
                 None
             }
+            &Op::Update(UpdateOp::Average { param, value, momentum }) => {
+                let v = self.values[value.index()]
+                    .as_ref()
+                    .expect("the value ran before its running average");
+                UpdateOp::average(&mut self.params[param], v, momentum);
+                None
+            }
             op => Some(op.eval(&EvalCx {
                 nodes: &self.graph.nodes,
                 values: &self.values,

@@ -4,7 +4,7 @@ use super::{EvalCx, Family, Float, Fusion, GradCx, NodeId, ShapeCx, cast};
 use crate::ir::{OptimizerKind, Shape};
 use ndarray::{Array2, Zip};
 
-/// The update op.
+/// The update ops: what the update piece does to a parameter, in place.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateOp {
     /// One optimizer step for a parameter, in place (the rule is the graph's optimizer).
@@ -14,26 +14,50 @@ pub enum UpdateOp {
         /// Its final gradient.
         grad: NodeId,
     },
+    /// A running average moved towards a value, in place: `p = (1 - momentum) p + momentum
+    /// value` (PyTorch's batch-normalization convention; its default momentum is 0.1). It runs
+    /// in the update piece, after backward, so it reads this step's batch statistics.
+    Average {
+        /// The parameter index (a running statistic, not trained by the optimizer).
+        param: usize,
+        /// What it moves towards, shaped like the parameter.
+        value: NodeId,
+        /// The weight of the new value.
+        momentum: f64,
+    },
 }
 
 impl Family for UpdateOp {
     fn inputs(&self) -> Vec<NodeId> {
-        let UpdateOp::Update { grad, .. } = *self;
-        vec![grad]
+        match *self {
+            UpdateOp::Update { grad, .. } => vec![grad],
+            UpdateOp::Average { value, .. } => vec![value],
+        }
     }
 
     fn map_inputs(&self, f: &mut dyn FnMut(NodeId) -> NodeId) -> Self {
-        let UpdateOp::Update { param, grad } = *self;
-        UpdateOp::Update { param, grad: f(grad) }
+        match *self {
+            UpdateOp::Update { param, grad } => UpdateOp::Update { param, grad: f(grad) },
+            UpdateOp::Average { param, value, momentum } => UpdateOp::Average {
+                param,
+                value: f(value),
+                momentum,
+            },
+        }
     }
 
     fn name(&self) -> &'static str {
-        "update"
+        match self {
+            UpdateOp::Update { .. } => "update",
+            UpdateOp::Average { .. } => "running_average",
+        }
     }
 
     fn shape(&self, cx: &dyn ShapeCx) -> Shape {
-        let UpdateOp::Update { grad, .. } = *self;
-        cx.of(grad)
+        match *self {
+            UpdateOp::Update { grad, .. } => cx.of(grad),
+            UpdateOp::Average { value, .. } => cx.of(value),
+        }
     }
 
     fn fusion(&self) -> Fusion {
@@ -41,7 +65,7 @@ impl Family for UpdateOp {
     }
 
     fn eval<F: Float>(&self, _cx: &EvalCx<F>) -> Array2<F> {
-        unreachable!("updates change their parameter in place: UpdateOp::apply")
+        unreachable!("updates change their parameter in place: UpdateOp::apply, UpdateOp::average")
     }
 
     fn differentiate(&self, _node: NodeId, _dy: Option<NodeId>, _cx: &mut dyn GradCx) {
@@ -50,6 +74,12 @@ impl Family for UpdateOp {
 }
 
 impl UpdateOp {
+    /// [`UpdateOp::Average`] on one parameter tensor: `p = (1 - momentum) p + momentum value`.
+    pub fn average<F: Float>(p: &mut Array2<F>, value: &Array2<F>, momentum: f64) {
+        let (keep, take): (F, F) = (cast(1.0 - momentum), cast(momentum));
+        Zip::from(p).and(value).for_each(|p, &v| *p = keep * *p + take * v);
+    }
+
     /// One optimizer step on one parameter tensor. `t` is the number of updates including this
     /// one.
     pub fn apply<F: Float>(
@@ -114,5 +144,24 @@ impl UpdateOp {
                     });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_average_moves_by_its_momentum() {
+        let mut p = Array2::from_shape_vec((1, 3), vec![0.0, 1.0, -2.0]).expect("3 values");
+        let value = Array2::from_shape_vec((1, 3), vec![10.0, 1.0, 2.0]).expect("3 values");
+        UpdateOp::average(&mut p, &value, 0.1);
+        let expected: [f64; 3] = [1.0, 1.0, -1.6];
+        assert!(p.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-15), "{p}");
+        // Momentum 1 takes the value; 0 keeps the parameter.
+        UpdateOp::average(&mut p, &value, 1.0);
+        assert_eq!(p, value);
+        UpdateOp::average(&mut p, &Array2::zeros((1, 3)), 0.0);
+        assert_eq!(p, value);
     }
 }
