@@ -14,12 +14,18 @@
 
 pub mod activation;
 pub mod arith;
+pub mod channels;
+pub mod conv;
 pub mod dropout;
 pub mod linear;
 pub mod loss;
 pub mod maxout;
+pub mod norm;
 pub mod penalty;
+pub mod pool;
 pub mod softmax;
+#[cfg(test)]
+mod testing;
 pub mod update;
 
 use crate::ir::{Arena, Dim, Handle, Shape};
@@ -28,11 +34,15 @@ use std::fmt::Debug;
 
 pub use activation::{ActivationOp, Unary};
 pub use arith::ArithOp;
+pub use channels::ChannelOp;
+pub use conv::ConvOp;
 pub use dropout::DropoutOp;
 pub use linear::LinearOp;
 pub use loss::LossOp;
 pub use maxout::MaxoutOp;
+pub use norm::{NormOp, NormParam, RunningKind};
 pub use penalty::PenaltyOp;
+pub use pool::PoolOp;
 pub use softmax::SoftmaxOp;
 pub use update::UpdateOp;
 
@@ -75,7 +85,15 @@ pub enum Op {
     Loss(LossOp),
     /// The L1/L2 penalty and its gradient.
     Penalty(PenaltyOp),
-    /// One optimizer step.
+    /// Convolutions and their gradients.
+    Conv(ConvOp),
+    /// Max and average pooling and their gradients.
+    Pool(PoolOp),
+    /// Batch normalization: statistics, the normalization and their gradients.
+    Norm(NormOp),
+    /// Per-channel rows, channel sums, concatenation and slicing of images.
+    Channel(ChannelOp),
+    /// One optimizer step, or a running average moved towards a value.
     Update(UpdateOp),
 }
 
@@ -304,6 +322,10 @@ macro_rules! dispatch {
             Op::Dropout($f) => $body,
             Op::Loss($f) => $body,
             Op::Penalty($f) => $body,
+            Op::Conv($f) => $body,
+            Op::Pool($f) => $body,
+            Op::Norm($f) => $body,
+            Op::Channel($f) => $body,
             Op::Update($f) => $body,
         }
     };
@@ -329,6 +351,10 @@ impl Op {
             Op::Dropout(o) => Op::Dropout(o.map_inputs(&mut f)),
             Op::Loss(o) => Op::Loss(o.map_inputs(&mut f)),
             Op::Penalty(o) => Op::Penalty(o.map_inputs(&mut f)),
+            Op::Conv(o) => Op::Conv(o.map_inputs(&mut f)),
+            Op::Pool(o) => Op::Pool(o.map_inputs(&mut f)),
+            Op::Norm(o) => Op::Norm(o.map_inputs(&mut f)),
+            Op::Channel(o) => Op::Channel(o.map_inputs(&mut f)),
             Op::Update(o) => Op::Update(o.map_inputs(&mut f)),
         }
     }
