@@ -1,5 +1,6 @@
 //! Finite-difference checks (f64) of every op's derivative: each activation, maxout, dropout in
-//! both modes, each loss, L1 and L2. The analytic gradient of every parameter element must match
+//! both modes, each loss, L1 and L2, and the image layers (convolutions with every padding,
+//! pooling, batchnorm, residual blocks with both shortcuts, add, concat) in whole networks. The analytic gradient of every parameter element must match
 //! the central difference of (data loss + penalty).
 
 use ndarray::Array2;
@@ -69,6 +70,10 @@ fn check(model: &str, loss: &str, train_extra: &str) {
         .collect();
     let h = 1e-6;
     for (p, analytic) in analytic.iter().enumerate() {
+        // Running statistics follow the batches; the loss does not depend on them in training.
+        if !interp.graph.params[p].kind.is_trainable() {
+            continue;
+        }
         let name = interp.graph.params[p].name.clone();
         let cols = interp.params[p].ncols();
         for i in 0..interp.params[p].len() {
@@ -197,5 +202,89 @@ fn deep_mixed_network() {
         "  input 5\n  dense 6 relu\n  dense 6 leaky_relu(0.2)\n  maxout 6 pieces 2\n  dropout 0.2\n  dense 4 prelu\n  dense 3 softmax",
         "cross_entropy",
         "regularize l2 0.01",
+    );
+}
+
+#[test]
+fn convolutions_with_every_padding_and_stride() {
+    for (conv, act) in [
+        ("conv c: 3 kernel 3", "relu"),
+        ("conv c: 2 kernel 2 stride 2", "tanh"),
+        ("conv c: 2 kernel 3 stride 2 pad same", "elu(1.0)"),
+        ("conv c: 3 kernel 1", "linear"),
+        ("conv c: 2 kernel 5 pad 2 no_bias", "sigmoid"),
+        ("conv c: 2 kernel 4 pad same", "prelu(0.2)"),
+    ] {
+        check(
+            &format!("  input 2 5 7\n  {conv} {act} init normal(0.5)\n  dense 3 softmax"),
+            "cross_entropy",
+            "",
+        );
+    }
+}
+
+#[test]
+fn pooling_and_global_pooling() {
+    check(
+        "  input 2 6 5\n  conv 3 tanh kernel 3 pad same\n  maxpool 2\n  dense 3 softmax",
+        "cross_entropy",
+        "",
+    );
+    check(
+        "  input 1 7 7\n  conv 2 relu kernel 2\n  maxpool 3 stride 2 pad 1\n  avgpool 2 stride 1 pad same\n  dense 2 linear",
+        "mse",
+        "",
+    );
+    check(
+        "  input 2 5 5\n  conv 4 elu(1.0) kernel 3\n  global_avgpool\n  dense 3 softmax",
+        "cross_entropy",
+        "",
+    );
+}
+
+#[test]
+fn batchnorm_on_images_and_features() {
+    check(
+        "  input 2 4 4\n  conv 3 kernel 3 pad same no_bias init normal(0.7)\n  batchnorm relu\n  dense 3 softmax",
+        "cross_entropy",
+        "",
+    );
+    check(
+        "  input 5\n  dense 6 linear\n  batchnorm tanh momentum 0.3 eps 1e-3\n  dense 2 linear",
+        "mse",
+        "",
+    );
+    check(
+        "  input 1 4 4\n  conv 2 kernel 3 pad same no_bias\n  batchnorm prelu(0.1)\n  global_avgpool\n  dense 2 softmax",
+        "cross_entropy",
+        "",
+    );
+}
+
+#[test]
+fn residual_blocks_with_both_shortcuts_add_and_concat() {
+    check(
+        "  input 2 6 6\n  conv 3 kernel 3 pad same\n  residual relu {\n    conv 3 kernel 3 pad same no_bias\n    batchnorm relu\n    conv 3 kernel 3 pad same\n  }\n  residual shortcut project {\n    conv 4 kernel 3 stride 2 pad same\n    batchnorm\n  }\n  dense 3 softmax",
+        "cross_entropy",
+        "regularize l2 0.1",
+    );
+    check(
+        "  input 5\n  dense 4 tanh\n  residual elu(1.0) { dense 4 tanh; dense 4 }\n  residual shortcut project { dense 3 sigmoid }\n  dense 2 linear",
+        "mse",
+        "regularize l1 0.05",
+    );
+    check(
+        "  input 1 5 5\n  conv a: 2 tanh kernel 3 pad same\n  conv b: 3 tanh kernel 3 pad same\n  concat a\n  conv 2 relu kernel 1\n  add a tanh\n  dense 3 softmax",
+        "cross_entropy",
+        "",
+    );
+}
+
+#[test]
+fn dropout_and_maxout_on_images() {
+    check(
+        "  input 2 4 4\n  conv 3 relu kernel 3 pad same\n  dropout 0.3\n  maxout 6 pieces 2\n  dense 3 softmax",
+        "cross_entropy",
+        "regularize l2 0.05",
     );
 }

@@ -1,6 +1,6 @@
 //! The lecture's advice as warnings, one block per code.
 
-use super::SATURATING_DEPTH_LIMIT;
+use super::{PLAIN_DEPTH_LIMIT, SATURATING_DEPTH_LIMIT};
 use crate::diag::{Code, Diagnostic};
 use crate::ir::{Activation, Handle, Layer, LayerKind, Program, Regularization, Spans};
 
@@ -12,6 +12,120 @@ pub(super) fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) 
     dropout_before_output(spans, &layers, out);
     no_validation(program, spans, &layers, out);
     regularization_extremes(program, spans, &layers, out);
+    deep_plain_stack(program, spans, &layers, out);
+    dropout_before_batchnorm(program, spans, &layers, out);
+    bias_before_batchnorm(program, spans, &layers, out);
+}
+
+/// W0007: a deep stack of weighted layers with neither batch normalization nor residual
+/// connections: the lecture's opening figure (a 56-layer network worse than a 20-layer one on
+/// its own training data).
+fn deep_plain_stack(program: &Program, spans: &Spans, layers: &[(Handle<Layer>, &Layer)], out: &mut Vec<Diagnostic>) {
+    let weighted: Vec<Handle<Layer>> = layers
+        .iter()
+        .filter(|(_, l)| l.has_weights())
+        .map(|(h, _)| *h)
+        .collect();
+    let helped = layers.iter().any(|(_, l)| {
+        matches!(
+            l.kind,
+            LayerKind::BatchNorm { .. } | LayerKind::Residual { .. } | LayerKind::Add { .. } | LayerKind::Concat
+        )
+    });
+    if weighted.len() <= PLAIN_DEPTH_LIMIT || helped {
+        return;
+    }
+    let first = spans.layer(weighted[0]).statement;
+    out.push(
+        Diagnostic::warning(
+            Code::DeepPlainStack,
+            first,
+            format!(
+                "{} layers with weights and no batchnorm or residual connection: deeper plain networks train worse",
+                weighted.len()
+            ),
+        )
+        .with_label("the first of them")
+        .with_note(format!(
+            "a plain stack deeper than about {PLAIN_DEPTH_LIMIT} layers is often worse than a shallower one on its own training data (He et al.'s 56- vs 20-layer networks): that is an optimization problem, not overfitting; model `{}` has {}",
+            program.model.name,
+            weighted.len()
+        ))
+        .with_hint("wrap pairs of layers in `residual { ... }` blocks, or add `batchnorm` after the convolutions"),
+    );
+}
+
+/// W0008: dropout right before batch normalization.
+fn dropout_before_batchnorm(
+    program: &Program,
+    spans: &Spans,
+    layers: &[(Handle<Layer>, &Layer)],
+    out: &mut Vec<Diagnostic>,
+) {
+    for &(h, layer) in layers {
+        let LayerKind::BatchNorm { .. } = layer.kind else {
+            continue;
+        };
+        let Some(crate::ir::Source::Layer(from)) = layer.inputs.first() else {
+            continue;
+        };
+        let before = &program.model.layers[*from];
+        if let LayerKind::Dropout { rate, .. } = before.kind
+            && rate > 0.0
+        {
+            out.push(
+                Diagnostic::warning(Code::DropoutBeforeBatchnorm, spans.layer(*from).statement, format!("dropout `{}` right before batchnorm `{}`", before.name, layer.name))
+                    .with_label("drops what batchnorm normalizes")
+                    .with_secondary(spans.layer(h).statement, "batchnorm learns its running variance from dropped activations")
+                    .with_note("while training, batchnorm sees the variance of dropped activations; at test time dropout is off and the variance differs, so the normalization is off too (the 'variance shift')")
+                    .with_hint("put the dropout after the last batchnorm (before the dense layers), or remove it: batchnorm regularizes by itself"),
+            );
+        }
+    }
+}
+
+/// W0009: a convolution's bias that the batch normalization right after it cancels.
+fn bias_before_batchnorm(
+    program: &Program,
+    spans: &Spans,
+    layers: &[(Handle<Layer>, &Layer)],
+    out: &mut Vec<Diagnostic>,
+) {
+    for &(h, layer) in layers {
+        let LayerKind::BatchNorm { .. } = layer.kind else {
+            continue;
+        };
+        let Some(crate::ir::Source::Layer(from)) = layer.inputs.first() else {
+            continue;
+        };
+        let conv = &program.model.layers[*from];
+        let readers = layers
+            .iter()
+            .filter(|(_, l)| l.inputs.contains(&crate::ir::Source::Layer(*from)))
+            .count();
+        if let LayerKind::Conv {
+            bias: Some(_),
+            activation: Activation::Linear,
+            ..
+        } = conv.kind
+            && readers == 1
+        {
+            out.push(
+                Diagnostic::warning(
+                    Code::BiasBeforeBatchnorm,
+                    spans.layer(*from).statement,
+                    format!(
+                        "the bias of `{}` has no effect: batchnorm `{}` subtracts each channel's mean",
+                        conv.name, layer.name
+                    ),
+                )
+                .with_label("a bias per filter")
+                .with_secondary(spans.layer(h).statement, "the mean, bias included, is subtracted here")
+                .with_note("batchnorm's learned shift does the bias's job; the bias only costs parameters and time")
+                .with_hint(format!("write `no_bias` on `{}`", conv.name)),
+            );
+        }
+    }
 }
 
 /// W0001: deep stacks of saturating activations.

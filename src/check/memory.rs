@@ -32,7 +32,7 @@ pub fn training_bytes(program: &Program, shapes: &[LayerShapes], batch: u128) ->
     let state = program.train.optimizer.kind.state_slots() as u128;
     let best = u128::from(program.train.early_stop.is_some_and(|e| e.restore_best));
     let parameters = total_parameters(shapes);
-    let mut activations: u128 = model.input_width as u128;
+    let mut activations: u128 = model.input_width() as u128;
     for (layer, shape) in model.layers.values().zip(shapes) {
         activations += match layer.kind {
             LayerKind::Maxout { .. } => layer.learned_units() as u128,

@@ -9,6 +9,7 @@
 mod lints;
 mod memory;
 mod output;
+mod shapes;
 mod summary;
 
 pub use memory::{human_bytes, memory_estimate, total_parameters, training_bytes};
@@ -17,7 +18,7 @@ pub use summary::summary;
 use crate::diag::{Code, Diagnostic};
 #[cfg(test)]
 use crate::ir::ParamKind;
-use crate::ir::{Handle, Layer, LayerKind, ParamShape, Program, Shape, Source, Spans};
+use crate::ir::{Handle, Layer, LayerKind, ParamShape, Program, Shape, Spans};
 
 /// Machine limits the checker measures against (measured by `run::limits`: the checker reads
 /// no files and no environment).
@@ -30,11 +31,17 @@ pub struct Limits {
 /// Consecutive sigmoid/tanh layers above which W0001 warns.
 pub const SATURATING_DEPTH_LIMIT: usize = 4;
 
+/// Layers with weights above which a network without batchnorm or residual connections gets
+/// W0007 (the residual paper's plain networks degrade from about 20 layers on).
+pub const PLAIN_DEPTH_LIMIT: usize = 20;
+
 /// What the checker knows about one layer's tensors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerShapes {
-    /// The shape of what it reads.
+    /// The shape of what it reads first (the layer before it).
     pub input: Shape,
+    /// The shapes of everything it reads, in [`Layer::inputs`] order.
+    pub inputs: Vec<Shape>,
     /// The shape of what it produces.
     pub output: Shape,
     /// Its parameter tensors, in creation order.
@@ -44,7 +51,11 @@ pub struct LayerShapes {
 impl LayerShapes {
     /// Trainable scalars of the layer.
     pub fn parameter_count(&self) -> u128 {
-        self.params.iter().map(|p| p.rows as u128 * p.cols as u128).sum()
+        self.params
+            .iter()
+            .filter(|p| p.kind.is_trainable())
+            .map(|p| p.rows as u128 * p.cols as u128)
+            .sum()
     }
 }
 
@@ -96,31 +107,33 @@ impl Checked {
     }
 }
 
-/// Every layer's input and output shape and parameter layout, walking the layers in order
-/// (each reads earlier layers only). Total on any lowered program, so it runs before the
-/// checks that use it.
+/// Every layer's input and output shapes and parameter layout, walking the layers in order
+/// (each reads earlier layers only). Total on any lowered program (a layer whose shape does not
+/// exist passes its input's shape on; [`check`] reports it), so it runs before the checks that
+/// use it.
 pub fn infer_shapes(program: &Program) -> Vec<LayerShapes> {
-    let model = &program.model;
-    let mut shapes: Vec<LayerShapes> = Vec::with_capacity(model.layers.len());
-    for layer in model.layers.values() {
-        let input = match layer.inputs.first() {
-            Some(Source::Layer(h)) => shapes[h.index()].output,
-            Some(Source::Input) | None => model.input_shape(),
-        };
-        shapes.push(LayerShapes {
-            input,
-            output: layer.output_shape(input),
-            params: layer.parameters(input),
-        });
-    }
-    shapes
+    shapes::infer(program).0
 }
 
 /// Checks a lowered program. Returns the checked program when there are no errors, and every
 /// error and warning in source order either way.
 pub fn check(program: Program, spans: Spans, limits: &Limits) -> (Option<Checked>, Vec<Diagnostic>) {
-    let shapes = infer_shapes(&program);
-    let out = diagnose(&program, &spans, &shapes, limits);
+    let (shapes, failures) = shapes::infer(&program);
+    let mut out = Vec::new();
+    shapes::report(&program, &spans, &failures, &mut out);
+    if failures.is_empty() {
+        out.extend(diagnose(&program, &spans, &shapes, limits));
+    } else {
+        // Checks that read shapes would only repeat the failure; the rest still run.
+        out.extend(diagnose(&program, &spans, &shapes, limits).into_iter().filter(|d| {
+            !d.is_error()
+                || !matches!(
+                    d.code,
+                    Code::DataShape | Code::LossMismatch | Code::TooLarge | Code::ImageOutput
+                )
+        }));
+    }
+    out.sort_by_key(|d| (d.span.map(|s| (s.file, s.start)), d.severity));
     let checked = (!out.iter().any(Diagnostic::is_error)).then_some(Checked { program, spans, shapes });
     (checked, out)
 }
@@ -176,16 +189,13 @@ fn diagnose(program: &Program, spans: &Spans, shapes: &[LayerShapes], limits: &L
     }
 
     // A model needs something to learn.
-    let weighted = layers
-        .iter()
-        .filter(|(_, l)| !matches!(l.kind, LayerKind::Dropout { .. }))
-        .count();
+    let weighted = layers.iter().filter(|(_, l)| l.has_weights()).count();
     if weighted == 0 {
         out.push(
             Diagnostic::error(
                 Code::NoLayers,
                 spans.model,
-                format!("model `{}` has no dense or maxout layer", model.name),
+                format!("model `{}` has no dense, conv or maxout layer", model.name),
             )
             .with_label("nothing to train")
             .with_hint("add an output layer before the loss, e.g. `dense 10 softmax`"),

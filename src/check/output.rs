@@ -27,8 +27,32 @@ pub(super) fn check_output(program: &Program, spans: &Spans, shapes: &[LayerShap
         );
         return;
     }
+    let output = shapes[last_handle.index()].output;
+    if let Some((c, h, w)) = crate::ir::image(output) {
+        out.push(
+            Diagnostic::error(
+                Code::ImageOutput,
+                last_span.statement,
+                format!(
+                    "the output layer `{}` gives a {c}x{h}x{w} image per sample, but a loss compares one value per class",
+                    last.name
+                ),
+            )
+            .with_label("an image")
+            .with_secondary(loss_span, "the loss reads this layer's output")
+            .with_hint(format!(
+                "end with `global_avgpool` (or `flatten`) and a dense output layer, e.g. `dense 10 {}`",
+                match loss {
+                    Loss::BinaryCrossEntropy => "sigmoid",
+                    Loss::Mse => "linear",
+                    Loss::CrossEntropy => "softmax",
+                }
+            )),
+        );
+        return;
+    }
     let output_activation = last.activation();
-    let width = shapes[last_handle.index()].output.cols();
+    let width = output.cols();
     let (required, name) = match loss {
         Loss::CrossEntropy => (Activation::Softmax, "softmax"),
         Loss::BinaryCrossEntropy => (Activation::Sigmoid, "sigmoid"),
@@ -96,21 +120,34 @@ pub(super) fn check_data_shape(program: &Program, spans: &Spans, shapes: &[Layer
     };
     let model = &program.model;
     let data_span = spans.setting("data").get("source");
-    if model.input_width != data.features() {
+    let sample = data.sample_shape();
+    let flat = [data.features()];
+    if model.input != flat && model.input != sample {
+        let image: Vec<String> = sample.iter().map(|d| d.to_string()).collect();
+        let written: Vec<String> = model.input.iter().map(|d| d.to_string()).collect();
         out.push(
             Diagnostic::error(
                 Code::DataShape,
-                spans.input.get("width"),
+                spans.input.statement,
                 format!(
-                    "the {} data set has {} features per sample, but the input is {} wide",
+                    "the {} data set's samples are {} ({} values), but the input is {}",
                     data.name(),
+                    image.join("x"),
                     data.features(),
-                    model.input_width
+                    written.join("x"),
                 ),
             )
-            .with_label(format!("expected {}", data.features()))
+            .with_label(format!(
+                "expected `input {}` or `input {}`",
+                image.join(" "),
+                data.features()
+            ))
             .with_secondary(data_span, "the data set")
-            .with_hint(format!("write `input {}`", data.features())),
+            .with_hint(format!(
+                "write `input {}` for convolutions (channels, height, width) or `input {}` for dense layers",
+                image.join(" "),
+                data.features()
+            )),
         );
     }
     let Some((h, last)) = model.layers.iter().next_back() else {

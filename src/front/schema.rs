@@ -88,6 +88,8 @@ pub enum Ty {
     Split,
     /// `first`, `last` or a 0-based column number.
     Column,
+    /// `valid`, `same` or a whole number of rows and columns on each side.
+    Padding,
 }
 
 /// One slot of a statement: a positional value or a named option.
@@ -383,6 +385,22 @@ const METRIC: Ty = Ty::Choice {
     ],
 };
 
+const WINDOW_SIDE: Ty = Ty::Int { min: 1, max: 4096 };
+
+const SHORTCUT: Ty = Ty::Choice {
+    what: "shortcut",
+    choices: &[
+        Choice {
+            name: "identity",
+            params: &[],
+        },
+        Choice {
+            name: "project",
+            params: &[],
+        },
+    ],
+};
+
 const fn req(name: &'static str, ty: &'static Ty) -> Slot {
     Slot {
         name,
@@ -436,12 +454,16 @@ pub const SCHEMAS: &[Schema] = &[
     Schema {
         head: "input",
         section: Section::Model,
-        positional: &[req("width", &POSITIVE_INT)],
+        positional: &[
+            req("size", &POSITIVE_INT),
+            opt("height", &POSITIVE_INT),
+            opt("width", &POSITIVE_INT),
+        ],
         options: &[],
         flags: &[],
         label: false,
         block: false,
-        example: "input 784",
+        example: "input 784` or `input 1 28 28",
     },
     Schema {
         head: "dense",
@@ -483,6 +505,114 @@ pub const SCHEMAS: &[Schema] = &[
         label: true,
         block: false,
         example: "dropout 0.5",
+    },
+    Schema {
+        head: "conv",
+        section: Section::Model,
+        positional: &[req("filters", &POSITIVE_INT), opt("activation", &ACTIVATION)],
+        options: &[
+            opt("kernel", &WINDOW_SIDE),
+            opt("stride", &WINDOW_SIDE),
+            opt("pad", &Ty::Padding),
+            opt("init", &INIT),
+            opt("bias", &ANY_NUMBER),
+            REGULARIZATION_OPTIONS[0],
+            REGULARIZATION_OPTIONS[1],
+        ],
+        flags: &["no_bias"],
+        label: true,
+        block: false,
+        example: "conv c1: 32 relu kernel 3 pad same",
+    },
+    Schema {
+        head: "maxpool",
+        section: Section::Model,
+        positional: &[req("window", &WINDOW_SIDE)],
+        options: &[opt("stride", &WINDOW_SIDE), opt("pad", &Ty::Padding)],
+        flags: &[],
+        label: true,
+        block: false,
+        example: "maxpool 2",
+    },
+    Schema {
+        head: "avgpool",
+        section: Section::Model,
+        positional: &[req("window", &WINDOW_SIDE)],
+        options: &[opt("stride", &WINDOW_SIDE), opt("pad", &Ty::Padding)],
+        flags: &[],
+        label: true,
+        block: false,
+        example: "avgpool 2",
+    },
+    Schema {
+        head: "global_avgpool",
+        section: Section::Model,
+        positional: &[],
+        options: &[],
+        flags: &[],
+        label: true,
+        block: false,
+        example: "global_avgpool",
+    },
+    Schema {
+        head: "batchnorm",
+        section: Section::Model,
+        positional: &[opt("activation", &ACTIVATION)],
+        options: &[opt("momentum", &DECAY), opt("eps", &POSITIVE)],
+        flags: &[],
+        label: true,
+        block: false,
+        example: "batchnorm relu",
+    },
+    Schema {
+        head: "flatten",
+        section: Section::Model,
+        positional: &[],
+        options: &[],
+        flags: &[],
+        label: true,
+        block: false,
+        example: "flatten",
+    },
+    Schema {
+        head: "activation",
+        section: Section::Model,
+        positional: &[req("function", &ACTIVATION)],
+        options: &[],
+        flags: &[],
+        label: true,
+        block: false,
+        example: "activation relu",
+    },
+    Schema {
+        head: "add",
+        section: Section::Model,
+        positional: &[req("from", &Ty::Name), opt("activation", &ACTIVATION)],
+        options: &[],
+        flags: &[],
+        label: true,
+        block: false,
+        example: "add c1 relu",
+    },
+    Schema {
+        head: "concat",
+        section: Section::Model,
+        positional: &[req("from", &Ty::Name), opt("from2", &Ty::Name), opt("from3", &Ty::Name)],
+        options: &[],
+        flags: &[],
+        label: true,
+        block: false,
+        example: "concat branch",
+    },
+    Schema {
+        head: "residual",
+        section: Section::Model,
+        positional: &[opt("activation", &ACTIVATION)],
+        options: &[opt("shortcut", &SHORTCUT)],
+        flags: &[],
+        label: true,
+        block: true,
+        example: "residual relu { conv 16 pad same; batchnorm relu; conv 16 pad same; batchnorm }",
     },
     Schema {
         head: "loss",
@@ -651,6 +781,7 @@ impl Ty {
             Ty::ChoiceOrStr { .. } => "a data set name (digits, mnist) or a quoted path".to_string(),
             Ty::Split => "a count of rows, a fraction like 0.1 or 10%, or a quoted path".to_string(),
             Ty::Column => "`first`, `last` or a column number".to_string(),
+            Ty::Padding => "`valid`, `same` or a whole number".to_string(),
         }
     }
 

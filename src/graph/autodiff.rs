@@ -4,7 +4,7 @@
 //! derivative rules live with the ops, in [`crate::ops`]); sums the gradients of values read
 //! twice; adds each regularized weight's penalty gradient; appends one update per parameter.
 
-use super::{Builder, Graph, NodeId, Op, ParamKind};
+use super::{Builder, Graph, NodeId, Op};
 use crate::ops::ArithOp;
 use crate::ops::{GradCx, PenaltyOp, UpdateOp};
 use std::collections::HashMap;
@@ -88,11 +88,22 @@ pub fn differentiate(graph: &mut Graph, builder: Builder) {
         builder: mut b, grads, ..
     } = cx;
     for (p, node) in param_nodes {
-        let g = *grads.get(&node).expect("every parameter reaches the loss");
         let info = &params[p];
+        if let Some((value, momentum)) = info.follows {
+            // Running statistics follow the batches: no gradient, an average as the update.
+            b.set_layer(Some(info.layer));
+            final_grads[p] = Some(value);
+            updates.push(b.add(Op::Update(UpdateOp::Average {
+                param: p,
+                value,
+                momentum,
+            })));
+            continue;
+        }
+        let g = *grads.get(&node).expect("every parameter reaches the loss");
         b.set_layer(Some(info.layer));
         let r = info.regularization;
-        let g = if info.kind == ParamKind::Weight && (r.l1 > 0.0 || r.l2 > 0.0) {
+        let g = if info.kind.is_regularized() && (r.l1 > 0.0 || r.l2 > 0.0) {
             b.add(Op::Penalty(PenaltyOp::PenaltyGrad {
                 grad: g,
                 param: p,

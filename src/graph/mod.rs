@@ -12,10 +12,14 @@ pub use crate::ops::{Node, NodeId, Op, Unary};
 
 pub use crate::ir::ParamKind;
 
-use crate::check::Checked;
-use crate::ir::{Activation, Arena, Init, LayerKind, Loss, OptimizerKind, Regularization, Shape, Source};
+use crate::check::{Checked, LayerShapes};
+use crate::ir::{
+    Activation, Arena, Init, LayerKind, Loss, OptimizerKind, Padding, ParamShape, PoolKind, Regularization, Shape,
+    Shortcut, Source, Window, image, projection_stride,
+};
 use crate::ops::{
-    ActivationOp, ArithOp, DropoutOp, LinearOp, LossOp, MaxoutOp, PenaltyOp, ShapeCx, SoftmaxOp, activation, linear,
+    ActivationOp, ArithOp, ChannelOp, ConvOp, DropoutOp, LinearOp, LossOp, MaxoutOp, NormOp, PenaltyOp, PoolOp,
+    RunningKind, ShapeCx, SoftmaxOp, activation, linear,
 };
 
 /// How a parameter starts.
@@ -44,8 +48,13 @@ pub struct Param {
     pub init: ParamInit,
     /// The model layer it belongs to.
     pub layer: usize,
-    /// Its regularization (zero for biases and slopes).
+    /// Its regularization (zero for everything but weights and filters).
     pub regularization: Regularization,
+    /// Its shape in weight files (PyTorch's layout).
+    pub file_shape: Vec<usize>,
+    /// For running statistics: the node whose value each training step moves it towards, and
+    /// by how much (`p = (1 - momentum) p + momentum value`). `None` for trained parameters.
+    pub follows: Option<(NodeId, f64)>,
 }
 
 /// Where a layer's nodes are, for per-layer reports.
@@ -105,7 +114,7 @@ pub struct Graph {
 pub struct Builder {
     nodes: Arena<Node>,
     params: Vec<Param>,
-    input_width: usize,
+    input_shape: Shape,
     output_width: usize,
     layer: Option<usize>,
 }
@@ -120,7 +129,7 @@ impl Builder {
     /// Appends a node.
     pub fn add(&mut self, op: Op) -> NodeId {
         let shape = match op {
-            Op::Input => Shape::batch(self.input_width),
+            Op::Input => self.input_shape,
             Op::Targets => Shape::batch(self.output_width),
             Op::Param(p) => Shape::fixed(self.params[p].rows, self.params[p].cols),
             ref other => other.shape(&self.nodes),
@@ -179,7 +188,7 @@ pub fn build(checked: &Checked) -> Graph {
     let mut b = Builder {
         nodes: Arena::new(),
         params: Vec::new(),
-        input_width: model.input_width,
+        input_shape: model.input_shape(),
         output_width,
         layer: None,
     };
@@ -192,14 +201,26 @@ pub fn build(checked: &Checked) -> Graph {
     let mut layers = Vec::new();
     for (index, (h, layer)) in model.layers.iter().enumerate() {
         b.set_layer(Some(index));
-        let x = match layer.inputs.first() {
-            Some(Source::Layer(from)) => value_of[from.index()],
-            Some(Source::Input) | None => input,
-        };
+        let xs: Vec<NodeId> = layer
+            .inputs
+            .iter()
+            .map(|s| match s {
+                Source::Layer(from) => value_of[from.index()],
+                Source::Input => input,
+            })
+            .collect();
         let shapes = checked.layer(h);
         let params = layer_params(&mut b, layer, index, &shapes.params, global);
         let fuse_loss = h == output_layer;
-        let (y, z) = layer_nodes(&mut b, layer, index, x, &params, fuse_loss.then_some(model.loss));
+        let (y, z) = layer_nodes(
+            &mut b,
+            layer,
+            index,
+            &xs,
+            shapes,
+            &params,
+            fuse_loss.then_some(model.loss),
+        );
         if z.is_some() {
             logits = z;
         }
@@ -221,7 +242,7 @@ pub fn build(checked: &Checked) -> Graph {
         .params
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.kind == ParamKind::Weight && (p.regularization.l1 > 0.0 || p.regularization.l2 > 0.0))
+        .filter(|(_, p)| p.kind.is_regularized() && (p.regularization.l1 > 0.0 || p.regularization.l2 > 0.0))
         .map(|(i, p)| (i, p.regularization.l1, p.regularization.l2))
         .collect();
     let penalty = (!terms.is_empty()).then(|| b.add(Op::Penalty(PenaltyOp::Penalty { terms })));
@@ -246,7 +267,7 @@ pub fn build(checked: &Checked) -> Graph {
         update: Vec::new(),
         layers,
         optimizer: program.train.optimizer.kind,
-        input_width: model.input_width,
+        input_width: model.input_width(),
         output_width,
     };
     autodiff::differentiate(&mut graph, b);
@@ -254,7 +275,7 @@ pub fn build(checked: &Checked) -> Graph {
 }
 
 /// Creates a layer's parameters in the checker's layout, with their initializers and
-/// regularization (never on biases or slopes).
+/// regularization (weights and filters only).
 fn layer_params(
     b: &mut Builder,
     layer: &crate::ir::Layer,
@@ -265,65 +286,81 @@ fn layer_params(
     shapes
         .iter()
         .map(|p| {
-            let (regularization, init) = match (p.kind, &layer.kind) {
+            let init = match (p.kind, &layer.kind) {
                 (ParamKind::Weight, LayerKind::Dense { init, .. } | LayerKind::Maxout { init, .. }) => {
-                    (layer.regularization.resolve(global), init_of(*init, p.rows, p.cols))
+                    init_of(*init, p.rows, p.cols)
                 }
-                (ParamKind::Bias, LayerKind::Dense { bias, .. } | LayerKind::Maxout { bias, .. }) => {
-                    (Regularization::default(), ParamInit::Constant(*bias))
+                // A residual block's projection.
+                (ParamKind::Weight, _) => init_of(Init::He, p.rows, p.cols),
+                (ParamKind::Filter, kind) => {
+                    let taps = p.kernel.0 * p.kernel.1;
+                    let init = match kind {
+                        LayerKind::Conv { init, .. } => *init,
+                        _ => Init::He,
+                    };
+                    init_of(init, p.cols, p.rows * taps)
                 }
                 (
-                    ParamKind::Slope,
-                    LayerKind::Dense {
-                        activation: Activation::Prelu { initial },
-                        ..
-                    },
-                ) => (Regularization::default(), ParamInit::Constant(*initial)),
+                    ParamKind::Bias,
+                    LayerKind::Dense { bias, .. }
+                    | LayerKind::Maxout { bias, .. }
+                    | LayerKind::Conv { bias: Some(bias), .. },
+                ) => ParamInit::Constant(*bias),
+                (ParamKind::Slope, _) => match layer.activation() {
+                    Some(Activation::Prelu { initial }) => ParamInit::Constant(initial),
+                    other => unreachable!("a slope belongs to a prelu activation, not {other:?}"),
+                },
+                (ParamKind::Scale | ParamKind::RunningVar, _) => ParamInit::Constant(1.0),
+                (ParamKind::Shift | ParamKind::RunningMean, _) => ParamInit::Constant(0.0),
                 (kind, other) => unreachable!("{other:?} has no {kind:?} parameter"),
             };
+            let regularization = if p.kind.is_regularized() {
+                layer.regularization.resolve(global)
+            } else {
+                Regularization::default()
+            };
             b.param(Param {
-                name: format!("{}.{}", layer.name, p.kind.suffix()),
+                name: p.name(&layer.name),
                 rows: p.rows,
                 cols: p.cols,
                 kind: p.kind,
                 init,
                 layer: index,
                 regularization,
+                file_shape: p.file_shape(),
+                follows: None,
             })
         })
         .collect()
 }
 
-/// The nodes of one layer reading `x`: returns its output and, when it is the output layer of
-/// a loss fused with its activation (`loss` given: softmax + cross-entropy, sigmoid + binary
-/// cross-entropy), the logits the loss reads.
+/// `(channels, values per channel)` of a tensor: an image's channels and height x width, or a
+/// flat tensor's features, one value each.
+fn channels_of(shape: Shape) -> (usize, usize) {
+    match image(shape) {
+        Some((c, h, w)) => (c, h * w),
+        None => (shape.cols(), 1),
+    }
+}
+
+/// The nodes of one layer reading `xs` (the layer before, then any others it names): returns
+/// its output and, when it is the output layer of a loss fused with its activation (`loss`
+/// given: softmax + cross-entropy, sigmoid + binary cross-entropy), the logits the loss reads.
 fn layer_nodes(
     b: &mut Builder,
     layer: &crate::ir::Layer,
     index: usize,
-    x: NodeId,
+    xs: &[NodeId],
+    shapes: &LayerShapes,
     params: &[NodeId],
     loss: Option<Loss>,
 ) -> (NodeId, Option<NodeId>) {
-    match &layer.kind {
-        LayerKind::Dense { activation, .. } => {
-            let z = affine(b, x, params[0], params[1]);
-            let fused = matches!(
-                (loss, activation),
-                (Some(Loss::CrossEntropy), Activation::Softmax) | (Some(Loss::BinaryCrossEntropy), Activation::Sigmoid)
-            );
-            let y = match activation {
-                Activation::Linear => z,
-                Activation::Sigmoid => b.add(activation::unary(Unary::Sigmoid, z)),
-                Activation::Tanh => b.add(activation::unary(Unary::Tanh, z)),
-                Activation::Relu => b.add(activation::unary(Unary::Relu, z)),
-                Activation::LeakyRelu { alpha } => b.add(activation::unary(Unary::LeakyRelu(*alpha), z)),
-                Activation::Elu { alpha } => b.add(activation::unary(Unary::Elu(*alpha), z)),
-                Activation::Prelu { .. } => b.add(Op::Activation(ActivationOp::Prelu { x: z, slope: params[2] })),
-                Activation::Softmax => b.add(Op::Softmax(SoftmaxOp::Softmax { x: z })),
-            };
-            (y, fused.then_some(z))
-        }
+    let x = xs[0];
+    let slope = |kinds: &[ParamShape]| kinds.iter().position(|p| p.kind == ParamKind::Slope).map(|i| params[i]);
+    let slope = slope(&shapes.params);
+    let (_, spatial) = channels_of(shapes.output);
+    let z = match &layer.kind {
+        LayerKind::Dense { .. } => affine(b, x, params[0], params[1]),
         LayerKind::Maxout { pieces, fixed_zero, .. } => {
             let z = affine(b, x, params[0], params[1]);
             // With one piece of each group fixed at zero, max(z_1..z_{k-1}, 0) is relu of the
@@ -339,7 +376,7 @@ fn layer_nodes(
             } else {
                 m
             };
-            (y, None)
+            return (y, None);
         }
         LayerKind::Dropout { rate, mode } => {
             let mask = b.add(Op::Dropout(DropoutOp::Mask {
@@ -348,9 +385,126 @@ fn layer_nodes(
                 mode: *mode,
                 layer: index,
             }));
-            (b.add(Op::Arith(ArithOp::Mul { a: x, b: mask })), None)
+            return (b.add(Op::Arith(ArithOp::Mul { a: x, b: mask })), None);
         }
+        LayerKind::Conv { bias, .. } => {
+            let g = layer.window(shapes.input).expect("the checker accepted this window");
+            let z = b.add(Op::Conv(ConvOp::Conv { x, w: params[0], g }));
+            if bias.is_some() {
+                let row = b.add(Op::Channel(ChannelOp::Expand { x: params[1], spatial }));
+                b.add(Op::Linear(LinearOp::AddRow { x: z, row }))
+            } else {
+                z
+            }
+        }
+        LayerKind::Pool { op, .. } => {
+            let g = layer.window(shapes.input).expect("the checker accepted this window");
+            let op = match op {
+                PoolKind::Max => PoolOp::MaxPool { x, g },
+                PoolKind::Avg => PoolOp::AvgPool { x, g },
+            };
+            return (b.add(Op::Pool(op)), None);
+        }
+        LayerKind::GlobalPool => {
+            let g = layer.window(shapes.input).expect("the checker accepted this input");
+            return (b.add(Op::Pool(PoolOp::AvgPool { x, g })), None);
+        }
+        LayerKind::Flatten => return (x, None),
+        LayerKind::BatchNorm { momentum, eps, .. } => batchnorm(b, x, &params[..4], *momentum, *eps),
+        LayerKind::Activation { .. } => x,
+        LayerKind::Add { .. } => xs[1..]
+            .iter()
+            .fold(x, |sum, &other| b.add(Op::Arith(ArithOp::Add { a: sum, b: other }))),
+        LayerKind::Residual { shortcut, .. } => {
+            let from = xs[1];
+            let skip = match shortcut {
+                Shortcut::Identity => from,
+                Shortcut::Project => match (image(shapes.inputs[1]), image(shapes.output)) {
+                    (Some((c, h, w)), Some((_, oh, ow))) => {
+                        let stride = projection_stride((h, w), (oh, ow)).expect("the checker found the stride");
+                        let g = Window::new(c, h, w, 1, stride, Padding::Valid).expect("a 1x1 window fits");
+                        let p = b.add(Op::Conv(ConvOp::Conv {
+                            x: from,
+                            w: params[0],
+                            g,
+                        }));
+                        // The projection's batchnorm: momentum and eps as batchnorm's defaults.
+                        batchnorm(b, p, &params[1..5], 0.1, 1e-5)
+                    }
+                    _ => b.add(linear::matmul(from, params[0])),
+                },
+            };
+            b.add(Op::Arith(ArithOp::Add { a: x, b: skip }))
+        }
+        LayerKind::Concat => {
+            let channels = shapes.inputs.iter().map(|&s| channels_of(s).0).collect();
+            return (
+                b.add(Op::Channel(ChannelOp::Concat {
+                    parts: xs.to_vec(),
+                    channels,
+                    spatial,
+                })),
+                None,
+            );
+        }
+    };
+    let activation = layer.activation().unwrap_or(Activation::Linear);
+    let fused = matches!(
+        (loss, activation),
+        (Some(Loss::CrossEntropy), Activation::Softmax) | (Some(Loss::BinaryCrossEntropy), Activation::Sigmoid)
+    );
+    let y = match activation {
+        Activation::Linear => z,
+        Activation::Sigmoid => b.add(activation::unary(Unary::Sigmoid, z)),
+        Activation::Tanh => b.add(activation::unary(Unary::Tanh, z)),
+        Activation::Relu => b.add(activation::unary(Unary::Relu, z)),
+        Activation::LeakyRelu { alpha } => b.add(activation::unary(Unary::LeakyRelu(alpha), z)),
+        Activation::Elu { alpha } => b.add(activation::unary(Unary::Elu(alpha), z)),
+        Activation::Prelu { .. } => {
+            let slope = slope.expect("a prelu layer has slopes");
+            // One slope per channel of an image, spread over its positions.
+            let slope = if image(shapes.output).is_some() {
+                b.add(Op::Channel(ChannelOp::Expand { x: slope, spatial }))
+            } else {
+                slope
+            };
+            b.add(Op::Activation(ActivationOp::Prelu { x: z, slope }))
+        }
+        Activation::Softmax => b.add(Op::Softmax(SoftmaxOp::Softmax { x: z })),
+    };
+    (y, fused.then_some(z))
+}
+
+/// Batch normalization of `x` with `params` = scale, shift, running mean, running variance;
+/// the running statistics follow the batch's (see [`Param::follows`]).
+fn batchnorm(b: &mut Builder, x: NodeId, params: &[NodeId], momentum: f64, eps: f64) -> NodeId {
+    let (channels, spatial) = channels_of(b.nodes[x].shape);
+    let stats = b.add(Op::Norm(NormOp::BatchStats { x, channels, spatial }));
+    let y = b.add(Op::Norm(NormOp::Normalize {
+        x,
+        stats,
+        mean: params[2],
+        var: params[3],
+        scale: params[0],
+        shift: params[1],
+        eps,
+        channels,
+        spatial,
+    }));
+    for (param, of) in [(params[2], RunningKind::Mean), (params[3], RunningKind::Var)] {
+        let value = b.add(Op::Norm(NormOp::RunningStat {
+            stats,
+            x,
+            of,
+            channels,
+            spatial,
+        }));
+        let Op::Param(p) = b.nodes[param].op else {
+            unreachable!("running statistics are parameters")
+        };
+        b.params[p].follows = Some((value, momentum));
     }
+    y
 }
 
 /// `x w + bias`.
@@ -360,17 +514,32 @@ fn affine(b: &mut Builder, x: NodeId, w: NodeId, bias: NodeId) -> NodeId {
 }
 
 impl Graph {
-    /// The number of trainable scalars.
+    /// The number of trained scalars (running statistics are not trained).
     pub fn parameter_count(&self) -> usize {
-        self.params.iter().map(|p| p.rows * p.cols).sum()
-    }
-
-    /// Multiply-adds of one forward pass per sample (matrix products only).
-    pub fn forward_macs_per_sample(&self) -> usize {
         self.params
             .iter()
-            .filter(|p| p.kind == ParamKind::Weight)
+            .filter(|p| p.kind.is_trainable())
             .map(|p| p.rows * p.cols)
+            .sum()
+    }
+
+    /// Multiply-adds of one forward pass per sample (matrix products and convolutions).
+    pub fn forward_macs_per_sample(&self) -> usize {
+        self.forward
+            .iter()
+            .map(|&n| match &self.nodes[n].op {
+                Op::Linear(LinearOp::MatMul {
+                    a,
+                    b,
+                    transpose_a: false,
+                    transpose_b: false,
+                }) => self.nodes[*a].shape.cols() * self.nodes[*b].shape.cols(),
+                Op::Conv(ConvOp::Conv { w, g, .. }) => {
+                    let w = self.nodes[*w].shape;
+                    w.rows_for(1) * w.cols() * g.positions()
+                }
+                _ => 0,
+            })
             .sum()
     }
 }

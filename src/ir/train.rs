@@ -206,6 +206,14 @@ impl NamedData {
         }
     }
 
+    /// One sample's shape as an image: channels, height, width.
+    pub fn sample_shape(self) -> [usize; 3] {
+        match self {
+            NamedData::Digits => [1, 8, 8],
+            NamedData::Mnist => [1, 28, 28],
+        }
+    }
+
     /// Number of classes.
     pub fn classes(self) -> usize {
         10

@@ -197,12 +197,16 @@ impl Window {
 
     /// The input row of output row `oy` and window row `ky`, if inside the image (not padding).
     pub fn input_y(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.stride_h + ky).checked_sub(self.pad_top).filter(|&y| y < self.height)
+        (oy * self.stride_h + ky)
+            .checked_sub(self.pad_top)
+            .filter(|&y| y < self.height)
     }
 
     /// The input column of output column `ox` and window column `kx`, if inside the image.
     pub fn input_x(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.stride_w + kx).checked_sub(self.pad_left).filter(|&x| x < self.width)
+        (ox * self.stride_w + kx)
+            .checked_sub(self.pad_left)
+            .filter(|&x| x < self.width)
     }
 }
 

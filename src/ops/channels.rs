@@ -128,7 +128,7 @@ impl Family for ChannelOp {
     }
 
     fn fusion(&self) -> Fusion {
-        Fusion::Row
+        Fusion::Kernel
     }
 
     fn eval<F: Float>(&self, cx: &EvalCx<F>) -> Array2<F> {

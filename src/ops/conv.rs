@@ -130,7 +130,7 @@ impl Family for ConvOp {
     }
 
     fn fusion(&self) -> Fusion {
-        Fusion::Row
+        Fusion::Kernel
     }
 
     fn eval<F: Float>(&self, cx: &EvalCx<F>) -> Array2<F> {

@@ -115,6 +115,9 @@ pub enum Fusion {
     MatMul,
     /// A kernel of its own that works row by row (softmax, maxout, losses).
     Row,
+    /// A kernel of its own over whole samples, which each backend implements for the op
+    /// (convolutions, pooling, batch normalization, channel ops): one [`crate::passes::fuse::Step::Node`].
+    Kernel,
     /// Depends only on shape, seed and step (a dropout mask): computed before the piece's other
     /// kernels.
     Prologue,

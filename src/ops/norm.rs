@@ -277,7 +277,7 @@ impl Family for NormOp {
     }
 
     fn fusion(&self) -> Fusion {
-        Fusion::Row
+        Fusion::Kernel
     }
 
     fn is_constant(&self) -> bool {

@@ -132,7 +132,7 @@ impl Family for PoolOp {
     }
 
     fn fusion(&self) -> Fusion {
-        Fusion::Row
+        Fusion::Kernel
     }
 
     fn eval<F: Float>(&self, cx: &EvalCx<F>) -> Array2<F> {

@@ -169,6 +169,18 @@ pub enum Step {
     },
     /// A native row kernel.
     Row(RowKernel),
+    /// One op computed by a kernel of its own ([`Fusion::Kernel`]: convolutions, pooling,
+    /// batch normalization, channel ops), which the backend implements for that op.
+    Node(NodeId),
+    /// A running statistic's step: `p = (1 - momentum) p + momentum value`.
+    Average {
+        /// Parameter index.
+        param: usize,
+        /// The batch statistic it moves towards.
+        value: NodeId,
+        /// The weight of the batch.
+        momentum: f64,
+    },
     /// The regularizer gradient and optimizer step of one parameter.
     Update {
         /// Parameter index.
@@ -267,8 +279,12 @@ pub fn plan(graph: &Graph) -> Plan {
 
 /// The update step of one update node: its regularizer gradient folded in.
 fn update_step(graph: &Graph, node: NodeId) -> Step {
-    let Op::Update(UpdateOp::Update { param, grad }) = graph.nodes[node].op else {
-        unreachable!("update lists hold update nodes")
+    let (param, grad) = match graph.nodes[node].op {
+        Op::Update(UpdateOp::Update { param, grad }) => (param, grad),
+        Op::Update(UpdateOp::Average { param, value, momentum }) => {
+            return Step::Average { param, value, momentum };
+        }
+        _ => unreachable!("update lists hold update nodes"),
     };
     match graph.nodes[grad].op {
         Op::Penalty(PenaltyOp::PenaltyGrad { grad: raw, l1, l2, .. }) => Step::Update {
@@ -325,6 +341,11 @@ impl Planner<'_> {
                     continue;
                 }
                 Fusion::IntoUpdate | Fusion::Report | Fusion::Update | Fusion::Leaf => continue,
+                Fusion::Kernel => {
+                    self.close(open.take(), &mut steps);
+                    steps.push(Step::Node(n));
+                    continue;
+                }
                 Fusion::MatMul | Fusion::Row => {
                     self.close(open.take(), &mut steps);
                     steps.push(match &node.op {
@@ -595,6 +616,14 @@ impl Plan {
                         };
                         let outs: Vec<String> = outs.into_iter().flatten().map(node).collect();
                         format!("row {kind} -> {}", outs.join(", "))
+                    }
+                    Step::Node(n) => format!("kernel {} -> {}", graph.nodes[*n].op.name(), node(*n)),
+                    Step::Average { param, value, momentum } => {
+                        format!(
+                            "average {} towards {} ({momentum})",
+                            graph.params[*param].name,
+                            node(*value)
+                        )
                     }
                     Step::Update { param, grad, l1, l2 } => format!(
                         "update {} from {}{}",

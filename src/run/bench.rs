@@ -173,7 +173,7 @@ fn check_memory(loaded: &Loaded, options: &BenchOptions, limits: &crate::check::
     let batch = options.batch.unwrap_or(program.train.batch) as u128;
     let training = crate::check::training_bytes(program, checked.shapes(), batch);
     let samples = options.samples.max(batch as usize) as u128;
-    let data = samples * (program.model.input_width as u128 + 2) * 4;
+    let data = samples * (program.model.input_width() as u128 + 2) * 4;
     let need = training.saturating_add(data);
     if need <= limits.memory_bytes as u128 {
         return Ok(());

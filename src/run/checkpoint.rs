@@ -97,12 +97,12 @@ pub fn save(
     let optimizer_state = engine.state();
     let mut tensors: Vec<weights::TensorOut> = Vec::new();
     for (i, p) in graph.params.iter().enumerate() {
-        tensors.push(weights::param_out(&p.name, p.kind, &params[i]));
+        tensors.push(weights::param_out(&p.name, p, &params[i]));
         for (k, s) in optimizer_state[i].iter().enumerate() {
-            tensors.push(weights::param_out(&format!("state.{k}.{}", p.name), p.kind, s));
+            tensors.push(weights::param_out(&format!("state.{k}.{}", p.name), p, s));
         }
         if let Some(best) = best {
-            tensors.push(weights::param_out(&format!("best.{}", p.name), p.kind, &best[i]));
+            tensors.push(weights::param_out(&format!("best.{}", p.name), p, &best[i]));
         }
     }
     let mut meta = BTreeMap::new();
@@ -178,7 +178,7 @@ pub fn load(
     let mut optimizer_state = Vec::new();
     let mut best = Vec::new();
     for p in &graph.params {
-        let tensor = |name: &str| weights::param_from(&tensors, name, p.kind, p.rows, p.cols, &path);
+        let tensor = |name: &str| weights::param_from(&tensors, name, p, &path);
         params.push(tensor(&p.name)?);
         let slots_of = (0..slots)
             .map(|k| tensor(&format!("state.{k}.{}", p.name)))

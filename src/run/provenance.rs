@@ -3,7 +3,7 @@
 //! whose shapes happen to fit.
 
 use crate::diag::{Code, Diagnostic};
-use crate::ir::{Activation, LayerKind, Program, Source};
+use crate::ir::{Program, Source};
 use crate::run::train::Run;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +20,8 @@ pub const MODEL_DESCRIPTION: &str = "netc.model_description";
 /// initializers and training settings: equal descriptions mean the weights mean the same.
 pub fn model_description(program: &Program) -> String {
     let model = &program.model;
-    let mut lines = vec![format!("input {}", model.input_width)];
+    let input: Vec<String> = model.input.iter().map(|d| d.to_string()).collect();
+    let mut lines = vec![format!("input {}", input.join(" "))];
     for layer in model.layers.values() {
         let reads: Vec<&str> = layer
             .inputs
@@ -30,30 +31,11 @@ pub fn model_description(program: &Program) -> String {
                 Source::Layer(h) => model.layers[*h].name.as_str(),
             })
             .collect();
-        let kind = match &layer.kind {
-            LayerKind::Dense { width, activation, .. } => format!("dense {width} {}", activation_text(*activation)),
-            LayerKind::Maxout {
-                units,
-                pieces,
-                fixed_zero,
-                ..
-            } => format!(
-                "maxout {units} pieces {pieces}{}",
-                if *fixed_zero { " fixed_zero" } else { "" }
-            ),
-            LayerKind::Dropout { rate, mode } => format!("dropout {rate} {mode:?}"),
-        };
+        let kind = layer.describe();
         lines.push(format!("{} <- {}: {kind}", layer.name, reads.join(", ")));
     }
     lines.push(format!("loss {}", model.loss.name()));
     lines.join("\n")
-}
-
-fn activation_text(activation: Activation) -> String {
-    match activation {
-        Activation::LeakyRelu { alpha } | Activation::Elu { alpha } => format!("{}({alpha})", activation.name()),
-        other => other.name().to_string(),
-    }
 }
 
 /// The provenance metadata `netc train` writes with the weights of `run`.

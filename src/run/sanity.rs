@@ -14,20 +14,38 @@ use std::path::Path;
 /// e^-1000 on the right class, and mean squared error on one-hot targets starts below 1.
 pub const LOSS_GROWTH_LIMIT: f64 = 1e3;
 
-/// Refuses data whose width or labels do not fit the model.
-pub fn check_data_fits(graph: &Graph, splits: &Splits) -> Result<(), Box<Diagnostic>> {
+/// Refuses data whose width or labels do not fit the model; `file` names the features file
+/// when the data came from one.
+pub fn check_data_fits(graph: &Graph, splits: &Splits, file: Option<&str>) -> Result<(), Box<Diagnostic>> {
     let features = splits.train.features.ncols();
     if features != graph.input_width {
-        return Err(Diagnostic::general(
-            Code::DataMismatch,
+        let input = graph.nodes[graph.input].shape;
+        let shape = if input.sample().len() > 1 {
             format!(
-                "the data has {features} features per sample, but the model's input is {} wide",
+                "{} ({} values, read row-major)",
+                crate::ir::describe_sample(input),
                 graph.input_width
-            ),
+            )
+        } else {
+            format!("{} wide", graph.input_width)
+        };
+        let from = file.map_or("the data".to_string(), |f| format!("`{f}`"));
+        let d = Diagnostic::general(
+            Code::DataMismatch,
+            format!("{from} has {features} features per sample, but the model's input is {shape}"),
         )
-        .with_hint(format!(
-            "write `input {features}` in the model, or check the data's label column"
-        ))
+        .with_hint(if input.sample().len() > 1 {
+            format!(
+                "give {} features per row (channels x height x width), or change `input` to the data's shape",
+                graph.input_width
+            )
+        } else {
+            format!("write `input {features}` in the model, or check the data's label column")
+        });
+        return Err(match file {
+            Some(f) => d.in_file(std::path::Path::new(f)),
+            None => d,
+        }
         .into());
     }
     let width = graph.output_width;

@@ -182,7 +182,11 @@ pub fn train_with(run: &Run, options: &TrainOptions, engines: &mut Engines) -> R
     }
     check_outputs(run, options)?;
     let splits = data::load(&program.train.data, &options.data_dirs, &options.spec_dir)?;
-    sanity::check_data_fits(&graph, &splits)?;
+    let file = match &program.train.data.source {
+        crate::ir::DataSource::Files(f) => Some(f.features.as_str()),
+        crate::ir::DataSource::Named(_) => None,
+    };
+    sanity::check_data_fits(&graph, &splits, file)?;
     crate::diag::emit_human(
         &crate::diag::source::SourceMap::new(),
         &sanity::data_warnings(&graph, &splits),
@@ -520,7 +524,7 @@ impl<'a> Session<'a> {
 fn update_with_grad_stats(engine: &mut dyn Engine, ctx: &Context, sums: &mut Vec<(f64, f64)>) {
     let before = engine.params();
     let weights: Vec<usize> = (0..before.len())
-        .filter(|&p| engine.graph().params[p].kind == graph::ParamKind::Weight)
+        .filter(|&p| engine.graph().params[p].kind.is_regularized())
         .collect();
     let grads: Vec<f64> = weights
         .iter()
@@ -650,7 +654,7 @@ pub fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 
 /// Per-layer means over an epoch of `steps` steps from the sums kept in the training state.
 fn grad_stats_of(graph: &Graph, sums: &[(f64, f64)], steps: usize) -> Vec<LayerGradStats> {
-    let weights = graph.params.iter().filter(|p| p.kind == graph::ParamKind::Weight);
+    let weights = graph.params.iter().filter(|p| p.kind.is_regularized());
     weights
         .zip(sums)
         .map(|(p, &(g, r))| LayerGradStats {

@@ -7,7 +7,7 @@
 
 use crate::data::Normalization;
 use crate::diag::{Code, Diagnostic};
-use crate::graph::{Graph, ParamKind};
+use crate::graph::{Graph, Param, ParamKind};
 use ndarray::Array2;
 use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::BTreeMap;
@@ -271,18 +271,15 @@ pub fn read_file(path: &Path, unreadable: impl Fn(std::io::Error) -> Diagnostic)
     Ok(bytes)
 }
 
-/// A parameter as a tensor to write in file layout (weights `[outputs, inputs]`), borrowed.
-pub fn param_out<'a>(name: &str, kind: ParamKind, value: &'a Array2<f32>) -> TensorOut<'a> {
-    match kind {
-        ParamKind::Weight => TensorOut {
-            name: name.to_string(),
-            shape: vec![value.ncols(), value.nrows()],
-            values: value.t(),
-        },
-        ParamKind::Bias | ParamKind::Slope => TensorOut {
-            name: name.to_string(),
-            shape: vec![value.len()],
-            values: value.view(),
+/// A parameter as a tensor to write in file layout (PyTorch's: dense weights `[outputs,
+/// inputs]`, filters `[filters, channels, kh, kw]`, rows `[n]`), borrowed, under `name`.
+pub fn param_out<'a>(name: &str, param: &Param, value: &'a Array2<f32>) -> TensorOut<'a> {
+    TensorOut {
+        name: name.to_string(),
+        shape: param.file_shape.clone(),
+        values: match param.kind {
+            ParamKind::Weight => value.t(),
+            _ => value.view(),
         },
     }
 }
@@ -298,7 +295,7 @@ pub fn model_outs<'a>(
         .params
         .iter()
         .zip(params)
-        .map(|(p, v)| param_out(&p.name, p.kind, v))
+        .map(|(p, v)| param_out(&p.name, p, v))
         .collect();
     for (name, values) in [
         ("input.shift", &normalization.shift),
@@ -325,15 +322,9 @@ pub fn model_tensors(graph: &Graph, params: &[Array2<f32>], normalization: &Norm
         .collect()
 }
 
-/// Reads a parameter back from file layout into the interpreter's layout, checking its shape.
-pub fn param_from(
-    tensors: &Tensors,
-    name: &str,
-    kind: ParamKind,
-    rows: usize,
-    cols: usize,
-    path: &Path,
-) -> Result<Array2<f32>, Box<Diagnostic>> {
+/// Reads parameter `param` back from file layout (the tensor `name`) into the interpreter's
+/// layout, checking its shape.
+pub fn param_from(tensors: &Tensors, name: &str, param: &Param, path: &Path) -> Result<Array2<f32>, Box<Diagnostic>> {
     let t = tensors.get(name).ok_or_else(|| {
         Diagnostic::general(
             Code::BadWeights,
@@ -342,11 +333,8 @@ pub fn param_from(
         .in_file(path)
         .with_hint("use the weights trained from this spec (layer names and kinds must match)")
     })?;
-    let expected = match kind {
-        ParamKind::Weight => vec![cols, rows],
-        ParamKind::Bias | ParamKind::Slope => vec![cols],
-    };
-    if t.shape != expected {
+    let expected = &param.file_shape;
+    if &t.shape != expected {
         return Err(Diagnostic::general(
             Code::BadWeights,
             format!(
@@ -357,16 +345,17 @@ pub fn param_from(
             ),
         )
         .in_file(path)
-        .with_hint("the layer widths of the spec differ from the ones these weights were trained with")
+        .with_hint("the layer sizes of the spec differ from the ones these weights were trained with")
         .into());
     }
-    Ok(match kind {
+    let (rows, cols) = (param.rows, param.cols);
+    Ok(match param.kind {
         ParamKind::Weight => Array2::from_shape_vec((cols, rows), t.data.clone())
             .expect("shape checked")
             .reversed_axes()
             .as_standard_layout()
             .to_owned(),
-        ParamKind::Bias | ParamKind::Slope => Array2::from_shape_vec((1, cols), t.data.clone()).expect("shape checked"),
+        _ => Array2::from_shape_vec((rows, cols), t.data.clone()).expect("shape checked"),
     })
 }
 
@@ -414,7 +403,7 @@ pub fn load_model(run: &crate::run::train::Run, path: &Path) -> Result<Trained, 
     let mut params = Vec::new();
     let mut known: Vec<&str> = vec!["input.shift", "input.scale"];
     for p in &graph.params {
-        params.push(param_from(&tensors, &p.name, p.kind, p.rows, p.cols, path)?);
+        params.push(param_from(&tensors, &p.name, p, path)?);
         known.push(&p.name);
     }
     if let Some(extra) = tensors.keys().find(|k| !known.contains(&k.as_str())) {

@@ -17,6 +17,7 @@ impl Jit {
                     out,
                 } => self.gemm(*a, *b, *transpose_a, *transpose_b, *out),
                 Step::Row(kernel) => self.row(kernel, ctx),
+                Step::Node(_) | Step::Average { .. } => unreachable!("refused by Jit::with_threads"),
                 Step::Update { param, grad, .. } => {
                     let t = self.updates;
                     // Adam's bias corrections folded into the step and the root, as the
@@ -327,7 +328,8 @@ impl Jit {
             | Step::Row(RowKernel::Maxout { out, .. })
             | Step::Row(RowKernel::MaxoutGrad { out, .. })
             | Step::Row(RowKernel::DropoutMask { out, .. }) => *out,
-            Step::Update { param, .. } => return Some(self.graph.params[*param].layer),
+            Step::Node(n) => *n,
+            Step::Update { param, .. } | Step::Average { param, .. } => return Some(self.graph.params[*param].layer),
         };
         self.graph.nodes[node].layer
     }

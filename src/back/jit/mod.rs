@@ -114,6 +114,18 @@ impl Jit {
     pub fn with_threads(graph: Graph, seed: u64, threads: usize) -> Result<Jit, Box<Diagnostic>> {
         let started = Instant::now();
         let plan = crate::passes::fuse::plan(&graph);
+        if let Some(n) = plan.forward.iter().find_map(|s| match s {
+            Step::Node(n) => Some(*n),
+            _ => None,
+        }) {
+            return Err(Box::new(
+                Diagnostic::general(
+                    Code::Unsupported,
+                    format!("the JIT does not run `{}` yet", graph.nodes[n].op.name()),
+                )
+                .with_hint("use --backend interp"),
+            ));
+        }
         let mut module = host_module()?;
         let compile_error = |e: Box<cranelift_module::ModuleError>| {
             Diagnostic::internal(format!("the JIT failed to compile a kernel: {e}"))

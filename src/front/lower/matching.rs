@@ -399,6 +399,27 @@ impl<'t> Lowerer<'t> {
                 }
             },
             Ty::Split => self.typed_split(what, ty, r),
+            Ty::Padding => match &v.kind {
+                ValueKind::Word(w) if w == "valid" => Some(Typed::Padding(Padding::Valid)),
+                ValueKind::Word(w) if w == "same" => Some(Typed::Padding(Padding::Same)),
+                ValueKind::Number(n) if n.integer && n.value >= 0.0 && n.value <= 4096.0 => {
+                    Some(Typed::Padding(Padding::Explicit(n.value as usize)))
+                }
+                ValueKind::Number(n) if n.integer && n.value > 4096.0 => {
+                    self.error(from(
+                        Diagnostic::error(Code::OutOfRange, v.span, format!("{what} must be at most 4096"))
+                            .with_label("too much padding")
+                            .with_hint("pad with fewer rows and columns, or `pad same`"),
+                    ));
+                    None
+                }
+                _ => {
+                    self.error(from(
+                        wrong_type(what, ty, v, r.at).with_hint("write `pad valid` (none), `pad same` or `pad 1`"),
+                    ));
+                    None
+                }
+            },
             Ty::Column => match &v.kind {
                 ValueKind::Word(w) if w == "first" => Some(Typed::Column(LabelColumn::First)),
                 ValueKind::Word(w) if w == "last" => Some(Typed::Column(LabelColumn::Last)),

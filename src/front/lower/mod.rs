@@ -86,6 +86,7 @@ enum Typed {
     Name(String),
     Split(Validation),
     Column(LabelColumn),
+    Padding(Padding),
 }
 
 struct Constant {
@@ -132,6 +133,12 @@ impl Matched {
             _ => None,
         }
     }
+    fn padding(&self, slot: &str) -> Option<Padding> {
+        match self.values.get(slot) {
+            Some(Typed::Padding(p)) => Some(*p),
+            _ => None,
+        }
+    }
     fn string(&self, slot: &str) -> Option<String> {
         match self.values.get(slot) {
             Some(Typed::Str(s)) | Some(Typed::Name(s)) => Some(s.clone()),
@@ -167,7 +174,7 @@ struct Lowerer<'t> {
     /// called are not reported as unused.
     expansion_cut: bool,
     /// The input statement, once seen; its width is `None` when the value was invalid.
-    input: Option<(Option<usize>, SlotSpans)>,
+    input: Option<(Option<Vec<usize>>, SlotSpans)>,
     /// The loss statement, once seen; `None` inside when the value was invalid.
     loss: Option<(Option<Loss>, SlotSpans)>,
     too_many_layers: bool,

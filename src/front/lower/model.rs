@@ -26,7 +26,7 @@ impl<'t> Lowerer<'t> {
         self.pop_scope();
 
         let expanded = !self.too_many_layers;
-        let (input_width, input_spans) = match self.input.take() {
+        let (input, input_spans) = match self.input.take() {
             Some(i) => i,
             None if !expanded => return None,
             None => {
@@ -50,7 +50,7 @@ impl<'t> Lowerer<'t> {
                 return None;
             }
         };
-        let (Some(input_width), Some(loss)) = (input_width, loss) else {
+        let (Some(input), Some(loss)) = (input, loss) else {
             return None;
         };
         let layers = std::mem::take(&mut self.layers);
@@ -64,7 +64,7 @@ impl<'t> Lowerer<'t> {
         Some((
             Model {
                 name,
-                input_width,
+                input,
                 layers,
                 output,
                 loss,
@@ -162,7 +162,28 @@ impl<'t> Lowerer<'t> {
                             .with_hint("move `input ...` to the top of the model"),
                         );
                     }
-                    self.input = Some((m.int("width").map(|w| w as usize), m.spans));
+                    let dims = [m.int("size"), m.int("height"), m.int("width")];
+                    let written = ["size", "height", "width"].map(|slot| m.spans.has(slot));
+                    let input = match (dims, written) {
+                        ([Some(n), None, None], [_, false, false]) => Some(vec![n as usize]),
+                        ([Some(c), Some(h), Some(w)], _) => Some(vec![c as usize, h as usize, w as usize]),
+                        (_, [_, true, false]) => {
+                            self.error(
+                                Diagnostic::error(
+                                    Code::MissingValue,
+                                    m.spans.get("height"),
+                                    "`input` takes one size (features) or three (channels, height, width)",
+                                )
+                                .with_label("two sizes")
+                                .with_hint(
+                                    "write `input 1 28 28` for an image (channels first), or `input 784` for features",
+                                ),
+                            );
+                            None
+                        }
+                        _ => None,
+                    };
+                    self.input = Some((input, m.spans));
                 }
             }
             "loss" => {
@@ -214,7 +235,36 @@ impl<'t> Lowerer<'t> {
                     }
                 }
             }
-            "dense" | "maxout" | "dropout" => self.layer(schema, piece),
+            "residual" => {
+                let Some(block) = piece.block else {
+                    self.error(
+                        Diagnostic::error(Code::MissingValue, piece.span, "`residual` needs a block of layers")
+                            .with_label("expected `{ ... }`")
+                            .with_hint(format!("e.g. `{}`", schema.example)),
+                    );
+                    return;
+                };
+                let before = self.layers.len();
+                let block_input = self.previous();
+                self.lines(&block.lines, "model");
+                if self.too_many_layers {
+                    return;
+                }
+                if self.layers.len() == before {
+                    self.error(
+                        Diagnostic::error(Code::MissingValue, block.span, "this residual block has no layers")
+                            .with_label("empty block")
+                            .with_hint(format!(
+                                "put the layers its shortcut skips inside, e.g. `{}`",
+                                schema.example
+                            )),
+                    );
+                    return;
+                }
+                self.layer(schema, piece, Some(block_input));
+            }
+            "conv" | "maxpool" | "avgpool" | "global_avgpool" | "batchnorm" | "flatten" | "activation" | "add"
+            | "concat" | "dense" | "maxout" | "dropout" => self.layer(schema, piece, None),
             _ => unreachable!("every model schema head is handled"),
         }
     }
@@ -317,7 +367,53 @@ impl<'t> Lowerer<'t> {
         self.call_stack.pop();
     }
 
-    pub(super) fn layer(&mut self, schema: &'static Schema, piece: &Piece<'t>) {
+    /// What the next layer reads by default: the layer written last, or the input.
+    fn previous(&self) -> Source {
+        self.layers
+            .iter()
+            .next_back()
+            .map_or(Source::Input, |(h, _)| Source::Layer(h))
+    }
+
+    /// The layer a label names, seen from here: inside `repeat` the copy of the current
+    /// round first (`c1` inside round 2 is `c1_2`), then the rounds around it, then the label
+    /// as written.
+    fn named_layer(&mut self, name: &str, span: Span) -> Option<Source> {
+        for keep in (0..=self.label_suffix.len()).rev() {
+            let suffix: String = self.label_suffix[..keep].iter().map(|i| format!("_{i}")).collect();
+            let full = format!("{name}{suffix}");
+            if let Some((h, _)) = self.layers.iter().find(|(_, l)| l.name == full) {
+                return Some(Source::Layer(h));
+            }
+        }
+        let names: Vec<String> = self.layers.values().map(|l| l.name.clone()).collect();
+        let mut d = Diagnostic::error(
+            Code::UnknownName,
+            span,
+            format!("no layer named `{name}` comes before this"),
+        )
+        .with_label("unknown layer")
+        .with_note("`add` and `concat` read layers written earlier in the model, by their label");
+        d = match did_you_mean(name, names.iter().map(String::as_str)) {
+            Some(s) => d.with_suggestion(span, s, format!("did you mean `{s}`?")),
+            None if names.is_empty() => {
+                d.with_hint("label the layer to read, e.g. `conv c1: 16 kernel 3`, and write `add c1`")
+            }
+            None => d.with_hint(format!(
+                "label the layer to read (`conv c1: ...`); the layers so far are {}",
+                names
+                    .iter()
+                    .take(8)
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
+        self.error(d);
+        None
+    }
+
+    pub(super) fn layer(&mut self, schema: &'static Schema, piece: &Piece<'t>, block_input: Option<Source>) {
         if self.layers.len() >= MAX_LAYERS {
             self.too_many_layers = true;
             self.error(
@@ -418,22 +514,101 @@ impl<'t> Lowerer<'t> {
                     },
                 }
             }
+            "conv" => {
+                let Some(filters) = m.int("filters") else { return };
+                let activation = match m.choice("activation") {
+                    None => Activation::Linear,
+                    Some((name, args)) => activation_from(name, args),
+                };
+                // He for everything but the saturating activations: a conv before batchnorm
+                // and relu is linear itself.
+                let init = match m.choice("init") {
+                    Some(_) => init(&m, None),
+                    None if activation.saturates() => Init::Xavier,
+                    None => Init::He,
+                };
+                LayerKind::Conv {
+                    filters: filters as usize,
+                    kernel: m.int("kernel").unwrap_or(3) as usize,
+                    stride: m.int("stride").unwrap_or(1) as usize,
+                    padding: m.padding("pad").unwrap_or(Padding::Valid),
+                    bias: (!m.flags.contains("no_bias")).then(|| m.float("bias").unwrap_or(0.0)),
+                    activation,
+                    init,
+                }
+            }
+            "maxpool" | "avgpool" => {
+                let Some(window) = m.int("window") else { return };
+                LayerKind::Pool {
+                    op: if kind_name == "maxpool" {
+                        PoolKind::Max
+                    } else {
+                        PoolKind::Avg
+                    },
+                    window: window as usize,
+                    stride: m.int("stride").unwrap_or(window) as usize,
+                    padding: m.padding("pad").unwrap_or(Padding::Valid),
+                }
+            }
+            "global_avgpool" => LayerKind::GlobalPool,
+            "flatten" => LayerKind::Flatten,
+            "batchnorm" => LayerKind::BatchNorm {
+                momentum: m.float("momentum").unwrap_or(0.1),
+                eps: m.float("eps").unwrap_or(1e-5),
+                activation: optional_activation(&m, "activation"),
+            },
+            "activation" => {
+                let Some((name, args)) = m.choice("function") else {
+                    return;
+                };
+                LayerKind::Activation {
+                    activation: activation_from(name, args),
+                }
+            }
+            "add" => LayerKind::Add {
+                activation: optional_activation(&m, "activation"),
+            },
+            "concat" => LayerKind::Concat,
+            "residual" => LayerKind::Residual {
+                shortcut: match m.choice("shortcut") {
+                    Some(("project", _)) => Shortcut::Project,
+                    _ => Shortcut::Identity,
+                },
+                activation: optional_activation(&m, "activation"),
+            },
             _ => unreachable!("layer() is only called for layer heads"),
         };
+        // Every layer reads the layer written before it; a residual join also its block's
+        // input, `add` and `concat` the layers they name.
+        let mut inputs = vec![self.previous()];
+        inputs.extend(block_input);
+        for slot in ["from", "from2", "from3"] {
+            if let Some(label) = m.string(slot)
+                && schema.slot(slot).is_some()
+            {
+                let span = m.spans.get(slot);
+                match self.named_layer(&label, span) {
+                    Some(source) => inputs.push(source),
+                    None => return,
+                }
+            }
+        }
         self.layer_names.insert(name.clone(), name_span);
-        // Every layer kind so far reads the layer written before it.
-        let previous = self
-            .layers
-            .iter()
-            .next_back()
-            .map_or(Source::Input, |(h, _)| Source::Layer(h));
         self.layers.append(Layer {
             name,
             kind,
             regularization,
-            inputs: vec![previous],
+            inputs,
         });
         let _ = m.schema;
         self.layer_spans.push(m.spans);
+    }
+}
+
+/// The activation in `slot`, `linear` when none is written.
+fn optional_activation(m: &Matched, slot: &str) -> Activation {
+    match m.choice(slot) {
+        None => Activation::Linear,
+        Some((name, args)) => activation_from(name, args),
     }
 }
