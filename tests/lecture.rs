@@ -225,7 +225,7 @@ fn maxout_with_a_zero_piece_is_relu() {
     // The summary says which piece is fixed.
     let o = netc(&["check", "--summary", s(&dir.join("maxout.net"))]);
     assert!(
-        text(&o.stdout).contains("maxout x2 (one fixed at 0)"),
+        text(&o.stdout).contains("maxout 96 pieces 2 fixed_zero      48    3120"),
         "{}",
         text(&o.stdout)
     );

@@ -244,12 +244,15 @@ fn the_checks_see_what_they_check() {
 
 /// Slot spans are looked up by name (`spans.get("width")`), falling back to the statement's
 /// span when a value was not written. A misspelt name would fall back silently, so every name
-/// the checker looks up must be a slot, option or flag of some statement (or the label).
+/// the checker looks up must be a slot, option or flag of some statement (or the label, or a
+/// block statement's keyword).
 #[test]
 fn slot_names_the_checker_looks_up_exist() {
     use netc::front::schema::SCHEMAS;
+    // `name` is the label's span, `keyword` a block statement's head word.
     let slot_exists = |name: &str| {
         name == "name"
+            || name == "keyword"
             || SCHEMAS
                 .iter()
                 .any(|s| s.positional.iter().chain(s.options).any(|slot| slot.name == name) || s.flags.contains(&name))

@@ -153,6 +153,10 @@ pub(super) fn check_data_shape(program: &Program, spans: &Spans, shapes: &[Layer
     let Some((h, last)) = model.layers.iter().next_back() else {
         return;
     };
+    if crate::ir::image(shapes[h.index()].output).is_some() {
+        // E0030 says what is wrong with an image output.
+        return;
+    }
     let width = shapes[h.index()].output.cols();
     let classes = data.classes();
     let fits = match model.loss {

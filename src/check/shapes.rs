@@ -93,10 +93,18 @@ pub(super) fn report(program: &Program, spans: &Spans, failures: &[Failure], out
         out.push(match &failure.error {
             ShapeError::NeedsImage { input } => {
                 let hint = if layer.inputs[0] == Source::Input {
-                    format!(
-                        "declare the input as an image, channels first: `input 1 H W` with H x W = {}",
-                        input.cols()
-                    )
+                    let n = input.cols();
+                    let side = (1..=n).find(|s| s * s >= n).unwrap_or(1);
+                    match program.train.data.source {
+                        crate::ir::DataSource::Named(data) => {
+                            let [c, h, w] = data.sample_shape();
+                            format!("declare the input as an image, channels first: `input {c} {h} {w}`")
+                        }
+                        _ if side * side == n => {
+                            format!("declare the input as an image, channels first: `input 1 {side} {side}`")
+                        }
+                        _ => format!("declare the input as an image, channels first: `input C H W` with C x H x W = {n}"),
+                    }
                 } else {
                     format!("put `{kind}` before the layers that flatten the image (dense, maxout, global_avgpool, flatten)")
                 };
@@ -172,7 +180,7 @@ pub(super) fn report(program: &Program, spans: &Spans, failures: &[Failure], out
                     LayerKind::Residual { .. } => {
                         let d = Diagnostic::error(
                             Code::ShapeMismatch,
-                            s.statement,
+                            s.get("keyword"),
                             format!(
                                 "residual block `{}` adds its input to its output, but they differ: {}",
                                 layer.name,
@@ -182,7 +190,11 @@ pub(super) fn report(program: &Program, spans: &Spans, failures: &[Failure], out
                         .with_label(format!("{} + {}", describe_sample(body), describe_sample(from)))
                         .with_note("an identity shortcut needs the body to keep its input's shape");
                         match project {
-                            Some(p) => d.with_hint(format!("write `residual shortcut project {{ ... }}`: the shortcut becomes {p}")),
+                            Some(p) => d.with_suggestion(
+                                s.get("keyword"),
+                                "residual shortcut project",
+                                format!("write `residual shortcut project`: the shortcut becomes {p}"),
+                            ),
                             None => d.with_hint("keep the input's shape in the block (`pad same`, stride 1, as many filters as input channels)"),
                         }
                     }
@@ -203,7 +215,7 @@ pub(super) fn report(program: &Program, spans: &Spans, failures: &[Failure], out
             }
             ShapeError::NoProjection { from, to } => Diagnostic::error(
                 Code::ShapeMismatch,
-                s.statement,
+                s.get("keyword"),
                 format!(
                     "no 1x1 projection maps block `{}`'s input {} to its output {}",
                     layer.name,

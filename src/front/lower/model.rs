@@ -452,6 +452,10 @@ impl<'t> Lowerer<'t> {
             None => auto_name,
         };
         let name_span = m.label.as_ref().map_or(piece.head.span, |l| l.span);
+        // A block's errors point at its keyword, not at the whole block.
+        if schema.block {
+            m.spans.slots.insert("keyword", piece.head.span);
+        }
         if let Some(first) = self.layer_names.get(&name) {
             let first = *first;
             self.error(
