@@ -57,6 +57,30 @@ train {
 }
 ";
 
+/// A small residual CNN with the same data and training settings: batchnorm's running
+/// statistics are saved, checkpointed and resumed like parameters.
+const CNN_SPEC: &str = "model c {
+  input 1 8 8
+  conv c1: 4 kernel 3 pad same no_bias
+  batchnorm relu
+  maxpool 2
+  residual relu {
+    conv 4 kernel 3 pad same prelu
+    batchnorm momentum 0.2
+  }
+  dropout 0.2
+  dense out: 10 softmax
+  loss cross_entropy
+}
+train {
+  data digits validation 200
+  optimizer momentum lr 0.05 lambda 0.9 schedule step(2, 0.5)
+  regularize l2 1e-4
+  batch 64 epochs 5 seed 3
+  early_stop val_loss patience 2 restore_best
+}
+";
+
 fn finished(
     outcome: Outcome,
 ) -> (
@@ -77,13 +101,16 @@ fn finished(
 
 #[test]
 fn same_seed_gives_bit_identical_weights() {
-    for backend in [netc::run::train::Backend::Interp, netc::run::train::Backend::Jit] {
-        let dir = temp_dir(&format!("determinism-{}", backend.name()));
-        let run = run_of(&dir, SPEC, &[]);
+    for (backend, (kind, spec)) in [netc::run::train::Backend::Interp, netc::run::train::Backend::Jit]
+        .into_iter()
+        .flat_map(|b| [("mlp", SPEC), ("cnn", CNN_SPEC)].map(|s| (b, s)))
+    {
+        let dir = temp_dir(&format!("determinism-{kind}-{}", backend.name()));
+        let run = run_of(&dir, spec, &[]);
         let (_, _, a) = finished(train(&run, &options_on(&dir, "a", backend)).expect("trains"));
         let (_, _, b) = finished(train(&run, &options_on(&dir, "b", backend)).expect("trains"));
         assert!(a == b, "{}: two runs with one seed differ", backend.name());
-        let other = run_of(&dir, SPEC, &["train.seed=4"]);
+        let other = run_of(&dir, spec, &["train.seed=4"]);
         let (_, _, c) = finished(train(&other, &options_on(&dir, "c", backend)).expect("trains"));
         assert!(a != c, "another seed gives the same weights");
         let bytes_a = std::fs::read(dir.join("a/weights.safetensors")).expect("weights a");
@@ -93,9 +120,9 @@ fn same_seed_gives_bit_identical_weights() {
     }
 }
 
-fn resumes_to_the_same_weights(backend: netc::run::train::Backend) {
-    let dir = temp_dir(&format!("resume-{}", backend.name()));
-    let run = run_of(&dir, SPEC, &[]);
+fn resumes_to_the_same_weights(backend: netc::run::train::Backend, kind: &str, spec: &str) {
+    let dir = temp_dir(&format!("resume-{kind}-{}", backend.name()));
+    let run = run_of(&dir, spec, &[]);
     let (report, history, uninterrupted) = finished(train(&run, &options_on(&dir, "whole", backend)).expect("trains"));
 
     // Stop mid-epoch twice (after steps 30 and 61; 20 steps per epoch), resuming each time.
@@ -129,7 +156,7 @@ fn resumes_to_the_same_weights(backend: netc::run::train::Backend) {
     assert_eq!(strip(&history), strip(&resumed_history), "{}", backend.name());
 
     // A different spec refuses to resume that directory.
-    let other = run_of(&dir, SPEC, &["train.optimizer.lr=0.01"]);
+    let other = run_of(&dir, spec, &["train.optimizer.lr=0.01"]);
     let err = train(&other, &resume).expect_err("different spec");
     assert!(err.message.contains("different spec"), "{}", err.message);
     std::fs::remove_dir_all(&dir).expect("cleanup");
@@ -137,8 +164,10 @@ fn resumes_to_the_same_weights(backend: netc::run::train::Backend) {
 
 #[test]
 fn an_interrupted_run_resumes_to_the_same_weights() {
-    resumes_to_the_same_weights(netc::run::train::Backend::Interp);
-    resumes_to_the_same_weights(netc::run::train::Backend::Jit);
+    for (kind, spec) in [("mlp", SPEC), ("cnn", CNN_SPEC)] {
+        resumes_to_the_same_weights(netc::run::train::Backend::Interp, kind, spec);
+        resumes_to_the_same_weights(netc::run::train::Backend::Jit, kind, spec);
+    }
 }
 
 #[test]

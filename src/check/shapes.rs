@@ -226,6 +226,17 @@ pub(super) fn report(program: &Program, spans: &Spans, failures: &[Failure], out
             .with_label("shortcut project")
             .with_note("the projection is a 1x1 convolution with a whole stride s: it turns H x W into ceil(H / s) x ceil(W / s)")
             .with_hint("make the body's output ceil(H / s) high and wide for one stride s (`pad same` and `stride s` on one conv)"),
+            ShapeError::TooLarge { dims } => Diagnostic::error(
+                Code::TooLarge,
+                s.statement,
+                format!(
+                    "`{}` would give {} values per sample, more than 2^40",
+                    layer.name,
+                    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(" x ")
+                ),
+            )
+            .with_label("too large")
+            .with_hint("use fewer filters or units, or pool the image smaller first"),
             ShapeError::Concat { shapes } => {
                 let listing: Vec<String> = layer
                     .inputs

@@ -313,6 +313,22 @@ pub enum ShapeError {
         /// Every part's shape, in input order.
         shapes: Vec<Shape>,
     },
+    /// The output would hold more than [`MAX_SAMPLE_VALUES`] values per sample.
+    TooLarge {
+        /// Its dimensions after the batch.
+        dims: Vec<usize>,
+    },
+}
+
+/// The most values one sample of any tensor may hold (2^40): far beyond any machine's memory,
+/// and small enough that no size computed from shapes overflows.
+pub const MAX_SAMPLE_VALUES: usize = 1 << 40;
+
+/// The number of values of a sample of these dimensions, if at most [`MAX_SAMPLE_VALUES`].
+pub fn sample_values(dims: &[usize]) -> Option<usize> {
+    dims.iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_SAMPLE_VALUES)
 }
 
 /// `(channels, height, width)` of an image shape.
@@ -364,6 +380,14 @@ impl Layer {
     /// checker calls this once per layer and keeps the result (`check::Checked`); nothing
     /// else re-derives shapes.
     pub fn output_shape(&self, inputs: &[Shape]) -> Result<Shape, ShapeError> {
+        let shape = self.unchecked_output_shape(inputs)?;
+        match sample_values(&shape.sample()) {
+            Some(_) => Ok(shape),
+            None => Err(ShapeError::TooLarge { dims: shape.sample() }),
+        }
+    }
+
+    fn unchecked_output_shape(&self, inputs: &[Shape]) -> Result<Shape, ShapeError> {
         let input = inputs[0];
         let flat = |n: usize| Shape::new(&[input.rows(), Dim::Fixed(n)]);
         let image_of =

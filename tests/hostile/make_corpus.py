@@ -72,6 +72,26 @@ specs = {
         for _ in range(4000)
     ),
     "crlf.net": GOOD.replace("\n", "\r\n"),
+    # Convolutional specs over the same 4 features, read as a 1x2x2 image.
+    "cnn_huge_kernel.net": GOOD.replace("input 4\n  dense h: 6 relu", "input 1 2 2\n  conv h: 6 relu kernel 4096"),
+    "cnn_huge_filters.net": GOOD.replace("input 4\n  dense h: 6 relu", "input 1 2 2\n  conv h: 99999999999 relu kernel 1"),
+    "cnn_huge_padding.net": GOOD.replace("input 4\n  dense h: 6 relu", "input 1 2 2\n  conv h: 6 relu kernel 3 pad 4096\n  global_avgpool"),
+    "cnn_huge_image.net": GOOD.replace("input 4\n  dense h: 6 relu", "input 65536 65536 65536\n  global_avgpool"),
+    "cnn_overflowing_image.net": GOOD.replace(
+        "input 4\n  dense h: 6 relu", "input 1099511627776 1099511627776 1099511627776\n  global_avgpool"
+    ),
+    "cnn_overflowing_output.net": GOOD.replace(
+        "input 4\n  dense h: 6 relu", "input 1 2 2\n  conv h: 1099511627776 kernel 1 pad 4096\n  global_avgpool"
+    ),
+    "cnn_wrong_shape.net": GOOD.replace("input 4\n  dense h: 6 relu", "input 3 32 32\n  conv h: 6 relu kernel 3"),
+    "cnn_zero_stride.net": GOOD.replace("input 4\n  dense h: 6 relu", "input 1 2 2\n  conv h: 6 relu kernel 1 stride 0"),
+    "cnn_residual_repeat.net": GOOD.replace(
+        "input 4\n  dense h: 6 relu", "input 1 2 2\n  repeat 5000 { residual relu { conv 1 kernel 1; batchnorm } }"
+    ),
+    "cnn_self_add.net": GOOD.replace("dense h: 6 relu", "dense h: 6 relu\n  add h\n  add nowhere\n  concat h h h h"),
+    "cnn_nested_residuals.net": GOOD.replace(
+        "dense h: 6 relu", "residual { " * 30 + "dense 4 relu" + " }" * 30
+    ),
 }
 for name, text in specs.items():
     write("specs/" + name, text)

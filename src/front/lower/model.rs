@@ -183,6 +183,21 @@ impl<'t> Lowerer<'t> {
                         }
                         _ => None,
                     };
+                    let input = match input {
+                        Some(dims) if sample_values(&dims).is_none() => {
+                            self.error(
+                                Diagnostic::error(
+                                    Code::OutOfRange,
+                                    piece.span,
+                                    "the input holds more than 2^40 values per sample",
+                                )
+                                .with_label("too large")
+                                .with_hint("check the sizes: channels, height and width multiply"),
+                            );
+                            None
+                        }
+                        other => other,
+                    };
                     self.input = Some((input, m.spans));
                 }
             }
