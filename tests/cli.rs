@@ -86,7 +86,10 @@ fn summary_prints_the_layer_table() {
     let out = netc(&["check", "--summary", "examples/mnist_mlp.net"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("h1     dense 256 relu       256  200960  128.0 KiB"), "{stdout}");
+    assert!(
+        stdout.contains("h1     dense 256 relu       256  200960  128.0 KiB"),
+        "{stdout}"
+    );
     assert!(stdout.contains("total parameters: 269322"), "{stdout}");
 }
 
@@ -101,11 +104,23 @@ fn summary_shows_every_image_shape() {
         stdout.contains("c1        conv 16 kernel 3 stride 1 pad same relu  16x8x8     160  128.0 KiB"),
         "{stdout}"
     );
-    assert!(stdout.contains("maxpool1  maxpool 2 stride 2 pad valid             32x4x4       0"), "{stdout}");
-    assert!(stdout.contains("h         dense 64 relu                                64   32832"), "{stdout}");
+    assert!(
+        stdout.contains("maxpool1  maxpool 2 stride 2 pad valid             32x4x4       0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("h         dense 64 relu                                64   32832"),
+        "{stdout}"
+    );
     let resnet = text(&netc(&["check", "--summary", "examples/mnist_resnet.net"]).stdout);
-    assert!(resnet.contains("residual4        residual shortcut project relu (+ residual3)       32x14x14     576"), "{resnet}");
-    assert!(resnet.contains("global_avgpool1  global_avgpool                                           64       0"), "{resnet}");
+    assert!(
+        resnet.contains("residual4        residual shortcut project relu (+ residual3)       32x14x14     576"),
+        "{resnet}"
+    );
+    assert!(
+        resnet.contains("global_avgpool1  global_avgpool                                           64       0"),
+        "{resnet}"
+    );
     // ResNet-20's 0.27M parameters (running statistics are not counted).
     assert!(resnet.contains("total parameters: 272186"), "{resnet}");
 }

@@ -17,22 +17,22 @@ pub(super) fn lint(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) 
     bias_before_batchnorm(program, spans, &layers, out);
 }
 
-/// W0007: a deep stack of weighted layers with neither batch normalization nor residual
-/// connections: the lecture's opening figure (a 56-layer network worse than a 20-layer one on
-/// its own training data).
+/// W0007: a deep stack of weighted layers without residual connections: the lecture's
+/// opening figure (a 56-layer network worse than a 20-layer one on its own training data; He
+/// et al.'s plain networks had batchnorm, so it does not prevent this).
 fn deep_plain_stack(program: &Program, spans: &Spans, layers: &[(Handle<Layer>, &Layer)], out: &mut Vec<Diagnostic>) {
     let weighted: Vec<Handle<Layer>> = layers
         .iter()
         .filter(|(_, l)| l.has_weights())
         .map(|(h, _)| *h)
         .collect();
-    let helped = layers.iter().any(|(_, l)| {
+    let skips = layers.iter().any(|(_, l)| {
         matches!(
             l.kind,
-            LayerKind::BatchNorm { .. } | LayerKind::Residual { .. } | LayerKind::Add { .. } | LayerKind::Concat
+            LayerKind::Residual { .. } | LayerKind::Add { .. } | LayerKind::Concat
         )
     });
-    if weighted.len() <= PLAIN_DEPTH_LIMIT || helped {
+    if weighted.len() <= PLAIN_DEPTH_LIMIT || skips {
         return;
     }
     let first = spans.layer(weighted[0]).statement;
@@ -41,17 +41,17 @@ fn deep_plain_stack(program: &Program, spans: &Spans, layers: &[(Handle<Layer>, 
             Code::DeepPlainStack,
             first,
             format!(
-                "{} layers with weights and no batchnorm or residual connection: deeper plain networks train worse",
+                "{} layers with weights and no residual connection: deeper plain networks train worse",
                 weighted.len()
             ),
         )
         .with_label("the first of them")
         .with_note(format!(
-            "a plain stack deeper than about {PLAIN_DEPTH_LIMIT} layers is often worse than a shallower one on its own training data (He et al.'s 56- vs 20-layer networks): that is an optimization problem, not overfitting; model `{}` has {}",
+            "a plain stack deeper than about {PLAIN_DEPTH_LIMIT} layers is often worse than a shallower one on its own training data, batchnorm or not (He et al.'s 56- against 20-layer networks): an optimization problem, not overfitting; model `{}` has {}",
             program.model.name,
             weighted.len()
         ))
-        .with_hint("wrap pairs of layers in `residual { ... }` blocks, or add `batchnorm` after the convolutions"),
+        .with_hint("wrap pairs of layers in `residual { ... }` blocks, so each pair learns a change to its input"),
     );
 }
 

@@ -31,8 +31,8 @@ pub struct Limits {
 /// Consecutive sigmoid/tanh layers above which W0001 warns.
 pub const SATURATING_DEPTH_LIMIT: usize = 4;
 
-/// Layers with weights above which a network without batchnorm or residual connections gets
-/// W0007 (the residual paper's plain networks degrade from about 20 layers on).
+/// Layers with weights above which a network without residual connections gets W0007 (the
+/// residual paper's plain networks degrade from about 20 layers on).
 pub const PLAIN_DEPTH_LIMIT: usize = 20;
 
 /// What the checker knows about one layer's tensors.

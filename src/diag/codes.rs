@@ -81,7 +81,7 @@ codes! {
         RegularizationExtreme = "W0004": "regularization strength that has no effect or drives weights to zero",
         HiddenSoftmax = "W0005": "softmax on a hidden layer",
         Unused = "W0006": "unused constant or block",
-        DeepPlainStack = "W0007": "deep plain stack without batchnorm or residual connections",
+        DeepPlainStack = "W0007": "deep plain stack without residual connections",
         DropoutBeforeBatchnorm = "W0008": "dropout right before batchnorm",
         BiasBeforeBatchnorm = "W0009": "convolution bias that the next batchnorm cancels",
     }
