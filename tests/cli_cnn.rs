@@ -109,7 +109,6 @@ fn a_residual_cnn_goes_through_every_command() {
     let sweep = netc(&[
         "sweep",
         s(&spec),
-        "-q",
         "--vary",
         "model.stem.filters=4,8",
         "--set",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every lecture experiment of docs/lecture.md on MNIST and the built-in digits set, and
-# copies the tables and plots into docs/lecture/. About 6 minutes on 2 cores.
+# copies the tables and plots into docs/lecture/. About 15 minutes on 2 cores.
 #   bash examples/lecture/run.sh [OUT_DIR]     (default runs/lecture; MNIST from --data-dir's
 #                                              usual places: $NETC_DATA_DIR, ../shared/data, ...)
 set -euo pipefail
@@ -60,5 +60,18 @@ for m in linear relu; do
       --dropout-samples $n --report "$out/dropout_$m-$n.json" > /dev/null
     cp "$out/dropout_$m-$n.json" "$docs/dropout_$m-$n.json"
   done
+done
+echo "== 7. the opening figure: plain against residual networks, training results against depth"
+$netc sweep examples/lecture/plain_mlp.net --vary depth=10,20,30,40 --out "$out/plain_mlp"
+$netc sweep examples/lecture/residual_mlp.net --vary blocks=5,10,15,20 --out "$out/residual_mlp"
+# The same residual stacks with every block's last layer at the default initializer: the
+# deeper ones diverge, which makes the sweep exit 1 (its table records them).
+$netc sweep examples/lecture/residual_mlp.net --vary blocks=5,10,15,20 \
+  --set last_init=xavier --out "$out/residual_mlp_default_init" || true
+$netc sweep examples/lecture/plain_cnn.net --vary n=3,9 --out "$out/plain_cnn"
+$netc sweep examples/lecture/residual_cnn.net --vary n=3,9 --out "$out/residual_cnn"
+for s in plain_mlp residual_mlp residual_mlp_default_init plain_cnn residual_cnn; do
+  cp "$out/$s/sweep.md" "$docs/$s.md"
+  cp "$out/$s/sweep.svg" "$docs/$s.svg"
 done
 echo "done: $out, $docs"
