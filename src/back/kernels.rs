@@ -17,7 +17,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError};
 
 /// Memory flags for buffer accesses: never trapping, not necessarily aligned.
-fn mem() -> MemFlagsData {
+pub(crate) fn mem() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
@@ -197,7 +197,7 @@ impl Scalar for Emitter<'_, '_> {
 
 /// Emits `for (i = from; i + step <= to; i += step) body(i)` and returns the first `i` it did
 /// not run (where a tail loop starts). `body` must leave the block it ends in open.
-fn counted_loop(
+pub(crate) fn counted_loop(
     b: &mut FunctionBuilder,
     from: Value,
     to: Value,

@@ -356,6 +356,9 @@ pub fn projection_stride(from: (usize, usize), to: (usize, usize)) -> Option<usi
 
 impl Layer {
     /// The geometry of a convolution, pooling or global pooling reading `input`.
+    // A shape error is made at most once per layer of a spec that fails to check: its size
+    // costs nothing worth a box.
+    #[allow(clippy::result_large_err)]
     pub fn window(&self, input: Shape) -> Result<Window, ShapeError> {
         let (c, h, w) = image(input).ok_or(ShapeError::NeedsImage { input })?;
         let (k, s, padding) = match self.kind {
@@ -379,6 +382,7 @@ impl Layer {
     /// The layer's output shape given its inputs' shapes (in [`Layer::inputs`] order). The
     /// checker calls this once per layer and keeps the result (`check::Checked`); nothing
     /// else re-derives shapes.
+    #[allow(clippy::result_large_err)]
     pub fn output_shape(&self, inputs: &[Shape]) -> Result<Shape, ShapeError> {
         let shape = self.unchecked_output_shape(inputs)?;
         match sample_values(&shape.sample()) {

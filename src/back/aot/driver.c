@@ -58,13 +58,13 @@ static void output_failed(void) {
 static void usage(FILE *to) {
     fprintf(to,
             "usage: %s [--format text|json] [FILE]\n\n"
-            "Runs the model `%s` (spec hash %s) on rows of %d numbers and prints, per row, the\n"
-            "predicted class and then the %s, like `netc predict`.\n\n"
+            "Runs the model `%s` (spec hash %s) on rows of %d numbers%s and prints, per row,\n"
+            "the predicted class and then the %s, like `netc predict`.\n\n"
             "FILE is a CSV file (one row per line, %d comma-separated numbers, no label column),\n"
             "an IDX file (.idx or -ubyte) or an NPY file (.npy) holding rows of %d values;\n"
             "without FILE, CSV rows are read from standard input. Give raw features: the\n"
             "normalization used in training is compiled into the model.\n",
-            program_name, MODEL_NAME(), MODEL_HASH(), MODEL_INPUT_WIDTH,
+            program_name, MODEL_NAME(), MODEL_HASH(), MODEL_INPUT_WIDTH, MODEL_INPUT_SHAPE,
             MODEL_PROBABILITIES ? "class probabilities" : "output values", MODEL_INPUT_WIDTH,
             MODEL_INPUT_WIDTH);
 }

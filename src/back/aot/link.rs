@@ -36,8 +36,12 @@ pub fn link_executable(
     std::fs::write(dir.join("model.o"), &object.bytes).map_err(io)?;
     std::fs::write(dir.join("model.h"), header_text).map_err(io)?;
     let prelude = format!(
-        "#define _POSIX_C_SOURCE 200809L\n#include \"model.h\"\n#define MODEL_PREDICT {symbol}_predict\n#define MODEL_NAME {symbol}_model_name\n#define MODEL_HASH {symbol}_spec_hash\n#define MODEL_INPUT_WIDTH {input}\n#define MODEL_OUTPUT_WIDTH {output}\n#define MODEL_BATCH_MAX {upper}_BATCH_MAX\n#define MODEL_PROBABILITIES {loss}\n#define MODEL_PROGRAM \"{program}\"\n",
+        "#define _POSIX_C_SOURCE 200809L\n#include \"model.h\"\n#define MODEL_PREDICT {symbol}_predict\n#define MODEL_NAME {symbol}_model_name\n#define MODEL_HASH {symbol}_spec_hash\n#define MODEL_INPUT_WIDTH {input}\n#define MODEL_INPUT_SHAPE \"{shape}\"\n#define MODEL_OUTPUT_WIDTH {output}\n#define MODEL_BATCH_MAX {upper}_BATCH_MAX\n#define MODEL_PROBABILITIES {loss}\n#define MODEL_PROGRAM \"{program}\"\n",
         input = object.input_width,
+        shape = match object.input_image {
+            Some((c, h, w)) => format!(" ({c}x{h}x{w} images: channel, then row, then column)"),
+            None => String::new(),
+        },
         output = object.output_width,
         upper = symbol.to_ascii_uppercase(),
         loss = u8::from(probabilities),

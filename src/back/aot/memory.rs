@@ -1,8 +1,11 @@
 //! Where `predict` keeps each value of a chunk: the caller's rows, the object's read-only data,
 //! or a region of one stack buffer. Regions are reused once their value is dead, so a chain of
-//! layers needs two regions of its widest layer, as a ping-pong pair of buffers would.
+//! layers needs two regions of its widest layer, as a ping-pong pair of buffers would. A
+//! convolution's im2col matrix is a region of its own, live during its step only.
 
+use super::window;
 use crate::graph::{Graph, NodeId, Op};
+use crate::ops::{ChannelOp, ConvOp, PoolOp};
 use crate::passes::fuse::{Input, Plan, RowKernel, Step};
 use std::collections::HashMap;
 
@@ -29,17 +32,20 @@ pub struct Access {
     /// (read, written) pairs that may share memory when the read value dies at this step: the
     /// kernel reads each element before it writes the corresponding one.
     pub in_place: Vec<(NodeId, NodeId)>,
+    /// Floats of scratch memory the step's kernel needs while it runs, whatever the rows.
+    pub scratch: usize,
 }
 
 /// The nodes a forward step of an inference plan reads and writes; an error names a step no
 /// object-file kernel computes.
-pub fn access(plan: &Plan, step: &Step) -> Result<Access, String> {
+pub fn access(graph: &Graph, plan: &Plan, step: &Step) -> Result<Access, String> {
     Ok(match step {
         Step::Gemm { a, b, out, .. } => Access {
             reads: vec![*a, *b],
             writes: vec![*out],
             // A product reads rows of `a` again for each column tile it writes.
             in_place: vec![],
+            scratch: 0,
         },
         Step::Map(k) => {
             let map = &plan.maps[*k];
@@ -59,12 +65,37 @@ pub fn access(plan: &Plan, step: &Step) -> Result<Access, String> {
                     .collect(),
                 writes: map.stores.iter().map(|&(_, n)| n).collect(),
                 in_place,
+                scratch: 0,
             }
         }
         Step::Row(RowKernel::Softmax { x, out }) | Step::Row(RowKernel::Maxout { x, out, .. }) => Access {
             reads: vec![*x],
             writes: vec![*out],
             in_place: vec![(*x, *out)],
+            scratch: 0,
+        },
+        // Window kernels read their input again for every window that overlaps, and
+        // concatenation writes a wider row than each part: none works in place.
+        Step::Node(n) => match &graph.nodes[*n].op {
+            Op::Conv(ConvOp::Conv { x, w, g }) => Access {
+                reads: vec![*x, *w],
+                writes: vec![*n],
+                in_place: vec![],
+                scratch: window::conv_scratch(g),
+            },
+            Op::Pool(PoolOp::MaxPool { x, .. } | PoolOp::AvgPool { x, .. }) => Access {
+                reads: vec![*x],
+                writes: vec![*n],
+                in_place: vec![],
+                scratch: 0,
+            },
+            Op::Channel(ChannelOp::Concat { parts, .. }) => Access {
+                reads: parts.clone(),
+                writes: vec![*n],
+                in_place: vec![],
+                scratch: 0,
+            },
+            other => return Err(format!("an object file has no kernel for {}", other.name())),
         },
         other => return Err(format!("an object file has no kernel for {other:?}")),
     })
@@ -75,6 +106,9 @@ pub fn access(plan: &Plan, step: &Step) -> Result<Access, String> {
 pub struct Memory {
     /// The place of each node the steps read or write.
     pub places: HashMap<NodeId, Place>,
+    /// The scratch memory of each step that needs some (by step index), from this many floats
+    /// on in the stack buffer.
+    pub scratch: HashMap<usize, usize>,
     /// Floats in the stack buffer.
     pub floats: usize,
 }
@@ -94,7 +128,7 @@ struct Region {
 /// the same time (TensorFlow Lite's greedy-by-size arena plan): for a chain of layers that is
 /// two regions of the widest layer.
 pub fn place(graph: &Graph, plan: &Plan, steps: &[Step], rows: usize) -> Result<Memory, String> {
-    let accesses: Vec<Access> = steps.iter().map(|s| access(plan, s)).collect::<Result<_, _>>()?;
+    let accesses: Vec<Access> = steps.iter().map(|s| access(graph, plan, s)).collect::<Result<_, _>>()?;
     let mut last_use: HashMap<NodeId, usize> = HashMap::new();
     for (s, a) in accesses.iter().enumerate() {
         for &n in a.reads.iter().chain(&a.writes) {
@@ -104,6 +138,7 @@ pub fn place(graph: &Graph, plan: &Plan, steps: &[Step], rows: usize) -> Result<
     let mut places = HashMap::new();
     let mut region_of: HashMap<NodeId, usize> = HashMap::new();
     let mut regions: Vec<Region> = Vec::new();
+    let mut scratch_of: HashMap<usize, usize> = HashMap::new();
     for (s, a) in accesses.iter().enumerate() {
         for &n in &a.reads {
             if region_of.contains_key(&n) || places.contains_key(&n) {
@@ -150,6 +185,15 @@ pub fn place(graph: &Graph, plan: &Plan, steps: &[Step], rows: usize) -> Result<
             regions[region].last = last_use[&n];
             region_of.insert(n, region);
         }
+        if a.scratch > 0 {
+            scratch_of.insert(s, regions.len());
+            regions.push(Region {
+                floats: a.scratch,
+                first: s,
+                last: s,
+                offset: 0,
+            });
+        }
     }
 
     let mut order: Vec<usize> = (0..regions.len()).collect();
@@ -178,6 +222,7 @@ pub fn place(graph: &Graph, plan: &Plan, steps: &[Step], rows: usize) -> Result<
     }
     Ok(Memory {
         places,
+        scratch: scratch_of.into_iter().map(|(s, r)| (s, regions[r].offset)).collect(),
         floats: regions.iter().map(|r| r.offset + r.floats).max().unwrap_or(0),
     })
 }
@@ -224,17 +269,25 @@ mod tests {
         assert_eq!(memory.places[&graph.output], Place::Output);
     }
 
-    /// Values live at the same step never share memory, unless one is written in place of the other.
+    /// Values live at the same step never share memory, unless one is written in place of the
+    /// other; a convolution's scratch shares it with no value live at its step.
     #[test]
     fn live_values_do_not_overlap() {
-        let (graph, memory) = memory_of(
+        for body in [
             "input 5\n  dense 7 prelu(0.1)\n  dropout 0.3 scale_at_test\n  maxout 12 pieces 4 fixed_zero\n  dense 33 sigmoid\n  dense 3 softmax\n  loss cross_entropy",
-        );
+            "input 2 6 6\n  conv a: 4 relu kernel 3 pad same\n  residual relu shortcut project {\n    conv 6 kernel 3 stride 2 pad same no_bias\n    batchnorm relu\n    conv 6 kernel 1\n  }\n  conv b: 3 kernel 1 stride 1\n  conv 2 kernel 3 pad same\n  concat b\n  maxpool 2\n  dense 3 softmax\n  loss cross_entropy",
+        ] {
+            check_no_overlap(body);
+        }
+    }
+
+    fn check_no_overlap(body: &str) {
+        let (graph, memory) = memory_of(body);
         let plan = crate::passes::fuse::plan(&graph);
         let accesses: Vec<Access> = plan
             .forward
             .iter()
-            .map(|s| access(&plan, s).expect("has a kernel"))
+            .map(|s| access(&graph, &plan, s).expect("has a kernel"))
             .collect();
         let span = |n: NodeId| {
             let first = accesses.iter().position(|a| a.writes.contains(&n)).expect("written");
@@ -244,6 +297,7 @@ mod tests {
                 .expect("used");
             (first, last)
         };
+        let size = |n: NodeId| 16 * graph.nodes[n].shape.cols();
         let stack: Vec<(NodeId, usize)> = memory
             .places
             .iter()
@@ -258,7 +312,6 @@ mod tests {
                     continue;
                 }
                 let ((fx, lx), (fy, ly)) = (span(x), span(y));
-                let size = |n: NodeId| 16 * graph.nodes[n].shape.cols();
                 let overlap_memory = ox < oy + size(y) && oy < ox + size(x);
                 let overlap_time = fx <= ly && fy <= lx;
                 // Written in place: `y` at the step where `x` dies, or the other way round.
@@ -268,6 +321,21 @@ mod tests {
                     assert!(in_place && ox == oy, "{x:?} and {y:?} overlap");
                 }
                 assert!(ox + size(x) <= memory.floats);
+            }
+        }
+        let with_scratch: Vec<usize> = (0..accesses.len()).filter(|&s| accesses[s].scratch > 0).collect();
+        assert_eq!(memory.scratch.len(), with_scratch.len());
+        for s in with_scratch {
+            let (start, floats) = (memory.scratch[&s], accesses[s].scratch);
+            assert!(start + floats <= memory.floats);
+            for &(x, ox) in &stack {
+                let (first, last) = span(x);
+                if first <= s && s <= last {
+                    assert!(
+                        start + floats <= ox || ox + size(x) <= start,
+                        "step {s}'s scratch overlaps {x:?}"
+                    );
+                }
             }
         }
     }

@@ -5,14 +5,16 @@
 //! test-time dropout already folded into the parameters) and its fusion plan, and compiles
 //! each step with the JIT's kernel library (`crate::back::kernels`, written against
 //! `cranelift_module::Module`) into a `cranelift_object::ObjectModule`. Parameters become
-//! read-only data in the object. `NAME_predict` runs the steps on chunks of [`CHUNK_ROWS`]
-//! rows, with the values of a chunk in regions of one stack buffer ([`memory`]), so the object
-//! needs no allocator, no libc and no Rust runtime, and is safe to call from several threads.
+//! read-only data in the object; convolutions, pooling and concatenation are kernels of their
+//! own (`window.rs`). `NAME_predict` runs the steps on chunks of up to [`CHUNK_ROWS`] rows, with
+//! the values of a chunk in regions of one stack buffer ([`memory`]), so the object needs no
+//! allocator, no libc and no Rust runtime, and is safe to call from several threads.
 //! [`header`] writes its C API; [`link_executable`] links it with the C driver (`driver.c`).
 
 mod link;
 pub mod memory;
 mod object;
+mod window;
 
 pub use link::link_executable;
 pub use object::{Object, compile_object};
@@ -20,8 +22,14 @@ pub use object::{Object, compile_object};
 use crate::diag::{Code, Diagnostic};
 use std::path::Path;
 
-/// Rows computed together inside `predict`.
+/// The most rows computed together inside `predict`.
 pub const CHUNK_ROWS: usize = 16;
+
+/// Bytes of stack `predict` may use for a chunk: models whose values for [`CHUNK_ROWS`] rows
+/// need more (convolutional networks on large images) compute fewer rows at a time, down to
+/// one, so that threads with small stacks (Rust's default is 2 MiB) can call them. The header
+/// states the amount.
+pub const STACK_BUDGET: usize = 1 << 20;
 
 /// Return codes of the generated C API.
 pub const OK: i32 = 0;
@@ -63,7 +71,7 @@ pub fn header(target: &Target, object: &Object, outputs_are: &str) -> String {
 extern "C" {{
 #endif
 
-/* Features per input row (apply no normalization: it is compiled in). */
+{input_comment}
 #define {upper}_INPUT_WIDTH {input}
 /* Values written per row: {outputs_are}. */
 #define {upper}_OUTPUT_WIDTH {output}
@@ -96,6 +104,12 @@ const char *{symbol}_spec_hash(void);
         version = env!("CARGO_PKG_VERSION"),
         stack = object.stack_bytes.div_ceil(1024),
         input = object.input_width,
+        input_comment = match object.input_image {
+            Some((c, h, w)) => format!(
+                "/* Features per input row: a {c}x{h}x{w} image (channels x height x width), row-major:\n * channel, then row, then column (PyTorch's NCHW). Apply no normalization: it is\n * compiled in. */"
+            ),
+            None => "/* Features per input row (apply no normalization: it is compiled in). */".to_string(),
+        },
         output = object.output_width,
         batch_max = target.batch_max,
         hash = target.spec_hash,

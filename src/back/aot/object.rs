@@ -3,10 +3,12 @@
 //! chunk with every value in its [`memory`](super::memory) place.
 
 use super::memory::{self, Memory, Place};
-use super::{CHUNK_ROWS, ERROR_NULL, ERROR_ROWS, OK, Target};
+use super::{CHUNK_ROWS, ERROR_NULL, ERROR_ROWS, OK, STACK_BUDGET, Target, window};
 use crate::back::kernels;
 use crate::diag::{Code, Diagnostic};
-use crate::graph::{Graph, NodeId, ParamKind};
+use crate::graph::{Graph, NodeId, Op, ParamKind};
+use crate::ir::image;
+use crate::ops::{ChannelOp, ConvOp, PoolOp};
 use crate::passes::fuse::{self, Plan, RowKernel, Step};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{GlobalValue, InstBuilder, StackSlotData, StackSlotKind, Value, types};
@@ -26,14 +28,27 @@ pub struct Object {
     pub stack_bytes: usize,
     /// Features per input row.
     pub input_width: usize,
+    /// The image each input row is, `(channels, height, width)`, for image models.
+    pub input_image: Option<(usize, usize, usize)>,
+    /// Rows `predict` computes together.
+    pub chunk_rows: usize,
     /// Values per output row.
     pub output_width: usize,
 }
 
+/// A pointer argument of a kernel call.
+#[derive(Debug, Clone, Copy)]
+enum Arg {
+    /// The memory of a value.
+    Value(NodeId),
+    /// The scratch memory of the step with this index.
+    Scratch(usize),
+}
+
 /// One kernel call of `predict`, per chunk.
 enum Call {
-    /// `f(pointers..., rows)`: products and row kernels.
-    Direct(FuncId, Vec<NodeId>),
+    /// `f(pointers..., rows)`: products, row and window kernels.
+    Direct(FuncId, Vec<Arg>),
     /// `f(&[pointers...], rows)`: map kernels (inputs, then stores).
     Indirect(FuncId, Vec<NodeId>),
 }
@@ -97,7 +112,15 @@ pub fn compile_object(graph: &Graph, params: &[Array2<f32>], target: &Target) ->
             "an object file computes an inference graph, not a training graph",
         )));
     }
-    let memory = memory::place(graph, &plan, &plan.forward, CHUNK_ROWS).map_err(internal)?;
+    // The most rows at a time (up to CHUNK_ROWS) whose values fit the stack budget.
+    let mut rows = CHUNK_ROWS;
+    let memory = loop {
+        let memory = memory::place(graph, &plan, &plan.forward, rows).map_err(internal)?;
+        if rows == 1 || memory.floats * 4 <= STACK_BUDGET {
+            break memory;
+        }
+        rows /= 2;
+    };
     let symbol = target.symbol;
     let mut module = object_module(symbol)?;
 
@@ -151,6 +174,7 @@ pub fn compile_object(graph: &Graph, params: &[Array2<f32>], target: &Target) ->
         input_width: graph.input_width,
         output_width: graph.output_width,
         batch_max: target.batch_max,
+        chunk_rows: rows,
     };
     predict.define(&mut module, &format!("{symbol}_predict"))?;
     let bytes = module.finish().emit().map_err(|e| {
@@ -160,8 +184,15 @@ pub fn compile_object(graph: &Graph, params: &[Array2<f32>], target: &Target) ->
         bytes,
         stack_bytes: memory.floats * 4,
         input_width: graph.input_width,
+        input_image: image(graph.nodes[graph.input].shape),
+        chunk_rows: rows,
         output_width: graph.output_width,
     })
+}
+
+/// The memory of each of `nodes`, as kernel arguments.
+fn values(nodes: &[NodeId]) -> Vec<Arg> {
+    nodes.iter().map(|&n| Arg::Value(n)).collect()
 }
 
 /// Defines the kernel of each step of the plan's forward piece; returns how `predict` calls them.
@@ -173,6 +204,7 @@ fn define_kernels(
     symbol: &str,
 ) -> Result<Vec<Call>, Box<Diagnostic>> {
     let mut calls = Vec::new();
+    let mut products: HashMap<(usize, usize), FuncId> = HashMap::new();
     for (i, step) in plan.forward.iter().enumerate() {
         let name = |kind: &str| format!("{symbol}_{kind}{i}");
         let cols = |n: NodeId| graph.nodes[n].shape.cols();
@@ -185,7 +217,7 @@ fn define_kernels(
                 out,
             } if matches!(memory.places[&b], Place::Param(_)) => {
                 let f = kernels::define_matmul(module, &name("matmul"), cols(a), cols(out)).map_err(internal)?;
-                Call::Direct(f, vec![a, b, out])
+                Call::Direct(f, values(&[a, b, out]))
             }
             Step::Map(k) => {
                 let map = &plan.maps[k];
@@ -194,17 +226,58 @@ fn define_kernels(
                 }
                 let f = kernels::define_map(module, &name("map"), map).map_err(internal)?;
                 // The kernel's buffers: its inputs, then its stores.
-                let access = memory::access(plan, step).map_err(internal)?;
+                let access = memory::access(graph, plan, step).map_err(internal)?;
                 Call::Indirect(f, access.reads.into_iter().chain(access.writes).collect())
             }
             Step::Row(RowKernel::Softmax { x, out }) => {
                 let f = kernels::define_softmax(module, &name("softmax"), cols(x)).map_err(internal)?;
-                Call::Direct(f, vec![x, out])
+                Call::Direct(f, values(&[x, out]))
             }
             Step::Row(RowKernel::Maxout { x, pieces, out }) => {
                 let f = kernels::define_maxout(module, &name("maxout"), cols(x), pieces).map_err(internal)?;
-                Call::Direct(f, vec![x, out])
+                Call::Direct(f, values(&[x, out]))
             }
+            Step::Node(n) => match graph.nodes[n].op {
+                Op::Conv(ConvOp::Conv { x, w, ref g }) => {
+                    let filters = graph.nodes[w].shape.rows_for(1);
+                    // Convolutions of one shape (a ResNet's stages) share their product kernel.
+                    let (k, n_cols) = (g.channels * g.taps(), g.positions());
+                    let product = match products.get(&(k, n_cols)) {
+                        Some(&f) => f,
+                        None => {
+                            let f =
+                                kernels::define_matmul(module, &name("conv_matmul"), k, n_cols).map_err(internal)?;
+                            products.insert((k, n_cols), f);
+                            f
+                        }
+                    };
+                    let f = window::define_conv(module, &name("conv"), g, filters, product).map_err(internal)?;
+                    let mut args = values(&[x, w, n]);
+                    args.push(Arg::Scratch(i));
+                    Call::Direct(f, args)
+                }
+                Op::Pool(PoolOp::MaxPool { x, ref g }) => {
+                    let f = window::define_pool(module, &name("maxpool"), g, true).map_err(internal)?;
+                    Call::Direct(f, values(&[x, n]))
+                }
+                Op::Pool(PoolOp::AvgPool { x, ref g }) => {
+                    let f = window::define_pool(module, &name("avgpool"), g, false).map_err(internal)?;
+                    Call::Direct(f, values(&[x, n]))
+                }
+                Op::Channel(ChannelOp::Concat { ref parts, .. }) => {
+                    let widths: Vec<usize> = parts.iter().map(|&p| cols(p)).collect();
+                    let f = window::define_concat(module, &name("concat"), &widths).map_err(internal)?;
+                    let mut args = values(parts);
+                    args.push(Arg::Value(n));
+                    Call::Direct(f, args)
+                }
+                ref other => {
+                    return Err(Box::new(internal(format!(
+                        "an object file has no kernel for {}",
+                        other.name()
+                    ))));
+                }
+            },
             ref other => {
                 return Err(Box::new(internal(format!(
                     "an object file has no kernel for {other:?}"
@@ -224,11 +297,12 @@ struct Predict<'a> {
     input_width: usize,
     output_width: usize,
     batch_max: usize,
+    chunk_rows: usize,
 }
 
 impl Predict<'_> {
     /// Defines `int NAME_predict(const float *inputs, size_t rows, float *outputs)`: checks
-    /// the arguments, then makes every call on each chunk of at most [`CHUNK_ROWS`] rows.
+    /// the arguments, then makes every call on each chunk of at most `chunk_rows` rows.
     fn define(&self, module: &mut ObjectModule, name: &str) -> Result<FuncId, Box<Diagnostic>> {
         let ptr = module.target_config().pointer_type();
         let pointer_count = self
@@ -290,7 +364,7 @@ impl Predict<'_> {
 
                 b.switch_to_block(chunk_body);
                 let left = b.ins().isub(rows, c);
-                let chunk = b.ins().iconst(types::I64, CHUNK_ROWS as i64);
+                let chunk = b.ins().iconst(types::I64, self.chunk_rows as i64);
                 let is_small = b.ins().icmp(IntCC::UnsignedLessThan, left, chunk);
                 let m = b.ins().select(is_small, left, chunk);
                 let in_off = b.ins().imul_imm_s(c, (self.input_width * 4) as i64);
@@ -298,7 +372,15 @@ impl Predict<'_> {
                 let out_off = b.ins().imul_imm_s(c, (self.output_width * 4) as i64);
                 let out_ptr = b.ins().iadd(outputs, out_off);
                 let mut globals: HashMap<usize, GlobalValue> = HashMap::new();
-                let mut address = |b: &mut FunctionBuilder, module: &mut ObjectModule, n: NodeId| -> Value {
+                let mut address = |b: &mut FunctionBuilder, module: &mut ObjectModule, arg: Arg| -> Value {
+                    let n = match arg {
+                        Arg::Value(n) => n,
+                        Arg::Scratch(step) => {
+                            // A kernel that needs none gets the buffer's start, which it never reads.
+                            let offset = self.memory.scratch.get(&step).copied().unwrap_or(0);
+                            return b.ins().stack_addr(ptr, scratch, (offset * 4) as i32);
+                        }
+                    };
                     match self.memory.places[&n] {
                         Place::Input => in_ptr,
                         Place::Output => out_ptr,
@@ -316,7 +398,7 @@ impl Predict<'_> {
                         Call::Direct(f, nodes) => (*f, nodes.iter().map(|&n| address(b, module, n)).collect()),
                         Call::Indirect(f, nodes) => {
                             for (i, &n) in nodes.iter().enumerate() {
-                                let p = address(b, module, n);
+                                let p = address(b, module, Arg::Value(n));
                                 b.ins().stack_store(ptr, p, args_slot, (i as u32 * ptr.bytes()) as i32);
                             }
                             (*f, vec![b.ins().stack_addr(ptr, args_slot, 0)])
