@@ -340,6 +340,8 @@ pub fn projection_stride(from: (usize, usize), to: (usize, usize)) -> Option<usi
 
 impl Layer {
     /// The geometry of a convolution, pooling or global pooling reading `input`.
+    // A shape error is built once per failing layer, never on a hot path: its size is no cost.
+    #[allow(clippy::result_large_err)]
     pub fn window(&self, input: Shape) -> Result<Window, ShapeError> {
         let (c, h, w) = image(input).ok_or(ShapeError::NeedsImage { input })?;
         let (k, s, padding) = match self.kind {
@@ -363,6 +365,7 @@ impl Layer {
     /// The layer's output shape given its inputs' shapes (in [`Layer::inputs`] order). The
     /// checker calls this once per layer and keeps the result (`check::Checked`); nothing
     /// else re-derives shapes.
+    #[allow(clippy::result_large_err)]
     pub fn output_shape(&self, inputs: &[Shape]) -> Result<Shape, ShapeError> {
         let input = inputs[0];
         let flat = |n: usize| Shape::new(&[input.rows(), Dim::Fixed(n)]);
