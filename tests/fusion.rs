@@ -42,6 +42,8 @@ plan_snapshots! {
     workload_mlp => "benches/workloads/mlp.net",
     lecture_maxout_fixed_zero => "examples/lecture/maxout_fixed_zero.net",
     lecture_dropout_linear => "examples/lecture/dropout_linear.net",
+    digits_cnn => "examples/digits_cnn.net",
+    mnist_resnet => "examples/mnist_resnet.net",
 }
 
 /// Losses and layers no example uses: sigmoid cross-entropy, mean squared error on a hidden

@@ -410,7 +410,11 @@ fn layer_nodes(
             return (b.add(Op::Pool(PoolOp::AvgPool { x, g })), None);
         }
         LayerKind::Flatten => return (x, None),
-        LayerKind::BatchNorm { momentum, eps, .. } => batchnorm(b, x, &params[..4], *momentum, *eps),
+        // Per channel of the layer's input as the checker shaped it (a flattened image's node is
+        // still an image: its features are normalized one by one, as the parameters are laid out).
+        LayerKind::BatchNorm { momentum, eps, .. } => {
+            batchnorm(b, x, channels_of(shapes.input), &params[..4], *momentum, *eps)
+        }
         LayerKind::Activation { .. } => x,
         LayerKind::Add { .. } => xs[1..]
             .iter()
@@ -429,7 +433,8 @@ fn layer_nodes(
                             g,
                         }));
                         // The projection's batchnorm: momentum and eps as batchnorm's defaults.
-                        batchnorm(b, p, &params[1..5], 0.1, 1e-5)
+                        let per_channel = channels_of(b.nodes[p].shape);
+                        batchnorm(b, p, per_channel, &params[1..5], 0.1, 1e-5)
                     }
                     _ => b.add(linear::matmul(from, params[0])),
                 },
@@ -475,10 +480,17 @@ fn layer_nodes(
     (y, fused.then_some(z))
 }
 
-/// Batch normalization of `x` with `params` = scale, shift, running mean, running variance;
-/// the running statistics follow the batch's (see [`Param::follows`]).
-fn batchnorm(b: &mut Builder, x: NodeId, params: &[NodeId], momentum: f64, eps: f64) -> NodeId {
-    let (channels, spatial) = channels_of(b.nodes[x].shape);
+/// Batch normalization of `x`, `(channels, values per channel)`, with `params` = scale, shift,
+/// running mean, running variance; the running statistics follow the batch's (see
+/// [`Param::follows`]).
+fn batchnorm(
+    b: &mut Builder,
+    x: NodeId,
+    (channels, spatial): (usize, usize),
+    params: &[NodeId],
+    momentum: f64,
+    eps: f64,
+) -> NodeId {
     let stats = b.add(Op::Norm(NormOp::BatchStats { x, channels, spatial }));
     let y = b.add(Op::Norm(NormOp::Normalize {
         x,
@@ -633,5 +645,31 @@ mod tests {
         assert_eq!(output, g.output);
         assert_eq!(g.nodes[g.output].op.name(), "sigmoid");
         assert!(names(&g, &g.backward).contains(&"sigmoid_grad"));
+    }
+
+    #[test]
+    fn batchnorm_after_flatten_normalizes_each_feature() {
+        // The flattened image's node is the image itself; the normalization follows the
+        // checker's shapes (2 x 2 x 3 = 12 features), as its parameters do.
+        let g = graph(
+            "  input 2 2 3\n  flatten\n  batchnorm relu\n  dense 3 softmax\n  loss cross_entropy",
+            "optimizer sgd lr 0.1",
+        );
+        let stats: Vec<(usize, usize)> = g
+            .nodes
+            .iter()
+            .filter_map(|(_, n)| match n.op {
+                Op::Norm(NormOp::BatchStats { channels, spatial, .. }) => Some((channels, spatial)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stats, [(12, 1)]);
+        let running: Vec<usize> = g
+            .params
+            .iter()
+            .filter(|p| p.follows.is_some())
+            .map(|p| p.cols)
+            .collect();
+        assert_eq!(running, [12, 12]);
     }
 }

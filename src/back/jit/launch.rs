@@ -1,11 +1,14 @@
-//! Running a piece's steps: map and update kernels, matrix products (`gemm` or thin products)
-//! and native row kernels, each split across the cores where that pays.
+//! Running a piece's steps: map and update kernels, matrix products (`gemm` or thin products),
+//! native row kernels and kernels of their own (`nodes`), each split across the cores where
+//! that pays.
 
 use super::*;
 
 impl Jit {
     pub(super) fn run(&mut self, steps: &[Step], ctx: &Context) {
         let _modes = FlushDenormals::new();
+        // Sums shared by the gradients of one normalization are only valid within one piece.
+        self.norm_sums.clear();
         for step in steps {
             match step {
                 Step::Map(k) => self.map(*k),
@@ -17,7 +20,8 @@ impl Jit {
                     out,
                 } => self.gemm(*a, *b, *transpose_a, *transpose_b, *out),
                 Step::Row(kernel) => self.row(kernel, ctx),
-                Step::Node(_) | Step::Average { .. } => unreachable!("refused by Jit::with_threads"),
+                Step::Node(n) => self.node(*n, ctx),
+                Step::Average { param, value, momentum } => self.average(*param, *value, *momentum),
                 Step::Update { param, grad, .. } => {
                     let t = self.updates;
                     // Adam's bias corrections folded into the step and the root, as the
@@ -41,7 +45,7 @@ impl Jit {
                         [s0, s1, ..] => (s0.as_mut_ptr(), s1.as_mut_ptr()),
                     };
                     let args = UpdateArgs {
-                        kernel: self.update_fns[*param],
+                        kernel: self.update_fns[*param].expect("a trained parameter has an update kernel"),
                         w,
                         g,
                         s0,

@@ -1,18 +1,25 @@
 //! The JIT backend. Fuses the graph ([`crate::passes::fuse`]), compiles the elementwise and update
 //! kernels with Cranelift ([`crate::back::kernels`]), runs matrix products through the `gemm` crate (which
-//! uses this CPU's AVX-512 units; Cranelift's vectors stop at 128 bits) and row kernels natively
-//! ([`native`]). It is tested against the interpreter on random networks (`tests/jit.rs`).
+//! uses this CPU's AVX-512 units; Cranelift's vectors stop at 128 bits), row kernels natively
+//! ([`native`]), and the ops that are kernels of their own natively too (`nodes`: convolutions as
+//! im2col products, pooling, batch normalization, channel ops). It is tested against the
+//! interpreter on random networks (`tests/jit.rs`).
 //!
 //! All unsafe code of netc lives in this module: calls into generated code and into `gemm`,
 //! both on buffers this module owns.
 
+mod channels;
+mod conv;
 mod launch;
 mod matmul;
 mod modes;
 pub mod native;
+mod nodes;
+mod norm;
 mod pair;
 mod split;
 mod thin;
+mod window;
 
 pub use matmul::CompiledMatmul;
 use modes::FlushDenormals;
@@ -50,7 +57,8 @@ pub struct Jit {
     // Keeps the generated code alive.
     _module: JITModule,
     map_fns: Vec<MapFn>,
-    update_fns: Vec<UpdateFn>,
+    /// Per parameter its optimizer's kernel (none for a running statistic).
+    update_fns: Vec<Option<UpdateFn>>,
     buffers: Vec<Vec<f32>>,
     winners: HashMap<NodeId, Vec<u32>>,
     map_args: Vec<Vec<*mut f32>>,
@@ -69,6 +77,10 @@ pub struct Jit {
     /// Per map kernel: the second row half's buffer pointers, and its column sums.
     map_args_second: Vec<Vec<*mut f32>>,
     map_sums: Vec<Vec<f32>>,
+    /// Per core, the im2col scratch of convolutions (sized for the largest, with the batch).
+    conv_scratch: [Vec<f32>; 2],
+    /// Batch normalization's gradient sums, shared by its three gradients within one piece.
+    norm_sums: norm::GradientSums,
     /// Milliseconds spent fusing and compiling.
     pub compile_ms: f64,
 }
@@ -114,18 +126,6 @@ impl Jit {
     pub fn with_threads(graph: Graph, seed: u64, threads: usize) -> Result<Jit, Box<Diagnostic>> {
         let started = Instant::now();
         let plan = crate::passes::fuse::plan(&graph);
-        if let Some(n) = plan.forward.iter().find_map(|s| match s {
-            Step::Node(n) => Some(*n),
-            _ => None,
-        }) {
-            return Err(Box::new(
-                Diagnostic::general(
-                    Code::Unsupported,
-                    format!("the JIT does not run `{}` yet", graph.nodes[n].op.name()),
-                )
-                .with_hint("use --backend interp"),
-            ));
-        }
         let mut module = host_module()?;
         let compile_error = |e: Box<cranelift_module::ModuleError>| {
             Diagnostic::internal(format!("the JIT failed to compile a kernel: {e}"))
@@ -155,9 +155,8 @@ impl Jit {
         let update_fns = update_ids
             .iter()
             .map(|id| {
-                let id = id.expect("every parameter has an update step");
                 // SAFETY: as above.
-                unsafe { std::mem::transmute::<*const u8, UpdateFn>(module.get_finalized_function(id)) }
+                id.map(|id| unsafe { std::mem::transmute::<*const u8, UpdateFn>(module.get_finalized_function(id)) })
             })
             .collect();
         let param_nodes: Vec<NodeId> = {
@@ -195,6 +194,8 @@ impl Jit {
             scratch: Vec::new(),
             map_args_second: Vec::new(),
             map_sums: Vec::new(),
+            conv_scratch: [Vec::new(), Vec::new()],
+            norm_sums: norm::GradientSums::new(),
             compile_ms: 0.0,
             graph,
         };
@@ -240,6 +241,14 @@ impl Jit {
                 self.winners.insert(*out, vec![0; self.len_of(*out, capacity)]);
             }
         }
+        let conv_scratch = (self.plan.forward.iter().chain(&self.plan.backward))
+            .filter_map(|step| match step {
+                Step::Node(n) => Some(conv::scratch_len(&self.graph, *n, capacity)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        self.conv_scratch = [vec![0.0; conv_scratch], vec![0.0; conv_scratch]];
         let mut args = Vec::new();
         for map in &self.plan.maps {
             let mut a: Vec<*mut f32> = Vec::new();
@@ -379,9 +388,13 @@ impl Engine for Jit {
             .plan
             .update
             .iter()
-            .find(|s| matches!(s, Step::Update { param, .. } if *param == p));
-        let Some(&Step::Update { grad, l1, l2, .. }) = step else {
-            unreachable!("every parameter has an update step")
+            .find(|s| matches!(s, Step::Update { param, .. } | Step::Average { param, .. } if *param == p));
+        let (grad, l1, l2) = match step {
+            Some(&Step::Update { grad, l1, l2, .. }) => (grad, l1, l2),
+            // A running statistic: what it moves towards stands for its gradient (as in the
+            // interpreter's `graph.grads`).
+            Some(&Step::Average { value, .. }) => return self.node_array(value),
+            _ => unreachable!("every parameter has an update step"),
         };
         let mut g = self.node_array(grad);
         if l1 > 0.0 || l2 > 0.0 {

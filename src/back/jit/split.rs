@@ -2,6 +2,8 @@
 //! running two halves on this thread and the helper.
 
 use super::{UpdateFn, pair};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// Multiply-adds above which a matrix product may use both cores.
 pub(super) const PARALLEL_MACS: usize = 1 << 19;
@@ -67,6 +69,25 @@ pub(super) fn both(pair: Option<&pair::Pair>, first: impl FnOnce(), second: &(dy
             second();
         }
     }
+}
+
+/// Runs `work(first)` on this thread and `work(second)` on the helper, or both here, in order,
+/// without a helper: [`both`] for work that owns its part (disjoint output slices, its own
+/// scratch), without unsafe code. Where the parts fall is the caller's choice and must not
+/// depend on whether there is a helper (each part is computed the same way either way).
+pub(super) fn halves<T: Send>(pair: Option<&pair::Pair>, first: T, second: T, work: &(dyn Fn(T) + Sync)) {
+    // The helper's part travels in a mutex: its closure is `Fn`, called once.
+    let second = Mutex::new(Some(second));
+    let finished = AtomicBool::new(false);
+    both(pair, || work(first), &|| {
+        let part = second.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(part) = part {
+            work(part);
+            finished.store(true, Ordering::Release);
+        }
+    });
+    // The helper swallows a panic (so that the caller never waits forever): report it here.
+    assert!(finished.load(Ordering::Acquire), "the second half of a kernel panicked");
 }
 
 /// Parameters above which an update is split across both cores.
