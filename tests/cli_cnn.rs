@@ -104,13 +104,13 @@ fn a_residual_cnn_goes_through_every_command() {
     let correct = classes.iter().zip(&test.labels).filter(|(p, l)| p == l).count();
     assert_eq!(correct as f64 / test.len() as f64, accuracy);
 
-    // A sweep over a conv's filters and a residual's shortcut-free variant.
+    // A sweep over the dropout rate.
     let sweep_dir = dir.join("sweep");
     let sweep = netc(&[
         "sweep",
         s(&spec),
         "--vary",
-        "model.stem.filters=4,8",
+        "model.dropout1.rate=0.1,0.2",
         "--set",
         "train.epochs=1",
         "--out",
@@ -121,7 +121,7 @@ fn a_residual_cnn_goes_through_every_command() {
     assert_eq!(
         table
             .lines()
-            .filter(|l| l.starts_with("| 4") || l.starts_with("| 8"))
+            .filter(|l| l.starts_with("| 0.1") || l.starts_with("| 0.2"))
             .count(),
         2,
         "{table}"
