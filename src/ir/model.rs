@@ -391,6 +391,8 @@ impl Layer {
         }
     }
 
+    // As `output_shape`: a shape error is made at most once per failing layer.
+    #[allow(clippy::result_large_err)]
     fn unchecked_output_shape(&self, inputs: &[Shape]) -> Result<Shape, ShapeError> {
         let input = inputs[0];
         let flat = |n: usize| Shape::new(&[input.rows(), Dim::Fixed(n)]);
