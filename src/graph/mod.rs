@@ -672,4 +672,26 @@ mod tests {
             .collect();
         assert_eq!(running, [12, 12]);
     }
+
+    #[test]
+    fn a_projection_shortcut_normalizes_per_channel_of_its_output() {
+        // 3x6x6 in, 4x3x3 out: the shortcut is a 1x1 stride-2 conv whose batchnorm has 4
+        // channels of 9 positions, as the body's own batchnorm.
+        let g = graph(
+            "  input 3 6 6\n  residual shortcut project {\n    conv 4 kernel 3 stride 2 pad same no_bias\n    batchnorm\n  }\n  dense 3 softmax\n  loss cross_entropy",
+            "optimizer sgd lr 0.1",
+        );
+        let stats: Vec<(usize, usize)> = g
+            .nodes
+            .iter()
+            .filter_map(|(_, n)| match n.op {
+                Op::Norm(NormOp::BatchStats { channels, spatial, .. }) => Some((channels, spatial)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(stats, [(4, 9), (4, 9)]);
+        let names: Vec<&str> = g.params.iter().map(|p| p.name.as_str()).collect();
+        assert!(names.contains(&"residual1.project.weight"), "{names:?}");
+        assert!(names.contains(&"residual1.project_bn.running_var"), "{names:?}");
+    }
 }
