@@ -55,6 +55,18 @@ fn deep_plain_stack(program: &Program, spans: &Spans, layers: &[(Handle<Layer>, 
     );
 }
 
+/// Each batchnorm layer with the layer it reads (batchnorms reading the input are skipped).
+fn batchnorms<'a>(
+    layers: &'a [(Handle<Layer>, &'a Layer)],
+) -> impl Iterator<Item = (Handle<Layer>, &'a Layer, Handle<Layer>)> + 'a {
+    layers
+        .iter()
+        .filter_map(|&(h, layer)| match (&layer.kind, layer.inputs.first()) {
+            (LayerKind::BatchNorm { .. }, Some(crate::ir::Source::Layer(from))) => Some((h, layer, *from)),
+            _ => None,
+        })
+}
+
 /// W0008: dropout right before batch normalization.
 fn dropout_before_batchnorm(
     program: &Program,
@@ -62,19 +74,13 @@ fn dropout_before_batchnorm(
     layers: &[(Handle<Layer>, &Layer)],
     out: &mut Vec<Diagnostic>,
 ) {
-    for &(h, layer) in layers {
-        let LayerKind::BatchNorm { .. } = layer.kind else {
-            continue;
-        };
-        let Some(crate::ir::Source::Layer(from)) = layer.inputs.first() else {
-            continue;
-        };
-        let before = &program.model.layers[*from];
+    for (h, layer, from) in batchnorms(layers) {
+        let before = &program.model.layers[from];
         if let LayerKind::Dropout { rate, .. } = before.kind
             && rate > 0.0
         {
             out.push(
-                Diagnostic::warning(Code::DropoutBeforeBatchnorm, spans.layer(*from).statement, format!("dropout `{}` right before batchnorm `{}`", before.name, layer.name))
+                Diagnostic::warning(Code::DropoutBeforeBatchnorm, spans.layer(from).statement, format!("dropout `{}` right before batchnorm `{}`", before.name, layer.name))
                     .with_label("drops what batchnorm normalizes")
                     .with_secondary(spans.layer(h).statement, "batchnorm learns its running variance from dropped activations")
                     .with_note("while training, batchnorm sees the variance of dropped activations; at test time dropout is off and the variance differs, so the normalization is off too (the 'variance shift')")
@@ -91,17 +97,11 @@ fn bias_before_batchnorm(
     layers: &[(Handle<Layer>, &Layer)],
     out: &mut Vec<Diagnostic>,
 ) {
-    for &(h, layer) in layers {
-        let LayerKind::BatchNorm { .. } = layer.kind else {
-            continue;
-        };
-        let Some(crate::ir::Source::Layer(from)) = layer.inputs.first() else {
-            continue;
-        };
-        let conv = &program.model.layers[*from];
+    for (h, layer, from) in batchnorms(layers) {
+        let conv = &program.model.layers[from];
         let readers = layers
             .iter()
-            .filter(|(_, l)| l.inputs.contains(&crate::ir::Source::Layer(*from)))
+            .filter(|(_, l)| l.inputs.contains(&crate::ir::Source::Layer(from)))
             .count();
         if let LayerKind::Conv {
             bias: Some(_),
@@ -113,7 +113,7 @@ fn bias_before_batchnorm(
             out.push(
                 Diagnostic::warning(
                     Code::BiasBeforeBatchnorm,
-                    spans.layer(*from).statement,
+                    spans.layer(from).statement,
                     format!(
                         "the bias of `{}` has no effect: batchnorm `{}` subtracts each channel's mean",
                         conv.name, layer.name

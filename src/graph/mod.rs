@@ -647,6 +647,17 @@ mod tests {
         assert!(names(&g, &g.backward).contains(&"sigmoid_grad"));
     }
 
+    /// `(channels, values per channel)` of every batch-statistics node.
+    fn batch_stats(g: &Graph) -> Vec<(usize, usize)> {
+        g.nodes
+            .iter()
+            .filter_map(|(_, n)| match n.op {
+                Op::Norm(NormOp::BatchStats { channels, spatial, .. }) => Some((channels, spatial)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn batchnorm_after_flatten_normalizes_each_feature() {
         // The flattened image's node is the image itself; the normalization follows the
@@ -655,14 +666,7 @@ mod tests {
             "  input 2 2 3\n  flatten\n  batchnorm relu\n  dense 3 softmax\n  loss cross_entropy",
             "optimizer sgd lr 0.1",
         );
-        let stats: Vec<(usize, usize)> = g
-            .nodes
-            .iter()
-            .filter_map(|(_, n)| match n.op {
-                Op::Norm(NormOp::BatchStats { channels, spatial, .. }) => Some((channels, spatial)),
-                _ => None,
-            })
-            .collect();
+        let stats = batch_stats(&g);
         assert_eq!(stats, [(12, 1)]);
         let running: Vec<usize> = g
             .params
@@ -681,14 +685,7 @@ mod tests {
             "  input 3 6 6\n  residual shortcut project {\n    conv 4 kernel 3 stride 2 pad same no_bias\n    batchnorm\n  }\n  dense 3 softmax\n  loss cross_entropy",
             "optimizer sgd lr 0.1",
         );
-        let stats: Vec<(usize, usize)> = g
-            .nodes
-            .iter()
-            .filter_map(|(_, n)| match n.op {
-                Op::Norm(NormOp::BatchStats { channels, spatial, .. }) => Some((channels, spatial)),
-                _ => None,
-            })
-            .collect();
+        let stats = batch_stats(&g);
         assert_eq!(stats, [(4, 9), (4, 9)]);
         let names: Vec<&str> = g.params.iter().map(|p| p.name.as_str()).collect();
         assert!(names.contains(&"residual1.project.weight"), "{names:?}");
