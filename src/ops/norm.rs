@@ -6,7 +6,9 @@
 //! layer normalizes with the batch's statistics ([`NormOp::BatchStats`]) and its gradient
 //! accounts for them ([`NormOp::NormalizeGrad`]); in evaluation it uses the running statistics,
 //! parameters that [`super::UpdateOp::Average`] moves towards [`NormOp::RunningStat`] after each
-//! step. Sums are accumulated in `f64`, so the reference is as accurate in `f32` as in `f64`.
+//! step. Sums are accumulated in `f64` ([`block_sum`]), and each channel's normalization and
+//! input gradient become per-channel coefficients in `f64` applied as one multiply-add per
+//! element in the working type ([`normalize_affine`], [`gradient_affine`]).
 
 use super::{EvalCx, Family, Float, Fusion, GradCx, NodeId, Op, ShapeCx, cast, wide};
 use crate::ir::Shape;
@@ -117,20 +119,73 @@ pub enum NormOp {
     },
 }
 
-/// The `(mean, biased variance)` of every channel of `x`, in `f64` (two passes).
+/// The sum of `f(j)` for `j` in `0..len`, as four interleaved partial sums (`j % 4`) added as
+/// `(s0 + s1) + (s2 + s3)`: the order in which every backend sums one channel of one sample
+/// (four independent additions at a time instead of a chain of `len`). A channel's total is the
+/// sum of its samples' block sums, in sample order.
+#[inline(always)]
+pub fn block_sum(len: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let (s, _) = block_sum2(len, |j| (f(j), 0.0));
+    s
+}
+
+/// Two [`block_sum`]s at once (the same order for each).
+#[inline(always)]
+pub fn block_sum2(len: usize, f: impl Fn(usize) -> (f64, f64)) -> (f64, f64) {
+    let (mut a, mut b) = ([0.0f64; 4], [0.0f64; 4]);
+    let full = len / 4 * 4;
+    let mut j = 0;
+    while j < full {
+        for lane in 0..4 {
+            let (u, v) = f(j + lane);
+            a[lane] += u;
+            b[lane] += v;
+        }
+        j += 4;
+    }
+    for (lane, j) in (full..len).enumerate() {
+        let (u, v) = f(j);
+        a[lane] += u;
+        b[lane] += v;
+    }
+    ((a[0] + a[1]) + (a[2] + a[3]), (b[0] + b[1]) + (b[2] + b[3]))
+}
+
+/// A channel's normalization as one multiply-add, `y = x * a + b` with `a = scale * inv_std`,
+/// `b = shift - mean * a` (computed in `f64`, applied in the working type by every backend).
+pub fn normalize_affine(mean: f64, inv_std: f64, scale: f64, shift: f64) -> (f64, f64) {
+    let a = scale * inv_std;
+    (a, shift - mean * a)
+}
+
+/// A channel's input gradient `scale * inv_std / M * (M dy - sum(dy) - xhat sum(dy xhat))`
+/// (with `xhat = (x - mean) inv_std`) as `dx = dy * a + x * k + b`: `[a, k, b]`, in `f64`.
+pub fn gradient_affine((mean, inv_std): (f64, f64), (sum_dy, sum_dy_xhat): (f64, f64), scale: f64, m: f64) -> [f64; 3] {
+    let g = scale * inv_std / m;
+    let k = -g * inv_std * sum_dy_xhat;
+    [g * m, k, -g * sum_dy - mean * k]
+}
+
+/// The `(mean, biased variance)` of every channel of `x`, in `f64` (two passes, each summed
+/// with [`block_sum`]).
 fn moments<F: Float>(x: &Array2<F>, channels: usize, spatial: usize) -> Vec<(f64, f64)> {
     debug_assert_eq!(x.ncols(), channels * spatial);
     let count = (x.nrows() * spatial) as f64;
     (0..channels)
         .map(|c| {
-            let values = || {
-                x.rows()
-                    .into_iter()
-                    .flat_map(move |row| (0..spatial).map(move |s| wide(row[c * spatial + s])))
-            };
-            let mean = values().sum::<f64>() / count;
-            let var = values().map(|v| (v - mean) * (v - mean)).sum::<f64>() / count;
-            (mean, var)
+            let mut sum = 0.0;
+            for row in x.rows() {
+                sum += block_sum(spatial, |s| wide(row[c * spatial + s]));
+            }
+            let mean = sum / count;
+            let mut squares = 0.0;
+            for row in x.rows() {
+                squares += block_sum(spatial, |s| {
+                    let v = wide(row[c * spatial + s]) - mean;
+                    v * v
+                });
+            }
+            (mean, squares / count)
         })
         .collect()
 }
@@ -142,16 +197,18 @@ fn centre_and_inverse_std<F: Float>(stats: &Array2<F>, eps: f64) -> Vec<(f64, f6
         .collect()
 }
 
-/// Per channel, `(sum(dy), sum(dy * xhat))` over the batch.
+/// Per channel, `(sum(dy), sum(dy * xhat))` over the batch (with [`block_sum2`]).
 fn gradient_sums<F: Float>(x: &Array2<F>, dy: &Array2<F>, normal: &[(f64, f64)], spatial: usize) -> Vec<(f64, f64)> {
     let mut sums = vec![(0.0, 0.0); normal.len()];
     for b in 0..x.nrows() {
         for (c, &(mean, inv_std)) in normal.iter().enumerate() {
-            for j in c * spatial..(c + 1) * spatial {
+            let (d, dx) = block_sum2(spatial, |s| {
+                let j = c * spatial + s;
                 let d = wide(dy[[b, j]]);
-                sums[c].0 += d;
-                sums[c].1 += d * (wide(x[[b, j]]) - mean) * inv_std;
-            }
+                (d, d * (wide(x[[b, j]]) - mean) * inv_std)
+            });
+            sums[c].0 += d;
+            sums[c].1 += dx;
         }
     }
     sums
@@ -310,11 +367,17 @@ impl Family for NormOp {
                         .collect()
                 };
                 let (x, scale, shift) = (cx.value(x), cx.value(scale), cx.value(shift));
+                let per_channel: Vec<(F, F)> = normal
+                    .iter()
+                    .enumerate()
+                    .map(|(c, &(mean, inv_std))| {
+                        let (a, b) = normalize_affine(mean, inv_std, wide(scale[[0, c]]), wide(shift[[0, c]]));
+                        (cast(a), cast(b))
+                    })
+                    .collect();
                 Array2::from_shape_fn(x.dim(), |(b, j)| {
-                    let c = j / spatial;
-                    let (mean, inv_std) = normal[c];
-                    let xhat = (wide(x[[b, j]]) - mean) * inv_std;
-                    cast(xhat * wide(scale[[0, c]]) + wide(shift[[0, c]]))
+                    let (a, shift) = per_channel[j / spatial];
+                    x[[b, j]] * a + shift
                 })
             }
             NormOp::NormalizeGrad {
@@ -330,12 +393,12 @@ impl Family for NormOp {
                 let normal = centre_and_inverse_std(cx.value(stats), eps);
                 let sums = gradient_sums(x, dy, &normal, spatial);
                 let m = (x.nrows() * spatial) as f64;
+                let per_channel: Vec<[F; 3]> = (0..normal.len())
+                    .map(|c| gradient_affine(normal[c], sums[c], wide(scale[[0, c]]), m).map(cast))
+                    .collect();
                 Array2::from_shape_fn(x.dim(), |(b, j)| {
-                    let c = j / spatial;
-                    let ((mean, inv_std), (sum_dy, sum_dy_xhat)) = (normal[c], sums[c]);
-                    let xhat = (wide(x[[b, j]]) - mean) * inv_std;
-                    let k = wide(scale[[0, c]]) * inv_std / m;
-                    cast(k * (m * wide(dy[[b, j]]) - sum_dy - xhat * sum_dy_xhat))
+                    let [a, k, shift] = per_channel[j / spatial];
+                    dy[[b, j]] * a + x[[b, j]] * k + shift
                 })
             }
             NormOp::NormalizeParamGrad {

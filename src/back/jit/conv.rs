@@ -8,8 +8,9 @@
 //!
 //! Products go to the `gemm` crate, as the dense layers' do. The batch is cut into chunks whose
 //! `col` fits in a core's L2 cache; the forward pass and the input's gradient split the chunks
-//! between the cores (whole samples), the filters' gradient splits the filters (each core runs
-//! every chunk for its half), so every value is the same product on one core or two.
+//! between the cores (whole samples); the filters' gradient is two partial sums over the two
+//! halves of the chunks, one per core, then added: every value is the same arithmetic on one
+//! core or two.
 
 use super::nodes::Cx;
 use super::split::{PARALLEL_MACS, halves};
@@ -53,11 +54,16 @@ fn geometry(graph: &Graph, op: &ConvOp) -> (Window, usize) {
 
 /// Floats of scratch one core needs for convolution `node` over batches of up to `capacity`
 /// samples (0 for other nodes): one chunk's `col` and its `[filters, s * positions]` product or
-/// gradient.
+/// gradient, and a partial filter gradient `[filters, taps]` (the second half's sum); for a
+/// stride-1 input gradient, the same for its [`transposed`] convolution and the flipped filters.
 pub(super) fn scratch_len(graph: &Graph, node: crate::graph::NodeId, capacity: usize) -> usize {
     let Op::Conv(op) = &graph.nodes[node].op else { return 0 };
     let (g, filters) = geometry(graph, op);
-    chunk_limit(&g).min(capacity.max(1)) * g.positions() * (taps(&g) + filters)
+    let direct = chunk_limit(&g).min(capacity.max(1)) * g.positions() * (taps(&g) + filters) + filters * taps(&g);
+    let transposed = transposed(&g, filters).map_or(0, |t| {
+        chunk_limit(&t).min(capacity.max(1)) * t.positions() * (taps(&t) + g.channels) + filters * taps(&g)
+    });
+    direct.max(transposed)
 }
 
 /// Runs a convolution op into `out`, with one scratch buffer per core (each of
@@ -78,13 +84,33 @@ pub(super) fn run(cx: &Cx, op: &ConvOp, out: &mut [f32], scratch: &mut [Vec<f32>
                 rows,
                 out,
                 filters * p,
-                [first, second],
+                [&mut first[..], &mut second[..]],
                 &|range, out, scratch| forward(&g, x, w, filters, per, range, out, scratch),
             );
         }
         ConvOp::ConvGradInput { dy, w, .. } => {
             let (dy, w) = (cx.value(dy), cx.value(w));
             let rows = dy.len() / (filters * p);
+            if let Some(t) = transposed(&g, filters) {
+                // A stride-1 gradient is the convolution of dy with the flipped, transposed
+                // filters: one product with `filters * taps` terms per value, no col2im.
+                let (flipped, first) = first.split_at_mut(filters * k);
+                flip(&g, filters, w, flipped);
+                let flipped = &*flipped;
+                let second = &mut second[filters * k..];
+                let per = chunk(&t, rows);
+                by_samples(
+                    cx,
+                    &t,
+                    g.channels,
+                    rows,
+                    out,
+                    g.input_len(),
+                    [first, second],
+                    &|range, out, scratch| forward(&t, dy, flipped, g.channels, per, range, out, scratch),
+                );
+                return;
+            }
             let per = chunk(&g, rows);
             by_samples(
                 cx,
@@ -93,7 +119,7 @@ pub(super) fn run(cx: &Cx, op: &ConvOp, out: &mut [f32], scratch: &mut [Vec<f32>
                 rows,
                 out,
                 g.input_len(),
-                [first, second],
+                [&mut first[..], &mut second[..]],
                 &|range, out, scratch| grad_input(&g, dy, w, filters, per, range, out, scratch),
             );
         }
@@ -101,20 +127,26 @@ pub(super) fn run(cx: &Cx, op: &ConvOp, out: &mut [f32], scratch: &mut [Vec<f32>
             let (x, dy) = (cx.value(x), cx.value(dy));
             let rows = x.len() / g.input_len();
             let per = chunk(&g, rows);
-            let work = |filter_range: Range<usize>, out: &mut [f32], scratch: &mut [f32]| {
-                grad_weight(&g, x, dy, filters, per, filter_range, out, scratch)
+            let work = |samples: Range<usize>, out: &mut [f32], scratch: &mut [f32]| {
+                grad_weight(&g, x, dy, filters, per, samples, out, scratch)
             };
-            if filters >= 2 && rows * filters * k * p >= PARALLEL_MACS {
-                let half = filters / 2;
-                let (a, b) = out.split_at_mut(half * k);
-                halves(
-                    cx.pair,
-                    (0..half, a, &mut first[..]),
-                    (half..filters, b, &mut second[..]),
-                    &|(range, out, scratch)| work(range, out, scratch),
-                );
-            } else {
-                work(0..filters, out, first);
+            let chunks = rows.div_ceil(per);
+            if chunks < 2 || rows * filters * k * p < PARALLEL_MACS {
+                work(0..rows, out, first);
+                return;
+            }
+            // Two partial sums over the two halves of the chunks (on one core or two), then
+            // their sum: the same arithmetic whatever the thread count.
+            let at = chunks.div_ceil(2) * per;
+            let (partial, rest) = second.split_at_mut(filters * k);
+            halves(
+                cx.pair,
+                (0..at, &mut out[..], &mut first[..]),
+                (at..rows, partial, rest),
+                &|(range, out, scratch)| work(range, out, scratch),
+            );
+            for (o, &q) in out.iter_mut().zip(second.iter()) {
+                *o += q;
             }
         }
     }
@@ -133,7 +165,7 @@ fn by_samples(
     rows: usize,
     out: &mut [f32],
     out_row: usize,
-    [first, second]: [&mut Vec<f32>; 2],
+    [first, second]: [&mut [f32]; 2],
     work: &SampleWork,
 ) {
     let per = chunk(g, rows);
@@ -144,12 +176,60 @@ fn by_samples(
     }
     let at = chunks.div_ceil(2) * per;
     let (a, b) = out.split_at_mut(at * out_row);
-    halves(
-        cx.pair,
-        (0..at, a, &mut first[..]),
-        (at..rows, b, &mut second[..]),
-        &|(range, out, scratch)| work(range, out, scratch),
-    );
+    halves(cx.pair, (0..at, a, first), (at..rows, b, second), &|(
+        range,
+        out,
+        scratch,
+    )| {
+        work(range, out, scratch)
+    });
+}
+
+/// For a stride-1 convolution `g` with `filters` filters, the geometry of its input gradient as
+/// a convolution: over `dy` (`filters` channels of the output's size), the same window, the
+/// padding that makes its output the input's size (`kernel - 1 - pad` on each side); `None`
+/// unless the stride is 1 and the padding keeps the size (`pad same`, odd kernels).
+fn transposed(g: &Window, filters: usize) -> Option<Window> {
+    // Padding of `kernel - 1` in all keeps the image's size: then the transposed convolution
+    // has as many terms as the direct one (with less padding it would multiply zeros).
+    let same = g.pad_top + g.pad_bottom + 1 == g.kernel_h && g.pad_left + g.pad_right + 1 == g.kernel_w;
+    if (g.stride_h, g.stride_w) != (1, 1) || !same {
+        return None;
+    }
+    let t = Window {
+        channels: filters,
+        height: g.out_h,
+        width: g.out_w,
+        kernel_h: g.kernel_h,
+        kernel_w: g.kernel_w,
+        stride_h: 1,
+        stride_w: 1,
+        pad_top: g.kernel_h - 1 - g.pad_top,
+        pad_left: g.kernel_w - 1 - g.pad_left,
+        pad_bottom: g.kernel_h - 1 - g.pad_bottom,
+        pad_right: g.kernel_w - 1 - g.pad_right,
+        out_h: g.height,
+        out_w: g.width,
+    };
+    // Stride 1 covers every input pixel, so the transposed output is exactly the input.
+    debug_assert_eq!((t.height + t.pad_top + t.pad_bottom + 1 - t.kernel_h), g.height);
+    Some(t)
+}
+
+/// The filters of [`transposed`]: `[channels, filters * kernel_h * kernel_w]` with element
+/// `(c, (f, ky, kx))` the filter weight `(f, c, kernel_h - 1 - ky, kernel_w - 1 - kx)`.
+fn flip(g: &Window, filters: usize, w: &[f32], flipped: &mut [f32]) {
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    for c in 0..g.channels {
+        for f in 0..filters {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    flipped[((c * filters + f) * kh + ky) * kw + kx] =
+                        w[((f * g.channels + c) * kh + kh - 1 - ky) * kw + kw - 1 - kx];
+                }
+            }
+        }
+    }
 }
 
 /// The outputs of samples `range` (`out` holds their rows), chunk by chunk.
@@ -221,8 +301,8 @@ fn grad_input(
     }
 }
 
-/// The gradient of filters `filter_range` (`out` holds their rows), summed over every chunk of
-/// the batch in order.
+/// The gradient of every filter over samples `samples` (`out`, `[filters, taps]`), summed over
+/// their chunks in order.
 #[allow(clippy::too_many_arguments)]
 fn grad_weight(
     g: &Window,
@@ -230,31 +310,39 @@ fn grad_weight(
     dy: &[f32],
     filters: usize,
     per: usize,
-    filter_range: Range<usize>,
+    samples: Range<usize>,
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
     let (k, p, len) = (taps(g), g.positions(), g.input_len());
-    let rows = x.len() / len;
-    let mine = filter_range.len();
-    if rows == 0 {
+    let out = &mut out[..filters * k];
+    if samples.is_empty() {
         out.fill(0.0);
     }
-    let mut start = 0;
-    while start < rows {
-        let s = per.min(rows - start);
+    let mut start = samples.start;
+    while start < samples.end {
+        let s = per.min(samples.end - start);
         let n = s * p;
         let (col, rest) = scratch.split_at_mut(k * n);
-        let gathered = &mut rest[..mine * n];
         for i in 0..s {
             im2col(g, &x[(start + i) * len..][..len], col, n, i * p);
-            let d = &dy[(start + i) * filters * p..][..filters * p];
-            for (j, f) in filter_range.clone().enumerate() {
-                gathered[j * n + i * p..][..p].copy_from_slice(&d[f * p..][..p]);
-            }
         }
-        // col^T: element (column j, tap r) is col[r * n + j].
-        matmul(mine, k, n, out, k, start > 0, (gathered, n, 1), (col, 1, n));
+        let accumulate = start > samples.start;
+        if s == 1 {
+            // One sample's gradient is already `[filters, positions]`.
+            let d = &dy[start * filters * p..][..filters * p];
+            matmul(filters, k, n, out, k, accumulate, (d, n, 1), (col, 1, n));
+        } else {
+            let gathered = &mut rest[..filters * n];
+            for i in 0..s {
+                let d = &dy[(start + i) * filters * p..][..filters * p];
+                for (f, d) in d.chunks_exact(p).enumerate() {
+                    gathered[f * n + i * p..][..p].copy_from_slice(d);
+                }
+            }
+            // col^T: element (column j, tap r) is col[r * n + j].
+            matmul(filters, k, n, out, k, accumulate, (gathered, n, 1), (col, 1, n));
+        }
         start += s;
     }
 }

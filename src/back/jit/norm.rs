@@ -1,11 +1,12 @@
 //! Batch normalization and its gradients, repeating `ops::norm`'s arithmetic in its order:
 //! statistics and gradient sums per channel in `f64` (split between the cores by channels),
-//! the elementwise parts in `f64` per element (split by rows). So these agree with the
+//! the elementwise parts as one per-channel multiply-add in `f32` (split by rows). So these agree with the
 //! interpreter bit for bit.
 
 use super::nodes::{Cx, by_rows};
 use super::split::{PARALLEL_MAP, halves};
 use crate::graph::NodeId;
+use crate::ops::norm::{block_sum, block_sum2, gradient_affine, normalize_affine};
 use crate::ops::{NormOp, NormParam, RunningKind};
 use std::collections::HashMap;
 
@@ -45,18 +46,24 @@ pub(super) fn run(cx: &Cx, op: &NormOp, out: &mut [f32], training: bool, sums: &
                     .collect()
             };
             let (x, scale, shift) = (cx.value(x), cx.value(scale), cx.value(shift));
+            let per_channel: Vec<(f32, f32)> = normal
+                .iter()
+                .enumerate()
+                .map(|(c, &(mean, inv_std))| {
+                    let (a, b) = normalize_affine(mean, inv_std, scale[c] as f64, shift[c] as f64);
+                    (a as f32, b as f32)
+                })
+                .collect();
             let cols = channels * spatial;
             by_rows(cx.pair, x.len() / cols.max(1), out, cols, &|range, out| {
                 for (o, x) in out
                     .chunks_exact_mut(cols)
                     .zip(x[range.start * cols..].chunks_exact(cols))
                 {
-                    for (c, &(mean, inv_std)) in normal.iter().enumerate() {
-                        let (scale, shift) = (scale[c] as f64, shift[c] as f64);
+                    for (c, &(a, b)) in per_channel.iter().enumerate() {
                         let block = c * spatial..(c + 1) * spatial;
                         for (o, &x) in o[block.clone()].iter_mut().zip(&x[block]) {
-                            let xhat = (x as f64 - mean) * inv_std;
-                            *o = (xhat * scale + shift) as f32;
+                            *o = x * a + b;
                         }
                     }
                 }
@@ -77,17 +84,18 @@ pub(super) fn run(cx: &Cx, op: &NormOp, out: &mut [f32], training: bool, sums: &
             let cols = channels * spatial;
             let rows = x.len() / cols.max(1);
             let m = (rows * spatial) as f64;
+            let per_channel: Vec<[f32; 3]> = (0..channels)
+                .map(|c| gradient_affine(normal[c], sums[c], scale[c] as f64, m).map(|v| v as f32))
+                .collect();
             by_rows(cx.pair, rows, out, cols, &|range, out| {
                 let rows = out.chunks_exact_mut(cols);
                 let inputs = x[range.start * cols..].chunks_exact(cols);
                 for ((o, x), dy) in rows.zip(inputs).zip(dy[range.start * cols..].chunks_exact(cols)) {
-                    for (c, (&(mean, inv_std), &(sum_dy, sum_dy_xhat))) in normal.iter().zip(sums).enumerate() {
-                        let k = scale[c] as f64 * inv_std / m;
+                    for (c, &[a, k, b]) in per_channel.iter().enumerate() {
                         let block = c * spatial..(c + 1) * spatial;
                         let (o, x, dy) = (&mut o[block.clone()], &x[block.clone()], &dy[block]);
                         for ((o, &x), &dy) in o.iter_mut().zip(x).zip(dy) {
-                            let xhat = (x as f64 - mean) * inv_std;
-                            *o = (k * (m * dy as f64 - sum_dy - xhat * sum_dy_xhat)) as f32;
+                            *o = dy * a + x * k + b;
                         }
                     }
                 }
@@ -151,21 +159,24 @@ fn per_channel(cx: &Cx, channels: usize, elements: usize, f: &(dyn Fn(usize) -> 
     values
 }
 
-/// The values of channel `c` in every row of `x`, widened, in the reference's order.
-fn channel_values(x: &[f32], channels: usize, spatial: usize, c: usize) -> impl Iterator<Item = f64> + '_ {
-    x.chunks_exact(channels * spatial)
-        .flat_map(move |row| row[c * spatial..(c + 1) * spatial].iter().map(|&v| v as f64))
-}
-
-/// Channel `c`'s `(mean, biased variance)`, two passes in `f64`.
+/// Channel `c`'s `(mean, biased variance)`, two passes in `f64`, summed as the reference
+/// sums them ([`block_sum`]).
 fn moments(x: &[f32], channels: usize, spatial: usize, c: usize) -> (f64, f64) {
     let count = (x.len() / (channels * spatial).max(1) * spatial) as f64;
-    let mean = channel_values(x, channels, spatial, c).sum::<f64>() / count;
-    let var = channel_values(x, channels, spatial, c)
-        .map(|v| (v - mean) * (v - mean))
-        .sum::<f64>()
-        / count;
-    (mean, var)
+    let blocks = || {
+        x.chunks_exact(channels * spatial)
+            .map(|row| &row[c * spatial..][..spatial])
+    };
+    let mean = blocks().map(|b| block_sum(b.len(), |j| b[j] as f64)).sum::<f64>() / count;
+    let squares: f64 = blocks()
+        .map(|b| {
+            block_sum(b.len(), |j| {
+                let v = b[j] as f64 - mean;
+                v * v
+            })
+        })
+        .sum();
+    (mean, squares / count)
 }
 
 /// Per channel, `(mean, 1 / sqrt(var + eps))` from a `[2, channels]` statistics value.
@@ -190,13 +201,14 @@ fn gradient_sums<'s>(
         per_channel(cx, channels, xv.len(), &|c| {
             let (mean, inv_std) = normal[c];
             let mut sums = (0.0, 0.0);
-            let block = c * spatial..(c + 1) * spatial;
             for (x, dy) in xv.chunks_exact(cols).zip(dyv.chunks_exact(cols)) {
-                for (&x, &d) in x[block.clone()].iter().zip(&dy[block.clone()]) {
-                    let d = d as f64;
-                    sums.0 += d;
-                    sums.1 += d * (x as f64 - mean) * inv_std;
-                }
+                let (x, dy) = (&x[c * spatial..][..spatial], &dy[c * spatial..][..spatial]);
+                let (d, dx) = block_sum2(spatial, |j| {
+                    let d = dy[j] as f64;
+                    (d, d * (x[j] as f64 - mean) * inv_std)
+                });
+                sums.0 += d;
+                sums.1 += dx;
             }
             sums
         })

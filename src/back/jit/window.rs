@@ -71,6 +71,36 @@ impl Spans {
 /// Runs a pooling op into `out`.
 pub(super) fn pool(cx: &Cx, op: &PoolOp, out: &mut [f32]) {
     match *op {
+        PoolOp::MaxPool { x, ref g } if pairs(g) => {
+            let x = cx.value(x);
+            per_sample(cx, g, out, g.positions(), &|_, i, o| {
+                let image = &x[i..][..g.height * g.width];
+                for (oy, o) in o.chunks_exact_mut(g.out_w).enumerate() {
+                    let (a, b) = (&image[2 * oy * g.width..], &image[(2 * oy + 1) * g.width..]);
+                    for (ox, o) in o.iter_mut().enumerate() {
+                        *o = winner_of_four([a[2 * ox], a[2 * ox + 1], b[2 * ox], b[2 * ox + 1]]).1;
+                    }
+                }
+            });
+        }
+        PoolOp::MaxPoolGrad { x, dy, ref g } if pairs(g) => {
+            let (x, dy) = (cx.value(x), cx.value(dy));
+            let (p, width) = (g.positions(), g.width);
+            per_sample(cx, g, out, g.height * width, &|c_at, i, dx| {
+                let image = &x[i..][..g.height * width];
+                let d = &dy[c_at * p..][..p];
+                dx.fill(0.0);
+                for (oy, d) in d.chunks_exact(g.out_w).enumerate() {
+                    let (top, bottom) = (2 * oy * width, (2 * oy + 1) * width);
+                    for (ox, &d) in d.iter().enumerate() {
+                        let (a, b) = (top + 2 * ox, bottom + 2 * ox);
+                        let taps = [a, a + 1, b, b + 1];
+                        let (w, _) = winner_of_four(taps.map(|t| image[t]));
+                        dx[taps[w]] += d;
+                    }
+                }
+            });
+        }
         PoolOp::MaxPool { x, ref g } => {
             let (x, spans) = (cx.value(x), Spans::new(g));
             per_sample(cx, g, out, g.positions(), &|_, i, o| {
@@ -128,6 +158,28 @@ pub(super) fn pool(cx: &Cx, op: &PoolOp, out: &mut [f32]) {
             });
         }
     }
+}
+
+/// Whether a pooling's windows are 2x2 with stride 2 and no padding, tiling the image (the
+/// common `maxpool 2`): such windows take the fast path, with the same winners.
+fn pairs(g: &Window) -> bool {
+    (g.kernel_h, g.kernel_w, g.stride_h, g.stride_w) == (2, 2, 2, 2)
+        && (g.pad_top, g.pad_left) == (0, 0)
+        && 2 * g.out_h <= g.height
+        && 2 * g.out_w <= g.width
+}
+
+/// The first largest of a 2x2 window's taps in scan order (`v > best`, as [`Spans::winner`]):
+/// its index among the four and its value.
+#[inline(always)]
+fn winner_of_four(v: [f32; 4]) -> (usize, f32) {
+    let mut best = (0, v[0]);
+    for (t, &v) in v.iter().enumerate().skip(1) {
+        if v > best.1 {
+            best = (t, v);
+        }
+    }
+    best
 }
 
 /// Runs `work(c_at, i, part)` for every channel of every sample of the batch: `c_at` numbers the
