@@ -16,7 +16,7 @@ pub mod memory;
 mod object;
 mod window;
 
-pub use link::link_executable;
+pub use link::{link_executable, link_object};
 pub use object::{Object, compile_object};
 
 use crate::diag::{Code, Diagnostic};
@@ -58,9 +58,12 @@ pub fn header(target: &Target, object: &Object, outputs_are: &str) -> String {
     format!(
         r#"/* {symbol}.h: the C API of the model `{name}`, compiled by netc {version}.
  *
- * Link with {symbol}.o (no other library is needed). Every function is thread-safe: the
- * model's weights are read-only and scratch memory is on the caller's stack (about
- * {stack} KiB).
+ * Link with {symbol}.o and the system's threads (-lpthread); no other library is needed.
+ * Every function is thread-safe: the model's weights are read-only and scratch memory is on
+ * the caller's stack (about {stack} KiB). {symbol}_predict uses a second core: a helper
+ * thread, started by the first call, runs half of each large step (or of a large batch); it
+ * sleeps when the calls stop. When another thread's call is using it, a call runs alone, with
+ * the same results.
  */
 #ifndef {upper}_H
 #define {upper}_H
