@@ -7,9 +7,12 @@
 //! `cranelift_module::Module`) into a `cranelift_object::ObjectModule`. Parameters become
 //! read-only data in the object; convolutions, pooling and concatenation are kernels of their
 //! own (`window.rs`). `NAME_predict` runs the steps on chunks of up to [`CHUNK_ROWS`] rows, with
-//! the values of a chunk in regions of one stack buffer ([`memory`]), so the object needs no
-//! allocator, no libc and no Rust runtime, and is safe to call from several threads.
-//! [`header`] writes its C API; [`link_executable`] links it with the C driver (`driver.c`).
+//! the values of a chunk in regions of one stack buffer ([`memory`]), so the generated code
+//! needs no allocator, no libc and no Rust runtime, and is safe to call from several threads.
+//! Large steps (or batches) are split between two cores through `NAME_netc_pair`, the one
+//! function of the shipped runtime (`runtime.c`), which [`link_object`] compiles and merges
+//! into NAME.o: NAME.o needs the system's threads and nothing else. [`header`] writes its C
+//! API; [`link_executable`] links NAME.o with the C driver (`driver.c`).
 
 mod link;
 pub mod memory;
