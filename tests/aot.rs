@@ -224,7 +224,7 @@ fn a_c_program_calls_the_api() {
             "api_test",
         ])
         .arg(&source)
-        .args(["clf.o", "-lm"])
+        .args(["clf.o", "-lm", "-lpthread"])
         .output()
         .expect("cc runs");
     assert!(compiled.status.success(), "{}", text(&compiled.stderr));
@@ -370,6 +370,66 @@ fn compiled_models_match_the_interpreter() {
         let spec = spec_of(&format!("m{case}"), body);
         check_executable(&dir, &format!("model{case}"), &spec, 40 + case as u64, 37, random).expect("matches");
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Networks large enough for the two-core paths, against the interpreter: products split by
+/// columns (their weights in two blocks) and convolutions by output rows at small batches (1
+/// and 5 rows), batches split by rows between the cores (37 rows, and 300: a call of 256 and one
+/// of 44), and pooling four outputs at a time (column strides 1 and 2, widths that are not
+/// multiples of four).
+#[test]
+fn split_and_vectorized_kernels_match_the_interpreter() {
+    let specs = [
+        "input 120\n  dense 300 relu\n  dense 130 tanh\n  dense 5 softmax\n  loss cross_entropy",
+        "input 2 14 17\n  conv 16 relu kernel 5\n  maxpool 3 stride 1\n  avgpool 2\n  conv 12 relu kernel 3 pad same\n  maxpool 2 stride 1\n  dense 70 relu\n  dense 4 softmax\n  loss cross_entropy",
+    ];
+    let dir = temp_dir("split");
+    for (case, body) in specs.iter().enumerate() {
+        for rows in [1, 5, 37, 300] {
+            let spec = spec_of(&format!("split{case}"), body);
+            check_executable(
+                &dir,
+                &format!("split{case}_{rows}"),
+                &spec,
+                90 + case as u64,
+                rows,
+                trained_ish,
+            )
+            .expect("matches");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The driver's fast paths (`fast_float`, `fixed6` in `driver.c`) against `strtof` and
+/// `printf("%.6f")` bit for bit and byte for byte: the driver compiled with
+/// `-DNETC_DRIVER_SELFTEST` checks millions of random decimals and floats, ties included.
+#[test]
+fn the_drivers_fast_paths_agree_with_libc() {
+    let dir = temp_dir("driver-selftest");
+    let prelude = "#define _POSIX_C_SOURCE 200809L\n#include <stddef.h>\nstatic int fake_predict(const float *in, size_t rows, float *out) { (void)in; (void)rows; (void)out; return 0; }\nstatic const char *fake_text(void) { return \"\"; }\n#define MODEL_PREDICT fake_predict\n#define MODEL_NAME fake_text\n#define MODEL_HASH fake_text\n#define MODEL_INPUT_WIDTH 3\n#define MODEL_INPUT_SHAPE \"\"\n#define MODEL_OUTPUT_WIDTH 2\n#define MODEL_BATCH_MAX 256\n#define MODEL_PROBABILITIES 1\n#define MODEL_PROGRAM \"selftest\"\n";
+    let driver =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/back/aot/driver.c")).expect("driver.c");
+    std::fs::write(dir.join("selftest.c"), format!("{prelude}{driver}")).expect("write");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let compiled = Command::new(&cc)
+        .current_dir(&dir)
+        .args([
+            "-O2",
+            "-std=c99",
+            "-DNETC_DRIVER_SELFTEST",
+            "-o",
+            "selftest",
+            "selftest.c",
+            "-lm",
+        ])
+        .output()
+        .expect("cc runs");
+    assert!(compiled.status.success(), "{}", text(&compiled.stderr));
+    let o = Command::new(dir.join("selftest")).output().expect("selftest runs");
+    assert!(o.status.success(), "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("0 failures"), "{}", text(&o.stdout));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -21,6 +21,15 @@ pub(crate) fn mem() -> MemFlagsData {
     MemFlagsData::new().with_notrap()
 }
 
+/// Memory flags for a product's operands, which no store of the kernel touches: pure loads
+/// (read-only, never trapping, movable), so Cranelift places each right before its multiply-add
+/// and folds it in as a memory operand. With `mem()`, the next step's load of `A` came between
+/// a step's loads of `B` and their multiply-adds, which kept every `B` vector in a register and
+/// spilled accumulators.
+fn operand() -> MemFlagsData {
+    MemFlagsData::new().with_notrap().with_readonly().with_can_move()
+}
+
 /// Lane-order flags for vector bitcasts.
 fn lanes() -> MemFlagsData {
     MemFlagsData::new().with_endianness(Endianness::Little)
@@ -464,10 +473,63 @@ fn optimizer_step(e: &mut Emitter, kind: OptimizerKind, at: [Value; 3], wv: Valu
     }
 }
 
-/// Declares and defines a matrix product for fixed `k` and `n` and any `m`. Register tiles:
-/// 4 rows x 8 columns (eight f32x4 accumulators); single rows (batch 1, the row tail) take 16
-/// columns at a time; then 4-column and scalar edge tiles. Products and sums are fused (`fma`).
+/// The geometry of a matrix product kernel ([`define_product`]): `C[i, j] = sum_l A[i, l]
+/// B[l, j]` for the kernel's `m` rows and `n` columns, with `A` rows `k` floats apart, `B` rows
+/// `b_stride` floats apart and `C` rows `c_stride` floats apart. A product over some of a
+/// wider matrix's columns (one thread's half, or one output tile of a convolution) is a kernel
+/// with `n` below the strides, called with `B` and `C` at its first column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Product {
+    /// Inner dimension.
+    pub k: usize,
+    /// Columns computed.
+    pub n: usize,
+    /// Floats between rows of `B`.
+    pub b_stride: usize,
+    /// Floats between rows of `C`.
+    pub c_stride: usize,
+}
+
+impl Product {
+    /// The whole product of `[m, k]` and `[k, n]` row-major matrices.
+    pub fn dense(k: usize, n: usize) -> Product {
+        Product {
+            k,
+            n,
+            b_stride: n,
+            c_stride: n,
+        }
+    }
+}
+
+/// Declares and defines a matrix product for fixed `k` and `n` and any `m`: `(a, b, c, m)`,
+/// [`Product::dense`].
 pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) -> Result<FuncId, Box<ModuleError>> {
+    define_product(module, name, Product::dense(k, n))
+}
+
+/// Register tiles of a block of rows: (rows, f32x4 vectors per row, from the widest); columns
+/// left over take scalar tiles. Cranelift allocates the 16 xmm registers of x86-64, and with
+/// the k loop unrolled by two it keeps both steps' vectors live: 4 rows x 2 vectors (8
+/// accumulators, 4 loads of B) fit. Measured on the lenet workload (batch-1 latency, 60,000-row
+/// executable): 4 x 2 64-67 us, 6 x 2 85-98 us, 5 x 2 71-77 us, 4 x 3 and 3 x 3 spilled (twice
+/// the time in throughput). A single row (batch 1) has nothing to reuse: 8 accumulators (32
+/// columns) keep both multiply-add pipes busy over the 4-cycle latency (mlp at batch 1:
+/// 10 -> 6.3 us with the loads below made pure).
+fn tiles_of(rows: i64) -> &'static [i64] {
+    match rows {
+        1 => &[8, 4, 2, 1],
+        2 => &[4, 2, 1],
+        _ => &[2, 1],
+    }
+}
+
+/// Declares and defines a matrix product of geometry `p` for any `m`: `(a, b, c, m)`. Rows go
+/// in blocks of 4, then one block of 2 and a last single row; each block in the register
+/// tiles of [`tiles_of`] across the columns, then scalar columns. Every output is one chain of
+/// fused multiply-adds over `l = 0..k` in order, whatever its tile, so a row's results do not
+/// depend on the rows around it or on how the columns were split.
+pub fn define_product<M: Module>(module: &mut M, name: &str, p: Product) -> Result<FuncId, Box<ModuleError>> {
     let ptr = module.target_config().pointer_type();
     define_function(
         module,
@@ -477,32 +539,24 @@ pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) 
         &[],
         |b, params, _| {
             let (a, bm, c, m) = (params[0], params[1], params[2], params[3]);
-            let (k, n) = (k as i64, n as i64);
-
-            // Emits: for each row block (`rows` rows from `i`), the tiles across all columns.
+            let n = p.n as i64;
             let emit_row_block = |b: &mut FunctionBuilder, rows: i64, i: Value| {
-                // Measured on the mlp workload at batch 1 (benches/aot_latency.sh): 16-column
-                // single-row tiles 22.8 us, 32 columns 28.6 us (more live vectors than the 16
-                // registers), 8 columns 37.3 us (too few independent accumulators). With each
-                // load next to its multiply-add (`emit_tile`): 16 columns 20-21 us, 32 columns
-                // 21-22 us, 16 columns in two accumulator sets 20-21 us.
-                let widest = if rows == 1 { 4 } else { 2 };
                 let mut j = 0;
-                for vectors in [widest, 1] {
+                for &vectors in tiles_of(rows) {
                     while j + 4 * vectors <= n {
-                        emit_tile(b, a, bm, c, i, j, rows, Some(vectors), k, n);
+                        emit_tile(b, &p, [a, bm, c], i, j, rows, Some(vectors));
                         j += 4 * vectors;
                     }
                 }
                 while j < n {
-                    emit_tile(b, a, bm, c, i, j, rows, None, k, n);
+                    emit_tile(b, &p, [a, bm, c], i, j, rows, None);
                     j += 1;
                 }
             };
-
-            // Blocks of 4 rows, then the remaining rows one by one.
+            // Blocks of 4 rows; then 2 (at most one block is left) and a single row.
             let zero = b.ins().iconst(types::I64, 0);
             let i = counted_loop(b, zero, m, 4, |b, i| emit_row_block(b, 4, i));
+            let i = counted_loop(b, i, m, 2, |b, i| emit_row_block(b, 2, i));
             counted_loop(b, i, m, 1, |b, i| emit_row_block(b, 1, i));
             b.ins().return_(&[]);
         },
@@ -511,19 +565,16 @@ pub fn define_matmul<M: Module>(module: &mut M, name: &str, k: usize, n: usize) 
 
 /// One register tile: `rows` x (`vectors` f32x4 columns, or one scalar column when `None`)
 /// outputs at (`i`, `j`), accumulated over all of `k`.
-#[allow(clippy::too_many_arguments)]
 fn emit_tile(
     b: &mut FunctionBuilder,
-    a: Value,
-    bm: Value,
-    c: Value,
+    p: &Product,
+    [a, bm, c]: [Value; 3],
     i: Value,
     j: i64,
     rows: i64,
     vectors: Option<i64>,
-    k: i64,
-    n: i64,
 ) {
+    let (k, b_stride, c_stride) = (p.k as i64, p.b_stride as i64, p.c_stride as i64);
     let (ty, vectors) = match vectors {
         Some(v) => (types::F32X4, v),
         None => (types::F32, 1),
@@ -551,7 +602,7 @@ fn emit_tile(
     // The k loop is unrolled by two; the second step's offsets are load immediates, so a step
     // costs only its loads and fused multiply-adds. An odd k ends with one more step.
     let unrolled = k - k % 2;
-    let b_end = b.ins().iadd_imm_s(bm, unrolled * n * 4);
+    let b_end = b.ins().iadd_imm_s(bm, unrolled * b_stride * 4);
     let mut args: Vec<cranelift_codegen::ir::BlockArg> = vec![bm.into(), a_base.into()];
     args.extend((0..count).map(|_| cranelift_codegen::ir::BlockArg::from(zero)));
     b.ins().jump(head, &args);
@@ -570,21 +621,21 @@ fn emit_tile(
             // Each load right before its multiply-add, which then takes it as a memory operand:
             // loading the row's vectors first kept them all live and spilled accumulators
             // (batch-1 object of the mlp workload: 23.3 -> 20.4-21.3 us).
-            let av = b.ins().load(types::F32, mem(), ap, a_off as i32);
+            let av = b.ins().load(types::F32, operand(), ap, a_off as i32);
             let av = if ty.is_vector() { b.ins().splat(ty, av) } else { av };
             return (0..vectors)
                 .map(|v| {
-                    let bv = b.ins().load(ty, mem(), bp, (b_off + (j + 4 * v) * 4) as i32);
+                    let bv = b.ins().load(ty, operand(), bp, (b_off + (j + 4 * v) * 4) as i32);
                     b.ins().fma(av, bv, accs[v as usize])
                 })
                 .collect();
         }
         let bv: Vec<Value> = (0..vectors)
-            .map(|v| b.ins().load(ty, mem(), bp, (b_off + (j + 4 * v) * 4) as i32))
+            .map(|v| b.ins().load(ty, operand(), bp, (b_off + (j + 4 * v) * 4) as i32))
             .collect();
         let mut out = Vec::with_capacity(accs.len());
         for r in 0..rows {
-            let av = b.ins().load(types::F32, mem(), ap, (a_off + r * row_bytes) as i32);
+            let av = b.ins().load(types::F32, operand(), ap, (a_off + r * row_bytes) as i32);
             let av = if ty.is_vector() { b.ins().splat(ty, av) } else { av };
             for v in 0..vectors {
                 out.push(b.ins().fma(av, bv[v as usize], accs[(r * vectors + v) as usize]));
@@ -595,8 +646,8 @@ fn emit_tile(
 
     b.switch_to_block(body);
     let once = step(b, 0, 0, &accs);
-    let twice = step(b, n * 4, 4, &once);
-    let next_b = b.ins().iadd_imm_s(bp, 2 * n * 4);
+    let twice = step(b, b_stride * 4, 4, &once);
+    let next_b = b.ins().iadd_imm_s(bp, 2 * b_stride * 4);
     let next_a = b.ins().iadd_imm_s(ap, 8);
     let mut next: Vec<cranelift_codegen::ir::BlockArg> = vec![next_b.into(), next_a.into()];
     next.extend(twice.iter().map(|&v| cranelift_codegen::ir::BlockArg::from(v)));
@@ -607,11 +658,11 @@ fn emit_tile(
     b.ins().jump(done, &[]);
 
     b.switch_to_block(done);
-    let c_row = b.ins().imul_imm_s(i, n * 4);
+    let c_row = b.ins().imul_imm_s(i, c_stride * 4);
     let c_row = b.ins().iadd(c, c_row);
     for r in 0..rows {
         for v in 0..vectors {
-            let off = (r * n + j + 4 * v) * 4;
+            let off = (r * c_stride + j + 4 * v) * 4;
             b.ins()
                 .store(mem(), accs[(r * vectors + v) as usize], c_row, off as i32);
         }

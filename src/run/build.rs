@@ -97,9 +97,15 @@ pub fn build(
     };
     let header_text = aot::header(&target, &object, outputs_are);
     let write = |path: &Path, bytes: &[u8]| crate::run::write_file(path, bytes, "check the -o path");
+    // NAME.o: the generated code with the runtime merged in (by the C compiler).
+    let linked = if emit.obj || emit.exe {
+        aot::link_object(&target, &object)?
+    } else {
+        Vec::new()
+    };
     let mut written = Vec::new();
     if emit.obj {
-        write(&with("o"), &object.bytes)?;
+        write(&with("o"), &linked)?;
         written.push(with("o"));
     }
     if emit.header {
@@ -107,7 +113,7 @@ pub fn build(
         written.push(with("h"));
     }
     if emit.exe {
-        let exe = aot::link_executable(&target, &object, &header_text, loss != Loss::Mse)?;
+        let exe = aot::link_executable(&target, &object, &linked, &header_text, loss != Loss::Mse)?;
         write(output, &exe)?;
         #[cfg(unix)]
         {

@@ -15,6 +15,8 @@
 #define ROWS_PER_CALL (MODEL_BATCH_MAX < 256 ? MODEL_BATCH_MAX : 256)
 
 static const char *program_name = MODEL_PROGRAM;
+static size_t fixed6(float v, char *out);
+static int blank(char c);
 static int json = 0;
 static int first_json_row = 1;
 
@@ -95,9 +97,15 @@ static void print_row(const float *out) {
         printf("]}");
         first_json_row = 0;
     } else {
-        printf("%d", best);
-        for (int i = 0; i < count; i++) printf(" %.6f", probabilities[i]);
-        printf("\n");
+        /* The line printf("%d", best), then " %.6f" per value, would print, written at once. */
+        char line[16 + (MODEL_OUTPUT_WIDTH + 1) * 64];
+        size_t n = (size_t)sprintf(line, "%d", best);
+        for (int i = 0; i < count; i++) {
+            line[n++] = ' ';
+            n += fixed6(probabilities[i], line + n);
+        }
+        line[n++] = '\n';
+        fwrite(line, 1, n, stdout);
     }
 }
 
@@ -122,6 +130,99 @@ static float *next_row(void) {
 /* Blanks around a cell, as netc trims them (a line break ends the row). */
 static int blank(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r'; }
 
+/* Writes what printf("%.6f", (double)v) writes to `out` (at most 60 bytes; no terminating
+ * NUL) and returns its length. Values below 1e9 in magnitude are rounded here, exactly: v is
+ * m 2^e with an integer m < 2^24, so v 10^6 is m 10^6 (< 2^44) shifted, rounded to the nearest
+ * integer, ties to even, as glibc rounds. Others (and NaN) go to snprintf. printf's cost was
+ * most of the time of printing a row. */
+static size_t fixed6(float v, char *out) {
+    if (!(fabsf(v) < 1e9f)) return (size_t)snprintf(out, 60, "%.6f", v);
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    int negative = (int)(bits >> 31), field = (int)((bits >> 23) & 0xff);
+    uint64_t m = bits & 0x7fffff;
+    int e = -149;
+    if (field != 0) {
+        m |= 0x800000;
+        e = field - 150;
+    }
+    uint64_t q;
+    if (e >= 0) {
+        q = (m << e) * 1000000u;
+    } else if (-e >= 45) {
+        q = 0; /* m 10^6 < 2^44 <= half of 2^-e */
+    } else {
+        int s = -e;
+        uint64_t scaled = m * 1000000u, rest = scaled & ((UINT64_C(1) << s) - 1), half = UINT64_C(1) << (s - 1);
+        q = scaled >> s;
+        if (rest > half || (rest == half && (q & 1))) q++;
+    }
+    char digits[24];
+    int d = 0;
+    uint64_t whole = q / 1000000u, fraction = q % 1000000u;
+    size_t n = 0;
+    if (negative) out[n++] = '-';
+    do {
+        digits[d++] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    while (d) out[n++] = digits[--d];
+    out[n++] = '.';
+    for (int i = 5; i >= 0; i--) {
+        out[n + (size_t)i] = (char)('0' + fraction % 10);
+        fraction /= 10;
+    }
+    return n + 6;
+}
+
+/* Reads the number at `p` as strtof would, for the plain decimals rows are made of: an
+ * optional sign, digits with an optional point, an optional exponent, followed by a comma, a
+ * blank, the line's end or the string's. Returns 0 (and the caller uses strtof) for anything
+ * else, or when the value is not exact in one step: more than 2^24 as an integer mantissa m,
+ * or a decimal exponent beyond +-10. Within those, m and 10^|e| are floats and m * 10^e or
+ * m / 10^-e is one correctly rounded operation, so the result is strtof's bit for bit
+ * (Clinger's fast path). strtof was most of the time of reading a row. */
+static int fast_float(const char *p, float *value, char **end) {
+    static const float powers[11] = {1e0f, 1e1f, 1e2f, 1e3f, 1e4f, 1e5f, 1e6f, 1e7f, 1e8f, 1e9f, 1e10f};
+    const char *q = p;
+    int negative = 0;
+    if (*q == '+' || *q == '-') negative = *q++ == '-';
+    uint64_t m = 0;
+    int digits = 0, significant = 0, exponent = 0;
+    for (; *q >= '0' && *q <= '9'; q++, digits++) {
+        if (m || *q != '0') significant++;
+        if (significant > 9) return 0;
+        m = m * 10 + (uint64_t)(*q - '0');
+    }
+    if (*q == '.') {
+        for (q++; *q >= '0' && *q <= '9'; q++, digits++) {
+            if (m || *q != '0') significant++;
+            if (significant > 9) return 0;
+            m = m * 10 + (uint64_t)(*q - '0');
+            exponent--;
+        }
+    }
+    if (digits == 0) return 0;
+    if (*q == 'e' || *q == 'E') {
+        const char *r = q + 1;
+        int minus = 0, written = 0;
+        if (*r == '+' || *r == '-') minus = *r++ == '-';
+        if (!(*r >= '0' && *r <= '9')) return 0; /* strtof would stop before the e: not a plain row */
+        for (; *r >= '0' && *r <= '9'; r++) {
+            if (written < 1000) written = written * 10 + (*r - '0');
+        }
+        exponent += minus ? -written : written;
+        q = r;
+    }
+    if (!(*q == ',' || *q == '\n' || *q == '\0' || blank(*q))) return 0;
+    if (m > (UINT64_C(1) << 24) || exponent < -10 || exponent > 10) return 0;
+    float f = (float)m;
+    f = exponent < 0 ? f / powers[-exponent] : f * powers[exponent];
+    *value = negative ? -f : f;
+    *end = (char *)q;
+    return 1;
+}
+
 static void read_csv(FILE *in, const char *name) {
     char *line = NULL;
     size_t capacity = 0;
@@ -143,15 +244,18 @@ static void read_csv(FILE *in, const char *name) {
         for (;;) {
             while (blank(*p)) p++;
             char *end;
-            float value = strtof(p, &end);
-            size_t n = strcspn(p, ",\r\n");
-            /* netc reads no hexadecimal floats, NaN or infinities (nor numbers too large for a
-             * float); neither does the executable. */
-            int hex = memchr(p, 'x', (size_t)(end - p)) || memchr(p, 'X', (size_t)(end - p));
-            if (end == p || hex || !isfinite(value)) {
-                fprintf(stderr, "error: %s, row %zu, column %d: `%s` is not a %s\n", shown_all(name), line_number,
-                        column + 1, shown(p, n), end == p || hex ? "number" : "finite number");
-                exit(1);
+            float value;
+            if (!fast_float(p, &value, &end)) {
+                value = strtof(p, &end);
+                size_t n = strcspn(p, ",\r\n");
+                /* netc reads no hexadecimal floats, NaN or infinities (nor numbers too large
+                 * for a float); neither does the executable. */
+                int hex = memchr(p, 'x', (size_t)(end - p)) || memchr(p, 'X', (size_t)(end - p));
+                if (end == p || hex || !isfinite(value)) {
+                    fprintf(stderr, "error: %s, row %zu, column %d: `%s` is not a %s\n", shown_all(name), line_number,
+                            column + 1, shown(p, n), end == p || hex ? "number" : "finite number");
+                    exit(1);
+                }
             }
             if (column >= MODEL_INPUT_WIDTH) {
                 fprintf(stderr, "error: %s, row %zu: more than %d values; the model takes %d per row (remove any label column)\n",
@@ -312,6 +416,7 @@ static int ends_with(const char *s, const char *suffix) {
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+#ifndef NETC_DRIVER_SELFTEST
 int main(int argc, char **argv) {
     const char *path = NULL;
     int options = 1;
@@ -366,3 +471,78 @@ int main(int argc, char **argv) {
     if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) output_failed();
     return 0;
 }
+#else
+/* tests/aot.rs compiles the driver with -DNETC_DRIVER_SELFTEST: the fast paths against libc,
+ * bit for bit and byte for byte, on values of every magnitude and ties. */
+static uint64_t state = 88172645463325252u;
+static uint64_t next(void) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+}
+
+static int check_format(float v) {
+    char fast[64], slow[64];
+    size_t n = fixed6(v, fast);
+    fast[n] = '\0';
+    snprintf(slow, sizeof slow, "%.6f", v);
+    if (strcmp(fast, slow) != 0) {
+        printf("format %a: %s, printf %s\n", v, fast, slow);
+        return 1;
+    }
+    return 0;
+}
+
+static int check_parse(const char *text) {
+    float fast, slow;
+    char *fast_end, *slow_end;
+    if (!fast_float(text, &fast, &fast_end)) return 0;
+    slow = strtof(text, &slow_end);
+    if (memcmp(&fast, &slow, 4) != 0 || fast_end != slow_end) {
+        printf("parse %s: %a, strtof %a\n", text, fast, slow);
+        return 1;
+    }
+    return 0;
+}
+
+int main(void) {
+    int failures = 0;
+    long parsed = 0;
+    const float edges[] = {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, 0.0078125f, -0.0078125f, 0.0000005f, 1e-7f, -1e-7f,
+                           0.9999995f, 0.99999949f, 999999999.0f, 1e9f, -1e9f, 3.4e38f, 1.4e-45f, 1e-38f,
+                           123456.789f, 0.1f, 2.5e-6f, 7.8125e-3f, 1.0f / 3.0f, 65536.5f};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) failures += check_format(edges[i]);
+    /* Every float with exactly 7 decimals below 1 in binary ties: k 2^-20 rounds at the 7th. */
+    for (uint32_t k = 0; k < (1u << 20); k += 7) failures += check_format((float)k / (float)(1 << 20));
+    for (int i = 0; i < 2000000; i++) {
+        uint32_t bits = (uint32_t)next();
+        float v;
+        memcpy(&v, &bits, 4);
+        if (i % 2) v = (float)(next() % 2000000001) / 1e6f - 1000.0f;
+        failures += check_format(v);
+    }
+    for (int i = 0; i < 2000000 && failures < 20; i++) {
+        char text[64];
+        uint64_t r = next();
+        int whole = (int)(r % 12), fraction = (int)((r >> 8) % 12), e = (int)((r >> 16) % 40) - 20;
+        size_t n = 0;
+        if ((r >> 24) % 3 == 0) text[n++] = (r >> 26) % 2 ? '-' : '+';
+        for (int d = 0; d < whole; d++) text[n++] = (char)('0' + next() % 10);
+        if ((r >> 28) % 4) {
+            text[n++] = '.';
+            for (int d = 0; d < fraction; d++) text[n++] = (char)('0' + next() % 10);
+        }
+        if ((r >> 32) % 3 == 0) n += (size_t)sprintf(text + n, "%s%d", (r >> 34) % 2 ? "e" : "E", e);
+        static const char ends[] = ",\n \t\r";
+        text[n++] = ends[(r >> 36) % 5];
+        text[n] = '\0';
+        failures += check_parse(text);
+        float probe;
+        char *end;
+        parsed += fast_float(text, &probe, &end);
+    }
+    printf("%d failures, %ld parsed by the fast path\n", failures, parsed);
+    return failures != 0 || parsed < 100000;
+}
+#endif

@@ -7,16 +7,19 @@
 //! `cranelift_module::Module`) into a `cranelift_object::ObjectModule`. Parameters become
 //! read-only data in the object; convolutions, pooling and concatenation are kernels of their
 //! own (`window.rs`). `NAME_predict` runs the steps on chunks of up to [`CHUNK_ROWS`] rows, with
-//! the values of a chunk in regions of one stack buffer ([`memory`]), so the object needs no
-//! allocator, no libc and no Rust runtime, and is safe to call from several threads.
-//! [`header`] writes its C API; [`link_executable`] links it with the C driver (`driver.c`).
+//! the values of a chunk in regions of one stack buffer ([`memory`]), so the generated code
+//! needs no allocator, no libc and no Rust runtime, and is safe to call from several threads.
+//! Large steps (or batches) are split between two cores through `NAME_netc_pair`, the one
+//! function of the shipped runtime (`runtime.c`), which [`link_object`] compiles and merges
+//! into NAME.o: NAME.o needs the system's threads and nothing else. [`header`] writes its C
+//! API; [`link_executable`] links NAME.o with the C driver (`driver.c`).
 
 mod link;
 pub mod memory;
 mod object;
 mod window;
 
-pub use link::link_executable;
+pub use link::{link_executable, link_object};
 pub use object::{Object, compile_object};
 
 use crate::diag::{Code, Diagnostic};
@@ -58,9 +61,12 @@ pub fn header(target: &Target, object: &Object, outputs_are: &str) -> String {
     format!(
         r#"/* {symbol}.h: the C API of the model `{name}`, compiled by netc {version}.
  *
- * Link with {symbol}.o (no other library is needed). Every function is thread-safe: the
- * model's weights are read-only and scratch memory is on the caller's stack (about
- * {stack} KiB).
+ * Link with {symbol}.o and the system's threads (-lpthread); no other library is needed.
+ * Every function is thread-safe: the model's weights are read-only and scratch memory is on
+ * the caller's stack (about {stack} KiB). {symbol}_predict uses a second core: a helper
+ * thread, started by the first call, runs half of each large step (or of a large batch); it
+ * sleeps when the calls stop. When another thread's call is using it, a call runs alone, with
+ * the same results.
  */
 #ifndef {upper}_H
 #define {upper}_H

@@ -7,7 +7,7 @@
 use crate::back::kernels::{self, counted_loop, mem};
 use crate::ir::Window;
 use cranelift_codegen::ir::condcodes::FloatCC;
-use cranelift_codegen::ir::{InstBuilder, Type, Value, types};
+use cranelift_codegen::ir::{Endianness, InstBuilder, MemFlagsData, Type, Value, types};
 use cranelift_frontend::FunctionBuilder;
 use cranelift_module::{FuncId, Linkage, Module, ModuleError};
 
@@ -113,19 +113,23 @@ fn fill_zeros(b: &mut FunctionBuilder, dst: Value, offset: i64, count: i64) {
     }
 }
 
-/// Writes one sample's im2col matrix: row `(c, ky, kx)` holds, for every output position, the
-/// input value under that tap, or zero where the tap falls on padding.
-fn emit_im2col(b: &mut FunctionBuilder, g: &Window, x: Value, col: Value) {
+/// Writes the im2col matrix of one sample's output rows `y0..y1`: row `(c, ky, kx)` holds, for
+/// each of those rows' output positions, the input value under that tap, or zero where the tap
+/// falls on padding (`[channels * taps, (y1 - y0) * out_w]`).
+fn emit_im2col(b: &mut FunctionBuilder, g: &Window, (y0, y1): (usize, usize), x: Value, col: Value) {
     let (h, w) = (g.height as i64, g.width as i64);
-    let (oh, ow) = (g.out_h as i64, g.out_w as i64);
+    let ow = g.out_w as i64;
     let (sh, sw) = (g.stride_h as i64, g.stride_w as i64);
     let (pt, pl) = (g.pad_top as i64, g.pad_left as i64);
-    let positions = oh * ow;
+    let (y0, y1) = (y0 as i64, y1 as i64);
+    let positions = (y1 - y0) * ow;
     let taps = g.taps() as i64;
     let zero = b.ins().iconst(types::I64, 0);
     let channels = b.ins().iconst(types::I64, g.channels as i64);
     for ky in 0..g.kernel_h {
         let (oy_lo, oy_hi) = inside_range(g.out_h, |oy| g.input_y(oy, ky).is_some());
+        // The rows of this part whose tap is inside the image, counted from y0.
+        let (lo, hi) = (oy_lo.clamp(y0, y1) - y0, oy_hi.clamp(y0, y1) - y0);
         for kx in 0..g.kernel_w {
             let (ox_lo, ox_hi) = inside_range(g.out_w, |ox| g.input_x(ox, kx).is_some());
             let tap = (ky * g.kernel_w + kx) as i64;
@@ -135,46 +139,63 @@ fn emit_im2col(b: &mut FunctionBuilder, g: &Window, x: Value, col: Value) {
                 let d_off = b.ins().imul_imm_s(c, taps * positions * 4);
                 let dst = b.ins().iadd(col, d_off);
                 let row = tap * positions * 4;
-                if oy_lo >= oy_hi || ox_lo >= ox_hi {
+                if lo >= hi || ox_lo >= ox_hi {
                     fill_zeros(b, dst, row, positions);
                     return;
                 }
-                fill_zeros(b, dst, row, oy_lo * ow);
-                let from = b.ins().iconst(types::I64, oy_lo);
-                let to = b.ins().iconst(types::I64, oy_hi);
+                fill_zeros(b, dst, row, lo * ow);
+                let from = b.ins().iconst(types::I64, lo);
+                let to = b.ins().iconst(types::I64, hi);
                 counted_loop(b, from, to, 1, |b, oy| {
-                    // Input row iy = oy sh + ky - pt, column ix = ox sw + kx - pl.
+                    // Input row iy = (y0 + oy) sh + ky - pt, column ix = ox sw + kx - pl.
                     let s_off = b.ins().imul_imm_s(oy, sh * w * 4);
                     let s = b.ins().iadd(src, s_off);
                     let d_off = b.ins().imul_imm_s(oy, ow * 4);
                     let d = b.ins().iadd(dst, d_off);
                     fill_zeros(b, d, row, ox_lo);
-                    let first = ((ky as i64 - pt) * w + ox_lo * sw + kx as i64 - pl) * 4;
+                    let first = ((y0 * sh + ky as i64 - pt) * w + ox_lo * sw + kx as i64 - pl) * 4;
                     copy_floats(b, s, first, sw, d, row + ox_lo * 4, ox_hi - ox_lo);
                     fill_zeros(b, d, row + ox_hi * 4, ow - ox_hi);
                 });
-                fill_zeros(b, dst, row + oy_hi * ow * 4, (oh - oy_hi) * ow);
+                fill_zeros(b, dst, row + hi * ow * 4, (y1 - y0 - hi) * ow);
             });
         }
     }
 }
 
-/// Declares and defines a convolution of `filters` filters over geometry `g` (no bias: the
-/// bias row is an elementwise kernel after it): `(x, w, out, scratch, rows)`, with filters
-/// `[filters, channels * kernel_h * kernel_w]` and [`conv_scratch`] floats of scratch. Each
-/// sample is its im2col matrix `X` (`[channels * taps, positions]`), and its output the product
-/// `w X` (`[filters, positions]`: NCHW), by `matmul`, a [`kernels::define_matmul`] kernel for
-/// `k = channels * taps` and `n = positions`.
+/// The product a convolution's output rows `y0..y1` take ([`define_conv`]): `k = channels *
+/// taps` and the rows' positions, from the part's own im2col matrix (or from the input, for a
+/// convolution that reads it directly), into rows of the whole output's positions.
+pub fn conv_product(g: &Window, (y0, y1): (usize, usize)) -> kernels::Product {
+    let n = (y1 - y0) * g.out_w;
+    kernels::Product {
+        k: g.channels * g.taps(),
+        n,
+        b_stride: if reads_its_input(g) { g.positions() } else { n },
+        c_stride: g.positions(),
+    }
+}
+
+/// Declares and defines the output rows `rows.0..rows.1` of a convolution of `filters` filters
+/// over geometry `g` (no bias: the bias row is an elementwise kernel after it): `(x, w, out,
+/// scratch, rows)`, with filters `[filters, channels * kernel_h * kernel_w]` and the im2col
+/// matrix of those output rows in `scratch` ([`conv_scratch`] floats for all of them). Each
+/// sample's part is its im2col matrix `X` (`[channels * taps, part positions]`), and its output
+/// the product `w X` into the part's columns of `[filters, positions]` (NCHW), by `matmul`, a
+/// [`kernels::define_product`] kernel of [`conv_product`]. Two parts of one convolution write
+/// different outputs and may run at the same time.
 pub fn define_conv<M: Module>(
     module: &mut M,
     name: &str,
     g: &Window,
     filters: usize,
+    part: (usize, usize),
     matmul: FuncId,
 ) -> Result<FuncId, Box<ModuleError>> {
     let positions = g.positions();
     let ptr = module.target_config().pointer_type();
     let g = *g;
+    let first = (part.0 * g.out_w * 4) as i64;
     kernels::define_function(
         module,
         name,
@@ -191,10 +212,11 @@ pub fn define_conv<M: Module>(
                 let xb = b.ins().iadd(x, xo);
                 let oo = b.ins().imul_imm_s(r, (filters * positions * 4) as i64);
                 let ob = b.ins().iadd(out, oo);
+                let ob = b.ins().iadd_imm_s(ob, first);
                 let columns = if reads_its_input(&g) {
-                    xb
+                    b.ins().iadd_imm_s(xb, first)
                 } else {
-                    emit_im2col(b, &g, xb, scratch);
+                    emit_im2col(b, &g, part, xb, scratch);
                     scratch
                 };
                 b.ins().call(product, &[w, columns, ob, m]);
@@ -231,6 +253,20 @@ pub fn define_pool<M: Module>(module: &mut M, name: &str, g: &Window, max: bool)
                 let oo = b.ins().imul_imm_s(q, (g.positions() * 4) as i64);
                 let pooled = b.ins().iadd(out, oo);
                 counted_loop(b, zero, oh, 1, |b, oy| {
+                    if vectorized(&g) {
+                        // Four outputs at a time; a last group of four ending at the row's end
+                        // (overlapping the one before it) when the width is not a multiple.
+                        let whole = (g.out_w - g.out_w % 4) as i64;
+                        let end = b.ins().iconst(types::I64, whole);
+                        counted_loop(b, zero, end, 4, |b, ox| {
+                            vector_window(b, &g, plane, pooled, oy, ox, max)
+                        });
+                        if whole < g.out_w as i64 {
+                            let ox = b.ins().iconst(types::I64, g.out_w as i64 - 4);
+                            vector_window(b, &g, plane, pooled, oy, ox, max);
+                        }
+                        return;
+                    }
                     counted_loop(b, zero, ow, 1, |b, ox| {
                         let v = if !padded(&g) && g.taps() <= UNROLLED_TAPS {
                             unrolled_window(b, &g, plane, oy, ox, max)
@@ -248,6 +284,74 @@ pub fn define_pool<M: Module>(module: &mut M, name: &str, g: &Window, max: bool)
             b.ins().return_(&[]);
         },
     )
+}
+
+/// True for pooling whose windows are computed four outputs at a time ([`vector_window`]):
+/// windows inside the image (no padding), at most [`UNROLLED_TAPS`] taps, at least four outputs
+/// per row, and a column stride of 1 (the taps of four outputs are one vector) or 2 (two
+/// vectors' even lanes). Measured on the lenet workload: its scalar 2x2 max pooling took 12% of
+/// the 60,000-row executable's time.
+fn vectorized(g: &Window) -> bool {
+    !padded(g) && g.taps() <= UNROLLED_TAPS && g.out_w >= 4 && matches!(g.stride_w, 1 | 2)
+}
+
+/// Outputs `ox..ox + 4` of output row `oy` of one plane: each lane folds its window's taps in
+/// the order of [`unrolled_window`] (row, then column), with the same comparisons and sums, so
+/// the results are those of the scalar windows bit for bit.
+fn vector_window(b: &mut FunctionBuilder, g: &Window, plane: Value, pooled: Value, oy: Value, ox: Value, max: bool) {
+    let w = g.width as i64;
+    let row = b.ins().imul_imm_s(oy, g.stride_h as i64 * w * 4);
+    let column = b.ins().imul_imm_s(ox, g.stride_w as i64 * 4);
+    let corner = b.ins().iadd(row, column);
+    let corner = b.ins().iadd(plane, corner);
+    let mut acc: Option<Value> = None;
+    for ky in 0..g.kernel_h as i64 {
+        for kx in 0..g.kernel_w as i64 {
+            let at = ((ky * w + kx) * 4) as i32;
+            let v = if g.stride_w == 1 {
+                b.ins().load(types::F32X4, mem(), corner, at)
+            } else {
+                // Columns c, c + 2, c + 4, c + 6: lanes 0 and 2 of [c, c + 4) and lanes 1 and 3
+                // of [c + 3, c + 7), which ends at the last column needed (no load past it).
+                let first = b.ins().load(types::F32X4, mem(), corner, at);
+                let second = b.ins().load(types::F32X4, mem(), corner, at + 12);
+                let bytes = |v: Value, b: &mut FunctionBuilder| b.ins().bitcast(types::I8X16, lanes(), v);
+                let (x, y) = (bytes(first, b), bytes(second, b));
+                let pick: Vec<u8> = [0u8, 2, 5, 7]
+                    .iter()
+                    .flat_map(|&lane| (0..4).map(move |k| lane * 4 + k))
+                    .collect();
+                let mask = b.func.dfg.immediates.push(pick.into());
+                let picked = b.ins().shuffle(x, y, mask);
+                b.ins().bitcast(types::F32X4, lanes(), picked)
+            };
+            acc = Some(match acc {
+                None => v,
+                Some(acc) if max => {
+                    let greater = b.ins().fcmp(FloatCC::GreaterThan, v, acc);
+                    let mask = b.ins().bitcast(types::F32X4, lanes(), greater);
+                    b.ins().bitselect(mask, v, acc)
+                }
+                Some(acc) => b.ins().fadd(acc, v),
+            });
+        }
+    }
+    let mut acc = acc.expect("a window has taps");
+    if !max {
+        let count = b.ins().f32const(g.taps() as f32);
+        let count = b.ins().splat(types::F32X4, count);
+        acc = b.ins().fdiv(acc, count);
+    }
+    let at = b.ins().imul_imm_s(oy, (g.out_w * 4) as i64);
+    let o = b.ins().imul_imm_s(ox, 4);
+    let at = b.ins().iadd(at, o);
+    let at = b.ins().iadd(pooled, at);
+    b.ins().store(mem(), acc, at, 0);
+}
+
+/// Lane-order flags for vector bitcasts.
+fn lanes() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
 }
 
 /// Folds one window's taps: the largest (`>`, the first of equal values) or the sum.
