@@ -206,10 +206,10 @@ fn a_c_program_calls_the_api() {
     let header = std::fs::read_to_string(dir.join("clf.h")).expect("header");
     assert!(header.contains("int clf_predict(const float *inputs, size_t rows, float *outputs);"));
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/api_test.c");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let compiled = Command::new(&cc)
-        .current_dir(&dir)
-        .args([
+    let source = source.to_str().expect("a UTF-8 path");
+    compile_c(
+        &dir,
+        &[
             "-O2",
             "-DHEADER=\"clf.h\"",
             "-DSYMBOL=clf",
@@ -222,12 +222,12 @@ fn a_c_program_calls_the_api() {
             "-I.",
             "-o",
             "api_test",
-        ])
-        .arg(&source)
-        .args(["clf.o", "-lm", "-lpthread"])
-        .output()
-        .expect("cc runs");
-    assert!(compiled.status.success(), "{}", text(&compiled.stderr));
+            source,
+            "clf.o",
+            "-lm",
+            "-lpthread",
+        ],
+    );
     let o = Command::new(dir.join("api_test")).output().expect("api_test runs");
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     assert!(text(&o.stdout).starts_with("digits_sgd "), "{}", text(&o.stdout));
@@ -412,10 +412,9 @@ fn the_drivers_fast_paths_agree_with_libc() {
     let driver =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/back/aot/driver.c")).expect("driver.c");
     std::fs::write(dir.join("selftest.c"), format!("{prelude}{driver}")).expect("write");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let compiled = Command::new(&cc)
-        .current_dir(&dir)
-        .args([
+    compile_c(
+        &dir,
+        &[
             "-O2",
             "-std=c99",
             "-DNETC_DRIVER_SELFTEST",
@@ -423,10 +422,8 @@ fn the_drivers_fast_paths_agree_with_libc() {
             "selftest",
             "selftest.c",
             "-lm",
-        ])
-        .output()
-        .expect("cc runs");
-    assert!(compiled.status.success(), "{}", text(&compiled.stderr));
+        ],
+    );
     let o = Command::new(dir.join("selftest")).output().expect("selftest runs");
     assert!(o.status.success(), "{}", text(&o.stdout));
     assert!(text(&o.stdout).contains("0 failures"), "{}", text(&o.stdout));
@@ -876,4 +873,11 @@ fn the_digits_cnn_executable_agrees_with_predict() {
         assert!(x == y, "{ext} differs between two builds");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the C compiler (`$CC`, default `cc`) in `dir` with `args`, and asserts that it succeeds.
+fn compile_c(dir: &Path, args: &[&str]) {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let compiled = Command::new(&cc).current_dir(dir).args(args).output().expect("cc runs");
+    assert!(compiled.status.success(), "{}", text(&compiled.stderr));
 }
