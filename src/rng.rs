@@ -86,6 +86,8 @@ pub mod streams {
     pub const SHUFFLE: u64 = 2 << 32;
     /// Dropout masks: `DROPOUT + layer index`, indexed by global step and element.
     pub const DROPOUT: u64 = 3 << 32;
+    /// Augmentation of training images: `AUGMENT + epoch`, indexed by the sample's row.
+    pub const AUGMENT: u64 = 4 << 32;
 }
 
 /// Whether dropout keeps element `index` of a layer's output at `step`: a pure function, so

@@ -58,7 +58,8 @@ train {
 ";
 
 /// A small residual CNN with the same data and training settings: batchnorm's running
-/// statistics are saved, checkpointed and resumed like parameters.
+/// statistics are saved, checkpointed and resumed like parameters, and augmentation draws the
+/// same images on resume.
 const CNN_SPEC: &str = "model c {
   input 1 8 8
   conv c1: 4 kernel 3 pad same no_bias
@@ -78,6 +79,7 @@ train {
   regularize l2 1e-4
   batch 64 epochs 5 seed 3
   early_stop val_loss patience 2 restore_best
+  augment shift 1 flip
 }
 ";
 
@@ -118,6 +120,31 @@ fn same_seed_gives_bit_identical_weights() {
         assert!(bytes_a == bytes_b, "weights files differ");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
+}
+
+#[test]
+fn augmentation_changes_training_the_same_way_on_every_backend() {
+    let dir = temp_dir("augment");
+    let plain = CNN_SPEC.replace("  augment shift 1 flip\n", "");
+    assert_ne!(plain, CNN_SPEC);
+    let augmented = run_of(&dir, CNN_SPEC, &["train.epochs=1"]);
+    let (_, _, a) = finished(train(&augmented, &options(&dir, "augmented")).expect("trains"));
+    let (_, _, j) =
+        finished(train(&augmented, &options_on(&dir, "jit", netc::run::train::Backend::Jit)).expect("trains"));
+    let shift_only = run_of(&dir, CNN_SPEC, &["train.epochs=1", "train.augment.flip=false"]);
+    let (_, _, f) = finished(train(&shift_only, &options(&dir, "shift-only")).expect("trains"));
+    let unaugmented = run_of(&dir, &plain, &["train.epochs=1"]);
+    let (_, _, p) = finished(train(&unaugmented, &options(&dir, "plain")).expect("trains"));
+    assert!(a != p, "augmentation did not change the weights");
+    assert!(a != f, "flip did not change the weights");
+    let far = a
+        .iter()
+        .zip(&j)
+        .flat_map(|(x, y)| x.iter().zip(y.iter()))
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(far < 1e-3, "interpreter and JIT see different images: {far}");
+    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 fn resumes_to_the_same_weights(backend: netc::run::train::Backend, kind: &str, spec: &str) {

@@ -206,6 +206,7 @@ fn diagnose(program: &Program, spans: &Spans, shapes: &[LayerShapes], limits: &L
         output::check_output(program, spans, shapes, &mut out);
     }
     output::check_data_shape(program, spans, shapes, &mut out);
+    output::check_augment(program, spans, &mut out);
     memory::check_memory(program, spans, shapes, limits, &mut out);
     lints::lint(program, spans, &mut out);
 

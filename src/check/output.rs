@@ -1,4 +1,5 @@
-//! The model's ends: the output layer against the loss, and the widths against a named data set.
+//! The model's ends: the output layer against the loss, the widths against a named data set, and
+//! the images `augment` transforms.
 
 use super::LayerShapes;
 use crate::diag::{Code, Diagnostic};
@@ -182,6 +183,67 @@ pub(super) fn check_data_shape(program: &Program, spans: &Spans, shapes: &[Layer
             .with_label(format!("expected {classes}"))
             .with_secondary(data_span, "the data set")
             .with_hint(format!("give the output layer {classes} units")),
+        );
+    }
+}
+
+/// `augment`: it moves and mirrors images, so the input must be one, and a shift must leave part
+/// of the image in its frame.
+pub(super) fn check_augment(program: &Program, spans: &Spans, out: &mut Vec<Diagnostic>) {
+    let Some(augment) = program.train.augment else {
+        return;
+    };
+    let s = spans.setting("augment");
+    let input = &program.model.input;
+    let [_, h, w] = input[..] else {
+        let shown: Vec<String> = input.iter().map(|d| d.to_string()).collect();
+        let mut d = Diagnostic::error(
+            Code::NeedsImage,
+            s.statement,
+            format!(
+                "`augment` moves and mirrors images, but the input gives {} values per sample",
+                shown.join("x")
+            ),
+        )
+        .with_label("needs an image input")
+        .with_secondary(spans.input.statement, "a flat input");
+        d = match program.train.data.source {
+            DataSource::Named(data) => {
+                let [c, h, w] = data.sample_shape();
+                d.with_hint(format!(
+                    "declare the input as an image, channels first: `input {c} {h} {w}`, or remove `augment`"
+                ))
+            }
+            DataSource::Files(_) => {
+                d.with_hint("declare the input as an image, channels first (e.g. `input 1 28 28`), or remove `augment`")
+            }
+        };
+        out.push(d);
+        return;
+    };
+    if augment.shift == 0 && !augment.flip {
+        out.push(
+            Diagnostic::error(Code::MissingValue, s.statement, "`augment` names no transformation")
+                .with_label("changes nothing")
+                .with_hint("write `augment shift 2` (random translations of up to 2 pixels), `augment flip` (random left-right mirroring), or both"),
+        );
+    }
+    let side = h.min(w);
+    if augment.shift >= side {
+        out.push(
+            Diagnostic::error(
+                Code::OutOfRange,
+                s.get("shift"),
+                format!(
+                    "a shift of {} pixels can move the {h}x{w} image entirely out of its frame",
+                    augment.shift
+                ),
+            )
+            .with_label(format!("must be below {side}"))
+            .with_hint(format!(
+                "shift by a few pixels, about a tenth of the side: `augment shift {}`",
+                (side / 10).max(1)
+            )),
         );
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Every malformed file gets an error that names the file and the row or byte offset at fault.
 
+pub mod augment;
 mod binary;
 mod csv;
 mod files;

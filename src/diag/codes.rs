@@ -73,7 +73,7 @@ codes! {
         FixedZeroOnePiece = "E0026": "maxout `fixed_zero` with a single piece",
         EmptyWindow = "E0027": "convolution or pooling window larger than its input",
         ShapeMismatch = "E0028": "shapes that must agree differ (add, residual, concat)",
-        NeedsImage = "E0029": "convolution or pooling without an image input",
+        NeedsImage = "E0029": "convolution, pooling or augmentation without an image input",
         ImageOutput = "E0030": "output layer gives an image, not one value per class",
         DeepSaturatingStack = "W0001": "deep sigmoid or tanh stack (vanishing gradients)",
         DropoutBeforeOutput = "W0002": "dropout right before the output layer",

@@ -720,6 +720,16 @@ pub const SCHEMAS: &[Schema] = &[
         block: false,
         example: "early_stop val_loss patience 3 restore_best",
     },
+    Schema {
+        head: "augment",
+        section: Section::Train,
+        positional: &[],
+        options: &[opt("shift", &NON_NEGATIVE_INT)],
+        flags: &["flip"],
+        label: false,
+        block: false,
+        example: "augment shift 2",
+    },
 ];
 
 /// Which optimizers take which options (`lr` and `schedule` apply to all).

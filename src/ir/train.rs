@@ -21,6 +21,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Early stopping, if any.
     pub early_stop: Option<EarlyStop>,
+    /// Random transformations of the training images, if any.
+    pub augment: Option<Augment>,
 }
 
 /// Optimizers and their settings.
@@ -124,6 +126,18 @@ impl Schedule {
             Schedule::Exponential { gamma } => base * gamma.powi(epoch as i32),
         }
     }
+}
+
+/// Random transformations of the training images (`augment shift 2 flip`), drawn anew for every
+/// sample in every epoch from the seed, the epoch and the sample's row: validation, test and
+/// prediction see the images as they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Augment {
+    /// Largest translation in pixels along each axis (uniform in `-shift..=shift`; the pixels
+    /// moved in are 0).
+    pub shift: usize,
+    /// Mirror left-right with probability 1/2.
+    pub flip: bool,
 }
 
 /// Early stopping on a validation metric.

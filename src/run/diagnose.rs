@@ -61,6 +61,8 @@ struct Run {
     early_stop: bool,
     /// Early stopping puts back the best epoch's weights.
     restores_best: bool,
+    /// The input is an image and training does not augment it.
+    unaugmented_images: bool,
 }
 
 /// Diagnoses the run in `dir`: reads its typed artifacts, and learns the model by compiling
@@ -100,6 +102,7 @@ pub fn diagnose(dir: &Path) -> Result<Vec<Finding>, Failure> {
                 .any(|l| l.regularization.l1.is_some() || l.regularization.l2.is_some()),
         early_stop: program.train.early_stop.is_some(),
         restores_best: program.train.early_stop.is_some_and(|e| e.restore_best),
+        unaugmented_images: program.model.input.len() == 3 && program.train.augment.is_none(),
         epochs,
     };
     Ok(findings(&run))
@@ -299,6 +302,12 @@ fn overfitting(run: &Run, val_accuracy: f64) -> Option<Finding> {
     if run.dropout.is_empty() {
         advice.push(
             "add dropout between hidden layers, e.g. `dropout 0.3` (an implicit ensemble of thinned networks)"
+                .to_string(),
+        );
+    }
+    if run.unaugmented_images {
+        advice.push(
+            "show the network moved images: `augment shift 2` (random translations; add `flip` for photographs)"
                 .to_string(),
         );
     }

@@ -349,7 +349,17 @@ impl<'a> Session<'a> {
         let engine = self.engine.as_mut();
         let labels: Vec<usize> = rows.iter().map(|&r| self.splits.train.labels[r]).collect();
         let t = data::targets(&labels, engine.graph().output_width);
-        engine.set_batch_rows(self.splits.train.features.view(), rows, t.view());
+        let config = &self.run.program().train;
+        match (config.augment, &self.run.program().model.input[..]) {
+            (Some(augment), &[c, h, w]) => {
+                let features = self.splits.train.features.view();
+                let norm = &self.splits.normalization;
+                let seed = config.seed;
+                let images = data::augment::batch(features, rows, (c, h, w), norm, augment, seed, self.state.epoch);
+                engine.set_batch(images.view(), t.view());
+            }
+            _ => engine.set_batch_rows(self.splits.train.features.view(), rows, t.view()),
+        }
         let ctx = Context {
             training: true,
             step: self.state.global_step,

@@ -150,6 +150,10 @@ impl<'t> Lowerer<'t> {
             min_delta: m.float("min_delta").unwrap_or(0.0),
             restore_best: m.flags.contains("restore_best"),
         });
+        let augment = settings.get("augment").map(|m| Augment {
+            shift: m.int("shift").unwrap_or(0) as usize,
+            flip: m.flags.contains("flip"),
+        });
         Some(TrainConfig {
             data,
             optimizer: optimizer.0,
@@ -159,6 +163,7 @@ impl<'t> Lowerer<'t> {
             epochs: int("epochs", "count", 10) as usize,
             seed: int("seed", "value", 0) as u64,
             early_stop,
+            augment,
         })
     }
 
